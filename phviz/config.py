@@ -1,0 +1,158 @@
+"""What a training run is made of: data, model, gains, solver (no GUI code).
+
+``TrainingConfig`` is a ``param.Parameterized``: the CLI fills it from flags, the
+explorer builds its sidebar from it, and ``PRESETS`` hold the paper's experiments.
+"""
+
+from __future__ import annotations
+
+import param
+
+from .data import DATASETS
+from .models import ACTIVATIONS, parse_hidden
+
+SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "rk4", "midpoint", "euler")
+ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun")
+
+
+class TrainingConfig(param.Parameterized):
+    """Everything that defines a port-Hamiltonian training run."""
+
+    # data
+    dataset = param.Selector(default="moons", objects=list(DATASETS), doc="Data set to learn.")
+    n_samples = param.Integer(
+        default=None, bounds=(4, 100_000), allow_None=True, doc="Points in all (None: default)."
+    )
+    noise = param.Number(
+        default=None, bounds=(0.0, 5.0), allow_None=True, doc="Noise level (None: default)."
+    )
+    train_fraction = param.Number(
+        default=None,
+        bounds=(0.05, 1.0),
+        allow_None=True,
+        doc="Share of points used for training (None: default).",
+    )
+    data_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the data set.")
+
+    # model
+    architecture = param.Selector(
+        default="mlp", objects=["mlp", "linear"], doc="A linear model or an MLP."
+    )
+    hidden = param.String(default="16,16", doc="Hidden widths of the MLP, e.g. '16,16'.")
+    activation = param.Selector(
+        default="softplus", objects=list(ACTIVATIONS), doc="Activation between layers."
+    )
+    softplus_beta = param.Number(default=10.0, bounds=(0.1, 100.0), doc="Sharpness of softplus.")
+    model_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the initial weights.")
+
+    # gains (DESIGN §1)
+    damping = param.Number(default=0.5, bounds=(0.0, None), doc="Damping B (>= 0).")
+    inertia = param.Number(
+        default=1.0, bounds=(1e-6, None), inclusive_bounds=(True, True), doc="Inertia M (> 0)."
+    )
+    potential_gain = param.Number(
+        default=1.0, bounds=(1e-6, None), doc="Potential gain a (> 0): H = a·L + ..."
+    )
+    weight_decay = param.Number(default=0.0, bounds=(0.0, None), doc="Weight decay c (>= 0).")
+
+    # switching and solver
+    batch_size = param.Integer(
+        default=0, bounds=(0, None), doc="Points per mini-batch; 0 means full batch."
+    )
+    switching_interval = param.Number(
+        default=0.1, bounds=(1e-4, 100.0), doc="Time Δt each batch is held (and record spacing)."
+    )
+    solver = param.Selector(default="dopri5", objects=list(SOLVERS), doc="torchdiffeq method.")
+    rtol = param.Number(default=1e-4, bounds=(1e-12, 1.0), doc="Relative tolerance (adaptive).")
+    atol = param.Number(default=1e-6, bounds=(1e-14, 1.0), doc="Absolute tolerance (adaptive).")
+    step_size = param.Number(
+        default=0.01, bounds=(1e-6, 10.0), doc="Step of the fixed-step solvers."
+    )
+    max_steps = param.Integer(
+        default=20_000,
+        bounds=(10, None),
+        doc="Most solver steps in one switching interval before it is called stiff.",
+    )
+
+    # run
+    horizon = param.Number(default=20.0, bounds=(0.0, None), doc="End time T of a run.")
+    eval_every = param.Integer(
+        default=10, bounds=(1, None), doc="Test loss/accuracy every this many intervals."
+    )
+    n_tracked = param.Integer(
+        default=8, bounds=(1, 64), doc="Coordinates of θ and p sampled into every record."
+    )
+    device = param.Selector(default="auto", objects=["auto", "cpu", "cuda"], doc="Where to train.")
+    dtype = param.Selector(default="float32", objects=["float32", "float64"], doc="Precision.")
+
+    def hidden_widths(self) -> tuple[int, ...]:
+        return parse_hidden(self.hidden)
+
+    def values(self) -> dict:
+        """The settings as a plain dict (for JSON)."""
+        return {k: v for k, v in self.param.values().items() if k != "name"}
+
+
+PRESETS: dict[str, dict] = {
+    # Opens the explorer: under-damped, so both the oscillation and the decay show.
+    "default": dict(
+        dataset="moons",
+        architecture="mlp",
+        hidden="16,16",
+        activation="tanh",
+        damping=0.4,
+        inertia=1.0,
+        potential_gain=1.0,
+        batch_size=0,
+        switching_interval=0.1,
+        solver="dopri5",
+        horizon=60.0,
+    ),
+    # DESIGN §4.1: two Gaussian classes, linear 2→2 on one-hot targets, squared error.
+    "paper-blobs": dict(
+        dataset="paper-blobs",
+        n_samples=2000,
+        noise=1.0,
+        train_fraction=0.75,
+        architecture="linear",
+        damping=1.0,
+        inertia=1.0,
+        potential_gain=1.0,
+        weight_decay=0.0,
+        batch_size=0,
+        switching_interval=0.1,
+        solver="dopri5",
+        horizon=20.0,
+    ),
+    # DESIGN §4.2: Duffing field, MLP 2-16-16-2 softplus(β=10), full batch, B = 0.5, T = 100.
+    "paper-duffing": dict(
+        dataset="duffing",
+        train_fraction=1.0,
+        architecture="mlp",
+        hidden="16,16",
+        activation="softplus",
+        softplus_beta=10.0,
+        damping=0.5,
+        inertia=1.0,
+        potential_gain=1.0,
+        weight_decay=0.0,
+        batch_size=0,
+        switching_interval=1.0,
+        solver="dopri5",
+        horizon=100.0,
+    ),
+}
+
+
+def make_config(preset: str | None = None, **overrides) -> TrainingConfig:
+    """A config from a preset name plus overrides (unknown names are an error)."""
+    values = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"Invalid preset: {preset!r} (choose one of {', '.join(PRESETS)})")
+        values.update(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - set(TrainingConfig.param)
+    if unknown:
+        raise ValueError(f"Unknown settings: {', '.join(sorted(unknown))}")
+    return TrainingConfig(**values)

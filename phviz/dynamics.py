@@ -1,0 +1,325 @@
+"""The port-Hamiltonian vector field of a network's training (DESIGN §1).
+
+State ξ = [θ; p]: θ are the parameters of a ``torch.nn.Module`` flattened into one
+vector, p their momenta. With a loss L over the current batch,
+
+    H(θ, p) = a·L(θ) + (c/2)·θᵀθ + ½·pᵀM⁻¹p
+    θ̇ = M⁻¹p
+    ṗ = −a∇L(θ) − cθ − B M⁻¹p + u
+
+so that Ḣ = −vᵀBv + vᵀu with v = M⁻¹p. This module is the one home of these
+equations: the optimizer, the trainer and the views call it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import torch
+from torch.func import functional_call
+
+Gain = float | Mapping[str, float] | torch.Tensor
+Port = torch.Tensor | Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None
+
+# name → (lower bound, whether the bound itself is allowed, what the bound means)
+_GAIN_RULES = {
+    "damping": (0.0, True, ">= 0"),
+    "inertia": (0.0, False, "> 0"),
+    "potential_gain": (0.0, False, "> 0"),
+    "weight_decay": (0.0, True, ">= 0"),
+}
+
+
+class Energy(NamedTuple):
+    """Kinetic, potential and total energy (the Hamiltonian) of one state."""
+
+    kinetic: torch.Tensor
+    potential: torch.Tensor
+    total: torch.Tensor
+
+
+def check_gain_value(name: str, value, where: str = "") -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` naming the gain and value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Invalid {name}{where}: {value!r} (expected a number)")
+    value = float(value)
+    bound, inclusive, meaning = _GAIN_RULES[name]
+    if not math.isfinite(value) or value < bound or (value == bound and not inclusive):
+        raise ValueError(f"Invalid {name}{where}: {value!r} (must be finite and {meaning})")
+    return value
+
+
+def resolve_gain(name: str, value: Gain, layout: ParameterLayout, like: torch.Tensor):
+    """A gain as a float (scalar) or as a tensor with one entry per scalar parameter.
+
+    ``value`` is a number, a mapping from parameter name (or module prefix such as
+    ``"0"`` for ``"0.weight"`` and ``"0.bias"``) to number, or a 1-D tensor with
+    ``layout.size`` entries.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            return check_gain_value(name, value.item())
+        if value.dim() != 1 or value.numel() != layout.size:
+            raise ValueError(
+                f"Invalid {name}: a tensor gain needs shape ({layout.size},), "
+                f"one entry per scalar parameter, got {tuple(value.shape)}"
+            )
+        bound, inclusive, meaning = _GAIN_RULES[name]
+        bad = ~torch.isfinite(value) | (value < bound if inclusive else value <= bound)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            raise ValueError(
+                f"Invalid {name} at entry {i}: {value[i].item()!r} (must be finite and {meaning})"
+            )
+        return value.detach().to(device=like.device, dtype=like.dtype)
+    if isinstance(value, Mapping):
+        return layout.expand(name, value, like)
+    return check_gain_value(name, value)
+
+
+class ParameterLayout:
+    """Where each named parameter lives in the flat vector θ."""
+
+    def __init__(self, model: torch.nn.Module):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("The model has no trainable parameters")
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        self.size = sum(self.numels)
+        self.offsets = [0]
+        for k in self.numels:
+            self.offsets.append(self.offsets[-1] + k)
+
+    def unflatten(self, theta: torch.Tensor) -> list[torch.Tensor]:
+        """Views of ``theta`` shaped like the model's parameters, in order."""
+        return [t.view(s) for t, s in zip(theta.split(self.numels), self.shapes, strict=True)]
+
+    def slice(self, name: str) -> slice:
+        i = self.names.index(name)
+        return slice(self.offsets[i], self.offsets[i + 1])
+
+    def expand(self, gain: str, mapping: Mapping[str, float], like: torch.Tensor) -> torch.Tensor:
+        """A per-name (or per-module-prefix) mapping as one value per scalar parameter.
+
+        Parameters the mapping does not name take the neutral value: 1 for inertia and
+        potential gain, 0 for damping and weight decay.
+        """
+        neutral = 1.0 if gain in ("inertia", "potential_gain") else 0.0
+        out = torch.full((self.size,), neutral, device=like.device, dtype=like.dtype)
+        for key, value in mapping.items():
+            hits = [n for n in self.names if n == key or n.startswith(f"{key}.")]
+            if not hits:
+                raise ValueError(
+                    f"Invalid {gain}: no parameter is named {key!r}; "
+                    f"names are {', '.join(self.names)}"
+                )
+            v = check_gain_value(gain, value, where=f" for {key!r}")
+            for n in hits:
+                out[self.slice(n)] = v
+        return out
+
+
+class PortHamiltonianSystem:
+    """The vector field ξ̇ = (J − R)∇H + G·u of a model's training.
+
+    ``system(t, xi)`` returns dξ/dt, so ``torchdiffeq.odeint(system, xi0, ts)``
+    integrates the equations in the module docstring exactly as written. The model is
+    evaluated functionally from the flat θ (nothing is written into the module while
+    integrating); a model that offers ``functional_forward(tensors, x)`` (phviz's own
+    MLPs do) skips ``torch.func.functional_call``'s per-call bookkeeping.
+
+    Gradients are taken with respect to θ only: the solve itself is not differentiated.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        damping: Gain = 1.0,
+        inertia: Gain = 1.0,
+        potential_gain: float = 1.0,
+        weight_decay: Gain = 0.0,
+        port: Port = None,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.layout = ParameterLayout(model)
+        first = next(p for p in model.parameters() if p.requires_grad)
+        self.device, self.dtype = first.device, first.dtype
+        self._like = first.detach()
+        self._buffers = dict(model.named_buffers())
+        self._fast = callable(getattr(model, "functional_forward", None))
+        self.inputs = self.targets = None
+        self.nfe = 0
+        self.damping = self.inertia = 1.0
+        self.potential_gain, self.weight_decay = 1.0, 0.0
+        self.set_gains(
+            damping=damping,
+            inertia=inertia,
+            potential_gain=potential_gain,
+            weight_decay=weight_decay,
+        )
+        self.port = port
+
+    # ----------------------------------------------------------------- set-up
+    @property
+    def dim(self) -> int:
+        """Number of scalar parameters n; the state has 2n entries."""
+        return self.layout.size
+
+    def resolve_gains(self, **gains) -> dict:
+        """Check gains and return them resolved (float or per-parameter tensor).
+
+        Accepts ``damping``, ``inertia``, ``potential_gain`` and ``weight_decay``;
+        ``None`` values are skipped. Raises ``ValueError`` naming a bad gain and value.
+        """
+        resolved = {}
+        for name, value in gains.items():
+            if name not in _GAIN_RULES:
+                raise TypeError(f"Unknown gain: {name!r} (gains are {', '.join(_GAIN_RULES)})")
+            if value is None:
+                continue
+            if name == "potential_gain":  # a scales the loss, a scalar
+                resolved[name] = check_gain_value(name, value)
+            else:
+                resolved[name] = resolve_gain(name, value, self.layout, self._like)
+        return resolved
+
+    def set_gains(self, **gains) -> None:
+        """Change gains; all are checked before any is changed."""
+        for name, value in self.resolve_gains(**gains).items():
+            setattr(self, name, value)
+            if name == "inertia":
+                self.inverse_inertia = 1.0 / value
+
+    def set_batch(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Hold this batch: the potential is a·L on it (plus weight decay)."""
+        self.inputs = inputs.to(self.device)
+        self.targets = targets.to(self.device)
+
+    def initial_state(self, momentum: torch.Tensor | None = None) -> torch.Tensor:
+        """[θ; p] from the model's current parameters; p = 0 unless given."""
+        theta = torch.cat([p.detach().reshape(-1) for _, p in self._trainable()])
+        if momentum is None:
+            momentum = torch.zeros_like(theta)
+        elif momentum.shape != theta.shape:
+            raise ValueError(
+                f"Invalid momentum: shape {tuple(momentum.shape)}, expected {tuple(theta.shape)}"
+            )
+        return torch.cat([theta, momentum.to(theta)])
+
+    def write_to_model(self, xi: torch.Tensor) -> None:
+        """Copy θ (the first half of ξ) into the model's parameters."""
+        theta = xi[: self.dim]
+        with torch.no_grad():
+            for (_, p), t in zip(self._trainable(), self.layout.unflatten(theta), strict=True):
+                p.copy_(t)
+
+    def _trainable(self):
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    # ---------------------------------------------------------------- physics
+    def split(self, xi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return xi[: self.dim], xi[self.dim :]
+
+    def forward(self, theta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """The model's output at parameters θ, without touching the module."""
+        tensors = self.layout.unflatten(theta)
+        if self._fast:
+            return self.model.functional_forward(tensors, inputs)
+        params = dict(zip(self.layout.names, tensors, strict=True))
+        return functional_call(self.model, (params, self._buffers), (inputs,))
+
+    def loss(self, theta: torch.Tensor) -> torch.Tensor:
+        """L(θ) on the current batch."""
+        if self.inputs is None:
+            raise RuntimeError("No batch: call set_batch(inputs, targets) first")
+        return self.loss_fn(self.forward(theta, self.inputs), self.targets)
+
+    def potential(self, theta: torch.Tensor) -> torch.Tensor:
+        """a·L(θ) + (c/2)·θᵀθ."""
+        return (
+            self.potential_gain * self.loss(theta) + 0.5 * (self.weight_decay * theta * theta).sum()
+        )
+
+    def potential_gradient(self, theta: torch.Tensor) -> torch.Tensor:
+        """∂H/∂θ = a∇L(θ) + cθ."""
+        with torch.enable_grad():
+            leaf = theta.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.loss(leaf), leaf)
+        return self.potential_gain * grad + self.weight_decay * theta
+
+    def velocity(self, p: torch.Tensor) -> torch.Tensor:
+        """∂H/∂p = M⁻¹p."""
+        return self.inverse_inertia * p
+
+    def port_force(self, t, theta: torch.Tensor, p: torch.Tensor):
+        """u(t, θ, p), or None when the port is closed."""
+        if self.port is None:
+            return None
+        return self.port(t, theta, p) if callable(self.port) else self.port
+
+    def momentum_rate(self, grad_potential, p, u=None) -> torch.Tensor:
+        """ṗ = −∂H/∂θ − B ∂H/∂p + u."""
+        rate = -grad_potential - self.damping * self.velocity(p)
+        return rate if u is None else rate + u
+
+    def __call__(self, t, xi: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
+        theta, p = self.split(xi)
+        grad = self.potential_gradient(theta)
+        return torch.cat(
+            [self.velocity(p), self.momentum_rate(grad, p, self.port_force(t, theta, p))]
+        )
+
+    def energy(self, xi: torch.Tensor) -> Energy:
+        """Kinetic ½pᵀM⁻¹p, potential a·L + (c/2)‖θ‖², and their sum H."""
+        theta, p = self.split(xi)
+        with torch.no_grad():
+            kinetic = 0.5 * (p * self.velocity(p)).sum()
+            potential = self.potential(theta)
+        return Energy(kinetic, potential, kinetic + potential)
+
+    def hamiltonian(self, xi: torch.Tensor) -> torch.Tensor:
+        return self.energy(xi).total
+
+    def dissipation(self, xi: torch.Tensor) -> torch.Tensor:
+        """Power drained by damping, vᵀBv ≥ 0."""
+        _, p = self.split(xi)
+        v = self.velocity(p)
+        return (v * self.damping * v).sum()
+
+    def supplied_power(self, t, xi: torch.Tensor) -> torch.Tensor:
+        """Power the port puts in, vᵀu (zero with the port closed)."""
+        theta, p = self.split(xi)
+        u = self.port_force(t, theta, p)
+        if u is None:
+            return xi.new_zeros(())
+        return (self.velocity(p) * u).sum()
+
+    def ledger_field(self, t, y: torch.Tensor) -> torch.Tensor:
+        """The vector field on [ξ; D; S], with Ḋ = vᵀBv and Ṡ = vᵀu.
+
+        Integrating D and S with the same solver as ξ makes the energy ledger
+        H(t) − H(0) + D(t) − S(t) a direct measure of the integrator's error.
+        """
+        self.nfe += 1
+        n = self.dim
+        theta, p = y[:n], y[n : 2 * n]
+        grad = self.potential_gradient(theta)
+        v = self.velocity(p)
+        u = self.port_force(t, theta, p)
+        dissipated = (v * self.damping * v).sum().reshape(1)
+        supplied = (v * u).sum().reshape(1) if u is not None else dissipated.new_zeros(1)
+        return torch.cat([v, self.momentum_rate(grad, p, u), dissipated, supplied])
+
+    def critical_damping(self, curvature: float, inertia: float = 1.0) -> float:
+        """B = 2√(λ·a·m): the damping that neither oscillates nor creeps for one mode."""
+        return 2.0 * math.sqrt(curvature * self.potential_gain * inertia)

@@ -1,0 +1,123 @@
+"""Architectures: the paper's linear model and MLPs built from a short spec."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = ("softplus", "tanh", "relu", "sigmoid")
+
+
+def parse_hidden(spec) -> tuple[int, ...]:
+    """Hidden widths from ``"16,16"``, ``[16, 16]`` or ``16``; anything else is an error."""
+    if isinstance(spec, str):
+        parts = [s.strip() for s in spec.replace(" ", ",").split(",") if s.strip()]
+        if not parts:
+            raise ValueError(
+                "Invalid hidden widths: '' (give at least one width such as '16,16', "
+                "or choose the linear model)"
+            )
+        try:
+            widths = tuple(int(s) for s in parts)
+        except ValueError:
+            raise ValueError(
+                f"Invalid hidden widths: {spec!r} (expected whole numbers separated by commas)"
+            ) from None
+    elif isinstance(spec, int) and not isinstance(spec, bool):
+        widths = (spec,)
+    elif isinstance(spec, Sequence):
+        widths = tuple(spec)
+        if not widths:
+            raise ValueError(
+                "Invalid hidden widths: [] (give at least one width, or choose the linear model)"
+            )
+    else:
+        raise TypeError(f"Invalid hidden widths: {spec!r}")
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
+            raise ValueError(f"Invalid hidden width: {w!r} (each width must be a whole number > 0)")
+    return widths
+
+
+class MLP(nn.Sequential):
+    """Linear layers with one activation between them (none after the last).
+
+    ``functional_forward`` evaluates the same network from given parameter tensors,
+    which the port-Hamiltonian system uses instead of ``functional_call`` to save its
+    per-call overhead on small networks (DESIGN §5).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "softplus",
+        softplus_beta: float = 10.0,
+    ):
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Invalid activation: {activation!r} (choose one of {', '.join(ACTIVATIONS)})"
+            )
+        if softplus_beta <= 0:
+            raise ValueError(f"Invalid softplus_beta: {softplus_beta!r} (must be > 0)")
+        layers: list[nn.Module] = []
+        for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(nn.Linear(m, n))
+            if i < len(sizes) - 2:
+                layers.append(_activation_module(activation, softplus_beta))
+        super().__init__(*layers)
+        self.sizes = tuple(sizes)
+        self.activation = activation
+        self.softplus_beta = softplus_beta
+
+    def _act(self, h: torch.Tensor) -> torch.Tensor:
+        if self.activation == "softplus":
+            return F.softplus(h, beta=self.softplus_beta)
+        return getattr(torch, self.activation)(h)
+
+    def functional_forward(self, tensors: Sequence[torch.Tensor], x: torch.Tensor):
+        """Output for parameters ``tensors`` = [W1, b1, W2, b2, ...] (module order)."""
+        n_layers = len(tensors) // 2
+        h = x
+        for i in range(n_layers):
+            h = F.linear(h, tensors[2 * i], tensors[2 * i + 1])
+            if i < n_layers - 1:
+                h = self._act(h)
+        return h
+
+
+def _activation_module(name: str, beta: float) -> nn.Module:
+    if name == "softplus":
+        return nn.Softplus(beta=beta)
+    return {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}[name]()
+
+
+def build_model(
+    input_dim: int,
+    output_dim: int,
+    *,
+    architecture: str = "mlp",
+    hidden="16,16",
+    activation: str = "softplus",
+    softplus_beta: float = 10.0,
+    seed: int | None = 0,
+    device="cpu",
+    dtype=torch.float32,
+) -> MLP:
+    """A seeded model: ``architecture="linear"`` (one layer) or ``"mlp"`` with ``hidden``."""
+    if architecture == "linear":
+        sizes = (input_dim, output_dim)
+    elif architecture == "mlp":
+        sizes = (input_dim, *parse_hidden(hidden), output_dim)
+    else:
+        raise ValueError(f"Invalid architecture: {architecture!r} (choose 'linear' or 'mlp')")
+    generator_state = torch.random.get_rng_state()
+    try:
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = MLP(sizes, activation, softplus_beta)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model.to(device=device, dtype=dtype)

@@ -1,0 +1,97 @@
+"""The discrete-time port-Hamiltonian step as a ``torch.optim.Optimizer``.
+
+One step of semi-implicit (symplectic) Euler with step h on the equations of
+``phviz.dynamics``:
+
+    p ← p − h·(a∇L(θ) + cθ + B M⁻¹p)
+    θ ← θ + h·M⁻¹p
+
+With scalar gains this is exactly heavy-ball momentum, ``torch.optim.SGD`` with
+
+    lr = a·h²/m,  momentum = 1 − h·B/m,  weight_decay = c/a,
+
+whose buffer is b = −p/(h·a): substituting gives b ← momentum·b + ∇L + (c/a)θ and
+θ ← θ − lr·b, SGD's update step for step (``tests/test_optim.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .dynamics import check_gain_value
+
+
+def symplectic_euler_step(theta, p, grad, *, h, damping, inertia, potential_gain, weight_decay):
+    """Update ``theta`` and ``p`` in place by one semi-implicit Euler step."""
+    force = potential_gain * grad + weight_decay * theta + (damping / inertia) * p
+    p.sub_(h * force)
+    theta.add_(p, alpha=h / inertia)
+
+
+class PortHamiltonianSGD(torch.optim.Optimizer):
+    """Semi-implicit Euler on H = a·L + (c/2)‖θ‖² + ½pᵀM⁻¹p with damping B.
+
+    Args:
+        params: parameters or parameter groups (groups may set their own gains).
+        step_size: the time step h > 0.
+        damping: B ≥ 0. inertia: m > 0. potential_gain: a > 0. weight_decay: c ≥ 0.
+
+    The momenta p live in ``state[param]["momentum"]`` and start at zero.
+    """
+
+    def __init__(
+        self,
+        params,
+        step_size: float = 0.1,
+        *,
+        damping: float = 1.0,
+        inertia: float = 1.0,
+        potential_gain: float = 1.0,
+        weight_decay: float = 0.0,
+    ):
+        if not isinstance(step_size, (int, float)) or not step_size > 0:
+            raise ValueError(f"Invalid step_size: {step_size!r} (must be > 0)")
+        defaults = dict(
+            step_size=float(step_size),
+            damping=check_gain_value("damping", damping),
+            inertia=check_gain_value("inertia", inertia),
+            potential_gain=check_gain_value("potential_gain", potential_gain),
+            weight_decay=check_gain_value("weight_decay", weight_decay),
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if "momentum" not in state:
+                    state["momentum"] = torch.zeros_like(param)
+                symplectic_euler_step(
+                    param,
+                    state["momentum"],
+                    param.grad,
+                    h=group["step_size"],
+                    damping=group["damping"],
+                    inertia=group["inertia"],
+                    potential_gain=group["potential_gain"],
+                    weight_decay=group["weight_decay"],
+                )
+        return loss
+
+    @staticmethod
+    def heavy_ball_equivalent(
+        step_size, *, damping=1.0, inertia=1.0, potential_gain=1.0, weight_decay=0.0
+    ) -> dict:
+        """The ``torch.optim.SGD`` settings that take exactly the same steps."""
+        return {
+            "lr": potential_gain * step_size**2 / inertia,
+            "momentum": 1.0 - step_size * damping / inertia,
+            "weight_decay": weight_decay / potential_gain,
+        }
