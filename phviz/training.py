@@ -34,6 +34,7 @@ class TrainingError(RuntimeError):
         super().__init__(message)
         self.t = t
         self.kind = kind  # "diverged" or "solver"
+        self.records: list[Record] = []  # intervals completed before the failure
 
 
 @dataclass
@@ -220,13 +221,15 @@ class Trainer:
             except TrainingError:
                 if n == 1:
                     raise
-                records = []
-                for _ in range(n):  # replay one at a time to keep what was good
-                    records.extend(self._solve(1, switch=False, progress=progress))
-                return records
+            # replay one interval at a time to keep the ones before the failure
         records = []
-        for _ in range(n):
-            records.extend(self._solve(1, switch=self.interval > 0, progress=progress))
+        try:
+            for _ in range(n):
+                switch = self.interval > 0 and not self.full_batch
+                records.extend(self._solve(1, switch=switch, progress=progress))
+        except TrainingError as err:
+            err.records = records
+            raise
         return records
 
     def run(self, horizon: float | None = None, progress: Callable[[float], None] | None = None):
@@ -242,7 +245,7 @@ class Trainer:
 
     def _solve(self, n: int, *, switch: bool, progress) -> list[Record]:
         cfg, system = self.config, self.system
-        started = time.perf_counter()
+        started, nfe_start = time.perf_counter(), system.nfe
         if switch:
             h_before = float(system.hamiltonian(self.xi))
             self._next_batch()
@@ -267,17 +270,22 @@ class Trainer:
         records = []
         base_dissipated, base_supplied, base_wall = self.dissipated, self.supplied, self.wall
         elapsed = time.perf_counter() - started
+        nfe_end = system.nfe
         for k in range(1, n + 1):
             y = ys[k]
+            if not math.isfinite(float(system.hamiltonian(y[:-2]))):
+                raise self._failure(None)  # finite state, but its energy overflows
             self.xi = y[:-2].clone()
             self.dissipated = base_dissipated + float(y[-2])
             self.supplied = base_supplied + float(y[-1])
             self.t = t0 + k * dt
             self.interval += 1
+            # one solve spans the n intervals: spread its cost over them evenly
             self.wall = base_wall + elapsed * k / n
+            system.nfe = nfe_start + round((nfe_end - nfe_start) * k / n)
             evaluate = self.interval % cfg.eval_every == 0
-            records.append(self._record(switched=switch and k == 1, evaluate=evaluate))
-        self.last = records[-1]
+            self.last = self._record(switched=switch and k == 1, evaluate=evaluate)
+            records.append(self.last)
         return records
 
     def _solver_options(self) -> dict:
@@ -488,6 +496,7 @@ class BackgroundRun:
             except TrainingError as err:
                 self._playing.clear()
                 with self._lock:
+                    self._records.extend(err.records)
                     self.error = err
                     self._steps_requested = 0
                 continue

@@ -1,0 +1,276 @@
+"""The vector field against exact answers: the linear case, passivity, the ledger."""
+
+import math
+
+import pytest
+import torch
+from torchdiffeq import odeint
+
+from phviz import PortHamiltonianSystem
+from phviz.data import make_dataset
+from phviz.models import build_model
+
+torch.set_num_threads(1)
+
+
+def linear_problem(dtype=torch.float64):
+    """A linear model with squared error: the loss is quadratic in θ."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 3, generator=g, dtype=dtype)
+    y = torch.randn(40, 2, generator=g, dtype=dtype)
+    model = build_model(3, 2, architecture="linear", seed=1, dtype=dtype)
+    return model, x, y
+
+
+def quadratic_form(system):
+    """A, r with ∇L(θ) = Aθ − r, exactly (the loss is quadratic)."""
+    n = system.dim
+    theta0 = torch.zeros(n, dtype=torch.float64)
+    hessian = torch.autograd.functional.hessian(system.loss, theta0)
+    r = -torch.autograd.grad(system.loss(theta0.requires_grad_()), theta0)[0]
+    return hessian, r
+
+
+def closed_form(system, xi0, ts, damping, inverse_inertia, a, c):
+    """ξ(t) = expm(tK̃)[ξ0; 1] for the affine system ξ̇ = Kξ + f."""
+    n = system.dim
+    A, r = quadratic_form(system)
+    K = torch.zeros(2 * n + 1, 2 * n + 1, dtype=torch.float64)
+    minv = torch.diag(inverse_inertia * torch.ones(n, dtype=torch.float64))
+    bdiag = torch.diag(damping * torch.ones(n, dtype=torch.float64))
+    K[:n, n : 2 * n] = minv
+    K[n : 2 * n, :n] = -(a * A + c * torch.eye(n, dtype=torch.float64))
+    K[n : 2 * n, n : 2 * n] = -bdiag @ minv
+    K[n : 2 * n, -1] = a * r
+    z0 = torch.cat([xi0, torch.ones(1, dtype=torch.float64)])
+    return torch.stack([torch.linalg.matrix_exp(t * K) @ z0 for t in ts])[:, :-1]
+
+
+@pytest.mark.parametrize("regime", ["under", "critical", "over"])
+def test_linear_case_matches_matrix_exponential(regime):
+    model, x, y = linear_problem()
+    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss)
+    system.set_batch(x, y)
+    A, _ = quadratic_form(system)
+    lam = float(torch.linalg.eigvalsh(A).max())
+    a, c = 1.5, 0.1
+    g = torch.Generator().manual_seed(0)
+    inertia = 0.5 + 1.5 * torch.rand(system.dim, generator=g, dtype=torch.float64)
+    critical = 2 * math.sqrt(lam * a * 1.0)
+    damping = {"under": 0.1 * critical, "critical": critical, "over": 5 * critical}[regime]
+    system.set_gains(damping=damping, inertia=inertia, potential_gain=a, weight_decay=c)
+    xi0 = system.initial_state(momentum=torch.randn(system.dim, generator=g, dtype=torch.float64))
+    ts = torch.linspace(0, 6, 13, dtype=torch.float64)
+    numeric = odeint(system, xi0, ts, method="dopri5", rtol=1e-11, atol=1e-12)
+    exact = closed_form(system, xi0, ts, damping, 1.0 / inertia, a, c)
+    assert torch.allclose(numeric, exact, rtol=1e-7, atol=1e-9)
+    # the solution moves: the comparison is not between two constants
+    assert (exact[-1] - exact[0]).abs().max() > 1e-2
+
+
+def test_critical_damping_helper_matches_formula():
+    model, x, y = linear_problem()
+    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss, potential_gain=2.0)
+    assert system.critical_damping(3.0, inertia=0.5) == pytest.approx(2 * math.sqrt(3.0))
+
+
+def moons_system(dtype=torch.float64, **gains):
+    ds = make_dataset("moons", n_samples=120, seed=2).to(dtype=dtype)
+    model = build_model(2, 2, hidden="8,8", activation="tanh", seed=0, dtype=dtype)
+    system = PortHamiltonianSystem(model, ds.loss_fn, **gains)
+    system.set_batch(ds.x_train, ds.y_train)
+    return system
+
+
+def test_hamiltonian_never_increases_without_port():
+    system = moons_system(damping=0.3, inertia=0.7, potential_gain=2.0, weight_decay=0.01)
+    xi0 = system.initial_state()
+    ts = torch.linspace(0, 20, 401, dtype=torch.float64)
+    xs = odeint(system, xi0, ts, rtol=1e-9, atol=1e-10)
+    h = torch.stack([system.hamiltonian(x) for x in xs])
+    assert float(h[-1]) < 0.7 * float(h[0])  # energy really drains
+    assert float(torch.diff(h).max()) < 1e-8
+
+
+def ledger(system, xi0, horizon, port=None):
+    """H(T) − H(0), ∫vᵀBv, ∫vᵀu integrated by the same solver."""
+    system.port = port
+    y0 = torch.cat([xi0, xi0.new_zeros(2)])
+    ts = torch.tensor([0.0, horizon], dtype=xi0.dtype)
+    y = odeint(system.ledger_field, y0, ts, rtol=1e-9, atol=1e-11)[-1]
+    xi = y[:-2]
+    return float(system.hamiltonian(xi) - system.hamiltonian(xi0)), float(y[-2]), float(y[-1])
+
+
+def test_energy_ledger_balances_without_port():
+    system = moons_system(damping=0.5)
+    xi0 = system.initial_state(momentum=0.3 * torch.ones(system.dim, dtype=torch.float64))
+    dh, dissipated, supplied = ledger(system, xi0, 10.0)
+    assert supplied == 0.0
+    assert dissipated > 0.05
+    assert abs(dh + dissipated) < 1e-7
+
+
+@pytest.mark.parametrize("kind", ["constant", "callable"])
+def test_energy_ledger_balances_with_a_port_force(kind):
+    system = moons_system(damping=0.5)
+    u = 0.2 * torch.linspace(-1, 1, system.dim, dtype=torch.float64)
+    port = u if kind == "constant" else (lambda t, theta, p: u * torch.cos(t))
+    xi0 = system.initial_state()
+    dh, dissipated, supplied = ledger(system, xi0, 8.0, port=port)
+    assert abs(supplied) > 1e-3  # the port did work
+    assert abs(dh + dissipated - supplied) < 1e-7
+    # the field includes the force: ṗ at p = 0 equals −∂H/∂θ + u
+    system.port = port
+    dp = system(torch.tensor(0.0, dtype=torch.float64), xi0)[system.dim :]
+    grad = system.potential_gradient(xi0[: system.dim])
+    assert torch.allclose(dp, -grad + u)
+
+
+def test_convex_problem_converges_to_a_minimum():
+    model, x, y = linear_problem()
+    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss, damping=1.0)
+    system.set_batch(x, y)
+    xi0 = system.initial_state()
+    xs = odeint(system, xi0, torch.tensor([0.0, 80.0], dtype=torch.float64), rtol=1e-10)
+    theta, p = system.split(xs[-1])
+    grad0 = system.potential_gradient(xi0[: system.dim]).norm()
+    assert float(system.potential_gradient(theta).norm()) < 1e-6 * float(grad0) + 1e-9
+    assert float(p.norm()) < 1e-6
+    # and the minimum is least squares' own
+    X = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    solution = torch.linalg.lstsq(X, y).solution  # (4, 2): rows W^T then b
+    W, b = model_parts(system, theta)
+    assert torch.allclose(W.T, solution[:3], atol=1e-6)
+    assert torch.allclose(b, solution[3], atol=1e-6)
+
+
+def model_parts(system, theta):
+    W, b = system.layout.unflatten(theta)
+    return W, b
+
+
+def test_energy_parts_and_dissipation():
+    system = moons_system(damping=0.4, inertia=2.0, potential_gain=3.0, weight_decay=0.5)
+    xi = system.initial_state(momentum=torch.full((system.dim,), 0.5, dtype=torch.float64))
+    theta, p = system.split(xi)
+    e = system.energy(xi)
+    assert float(e.kinetic) == pytest.approx(0.5 * float((p * p).sum()) / 2.0)
+    expected_potential = 3.0 * float(system.loss(theta)) + 0.25 * float((theta * theta).sum())
+    assert float(e.potential) == pytest.approx(expected_potential)
+    assert float(e.total) == pytest.approx(float(e.kinetic + e.potential))
+    assert float(system.dissipation(xi)) == pytest.approx(0.4 * float((p / 2.0).pow(2).sum()))
+
+
+def test_fast_forward_equals_functional_call():
+    system = moons_system()
+    theta = system.initial_state()[: system.dim] + 0.1
+    fast = system.potential_gradient(theta)
+    system._fast = False  # the general path: torch.func.functional_call
+    general = system.potential_gradient(theta)
+    assert torch.allclose(fast, general, rtol=1e-12, atol=1e-14)
+
+
+def test_any_module_works_through_functional_call():
+    """A module phviz did not build (with a buffer) is evaluated functionally too."""
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 1, dtype=torch.float64)
+            self.register_buffer("scale", torch.tensor(2.0, dtype=torch.float64))
+
+        def forward(self, x):
+            return self.scale * self.lin(x)
+
+    model = Scaled()
+    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss)
+    x = torch.randn(10, 2, dtype=torch.float64)
+    y = torch.randn(10, 1, dtype=torch.float64)
+    system.set_batch(x, y)
+    xi = system.initial_state()
+    before = [p.detach().clone() for p in model.parameters()]
+    xi1 = odeint(system, xi, torch.tensor([0.0, 1.0], dtype=torch.float64))[-1]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    system.write_to_model(xi1)
+    loss_module = torch.nn.functional.mse_loss(model(x), y).detach()
+    assert float(loss_module) == pytest.approx(float(system.loss(xi1[: system.dim]).detach()))
+    assert float(loss_module) < float(
+        torch.nn.functional.mse_loss(model.scale * (x @ before[0].T + before[1]), y)
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_state_follows_the_model_dtype(dtype):
+    system = moons_system(dtype=dtype)
+    xi = system.initial_state()
+    assert xi.dtype == dtype and xi.shape == (2 * system.dim,)
+    assert system(torch.tensor(0.0), xi).dtype == dtype
+
+
+def test_per_layer_and_per_coordinate_gains():
+    system = moons_system()
+    system.set_gains(damping={"0": 2.0, "4.bias": 3.0}, inertia={"2.weight": 4.0})
+    damping = system.damping
+    for name, n in zip(system.layout.names, system.layout.numels, strict=True):
+        s = system.layout.slice(name)
+        expected = 2.0 if name.startswith("0.") else 3.0 if name == "4.bias" else 0.0
+        assert torch.all(damping[s] == expected), name
+        assert torch.all(system.inertia[s] == (4.0 if name == "2.weight" else 1.0))
+        assert damping[s].numel() == n
+    xi = system.initial_state(momentum=torch.ones(system.dim, dtype=torch.float64))
+    v = 1.0 / system.inertia
+    assert float(system.dissipation(xi)) == pytest.approx(float((damping * v * v).sum()))
+
+
+@pytest.mark.parametrize(
+    "gains, message",
+    [
+        (dict(damping=-1.0), r"Invalid damping: -1\.0"),
+        (dict(damping=float("nan")), "Invalid damping"),
+        (dict(inertia=0.0), r"Invalid inertia: 0\.0"),
+        (dict(inertia=-2), "Invalid inertia"),
+        (dict(potential_gain=0.0), "Invalid potential_gain"),
+        (dict(weight_decay=-0.1), r"Invalid weight_decay: -0\.1"),
+        (dict(damping={"nope": 1.0}), "no parameter is named 'nope'"),
+        (dict(damping={"0.weight": -1.0}), "Invalid damping for '0.weight'"),
+        (dict(inertia=torch.ones(3)), r"Invalid inertia: a tensor gain needs shape"),
+        (dict(damping=-torch.ones(114)), "Invalid damping at entry 0"),
+    ],
+)
+def test_bad_gains_raise_value_error_naming_gain_and_value(gains, message):
+    system = moons_system()
+    before = system.damping, system.inertia
+    with pytest.raises(ValueError, match=message):
+        system.set_gains(**gains)
+    assert (system.damping, system.inertia) == before  # nothing half-applied
+    with pytest.raises(ValueError, match=message):
+        PortHamiltonianSystem(system.model, system.loss_fn, **gains)
+
+
+def test_bad_gain_types_raise_type_error():
+    system = moons_system()
+    with pytest.raises(TypeError, match="Invalid damping: 'high'"):
+        system.set_gains(damping="high")
+    with pytest.raises(TypeError, match="Unknown gain: 'friction'"):
+        system.set_gains(friction=1.0)
+
+
+def test_no_batch_is_a_clear_error():
+    model, _, _ = linear_problem()
+    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss)
+    with pytest.raises(RuntimeError, match="set_batch"):
+        system(0.0, system.initial_state())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_field_matches_cpu():
+    system = moons_system(damping=0.5)
+    xi = system.initial_state(momentum=torch.ones(system.dim, dtype=torch.float64))
+    cpu = system(torch.tensor(0.0), xi)
+    model = system.model.to("cuda")
+    gpu_system = PortHamiltonianSystem(model, system.loss_fn, damping=0.5)
+    gpu_system.set_batch(system.inputs, system.targets)
+    gpu = gpu_system(torch.tensor(0.0), xi.cuda())
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-10, atol=1e-12)

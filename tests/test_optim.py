@@ -1,0 +1,92 @@
+"""The discrete optimizer is heavy-ball momentum, step for step."""
+
+import pytest
+import torch
+
+from phviz.models import build_model
+from phviz.optim import PortHamiltonianSGD
+
+torch.set_num_threads(1)
+
+
+def problem():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    y = (x[:, 0] * x[:, 1] > 0).long()
+    return x, y
+
+
+def train(model, optimizer, steps=60):
+    x, y = problem()
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize(
+    "gains",
+    [
+        dict(damping=1.0, inertia=1.0, potential_gain=1.0, weight_decay=0.0),
+        dict(damping=0.3, inertia=2.0, potential_gain=3.0, weight_decay=0.05),
+    ],
+)
+def test_symplectic_euler_equals_sgd_with_momentum(gains):
+    h = 0.5
+    ph_model = build_model(2, 2, hidden="6", activation="tanh", seed=0, dtype=torch.float64)
+    sgd_model = build_model(2, 2, hidden="6", activation="tanh", seed=0, dtype=torch.float64)
+    ph = PortHamiltonianSGD(ph_model.parameters(), step_size=h, **gains)
+    settings = PortHamiltonianSGD.heavy_ball_equivalent(h, **gains)
+    assert settings["lr"] == pytest.approx(gains["potential_gain"] * h**2 / gains["inertia"])
+    assert settings["momentum"] == pytest.approx(1 - h * gains["damping"] / gains["inertia"])
+    sgd = torch.optim.SGD(sgd_model.parameters(), **settings)
+    ph_losses = train(ph_model, ph)
+    sgd_losses = train(sgd_model, sgd)
+    assert ph_losses[-1] < 0.9 * ph_losses[0]  # it learns
+    assert ph_losses == pytest.approx(sgd_losses, rel=1e-10, abs=1e-12)
+    for a, b in zip(ph_model.parameters(), sgd_model.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    # the momenta are SGD's buffers scaled by −h·a
+    for p in ph_model.parameters():
+        q = dict(zip(ph_model.parameters(), sgd_model.parameters(), strict=True))[p]
+        buf = sgd.state[q]["momentum_buffer"]
+        expected = -h * gains["potential_gain"] * buf
+        assert torch.allclose(ph.state[p]["momentum"], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_step_is_the_euler_step_of_the_vector_field():
+    """One step from p = 0 moves θ by h²/m · (−a∇L − cθ) exactly."""
+    model = build_model(2, 2, architecture="linear", seed=0, dtype=torch.float64)
+    theta0 = [p.detach().clone() for p in model.parameters()]
+    opt = PortHamiltonianSGD(
+        model.parameters(), 0.5, damping=0.7, inertia=2.0, potential_gain=3.0, weight_decay=0.1
+    )
+    x, y = problem()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    for p, g in zip(model.parameters(), grads, strict=True):
+        p.grad = g.clone()
+    opt.step()
+    for p, t0, g in zip(model.parameters(), theta0, grads, strict=True):
+        expected = t0 + 0.25 / 2.0 * (-3.0 * g - 0.1 * t0)
+        assert torch.allclose(p.detach(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(step_size=0.0), "Invalid step_size: 0.0"),
+        (dict(step_size=0.1, damping=-1.0), "Invalid damping: -1.0"),
+        (dict(step_size=0.1, inertia=0.0), "Invalid inertia: 0.0"),
+        (dict(step_size=0.1, potential_gain=-1.0), "Invalid potential_gain: -1.0"),
+        (dict(step_size=0.1, weight_decay=-1e-3), "Invalid weight_decay: -0.001"),
+    ],
+)
+def test_bad_hyperparameters_are_named(kwargs, message):
+    model = build_model(2, 2, architecture="linear")
+    with pytest.raises(ValueError, match=message):
+        PortHamiltonianSGD(model.parameters(), **kwargs)

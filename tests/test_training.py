@@ -1,0 +1,247 @@
+"""Hybrid mini-batch runs: switches, the ledger, pause/resume, divergence, gains."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from torchdiffeq import odeint
+
+from phviz import BackgroundRun, Trainer, TrainingError, make_config
+
+torch.set_num_threads(1)
+
+
+def small(**overrides):
+    values = dict(
+        dataset="moons",
+        n_samples=120,
+        hidden="8",
+        activation="tanh",
+        damping=0.5,
+        switching_interval=0.2,
+        eval_every=5,
+    )
+    values.update(overrides)
+    return make_config(**values)
+
+
+def test_full_batch_run_learns_and_keeps_the_ledger():
+    trainer = Trainer(small(horizon=30.0, rtol=1e-6, atol=1e-8, dtype="float64"))
+    first = trainer.last
+    records = trainer.run()
+    assert len(records) == 150 and records[-1].t == pytest.approx(30.0)
+    assert records[-1].train_loss < 0.6 * first.train_loss
+    h = np.array([r.hamiltonian for r in records])
+    assert np.diff(h).max() < 1e-9  # full batch, no port: H never increases
+    assert max(abs(r.ledger_residual) for r in records) < 1e-5
+    assert records[-1].dissipated == pytest.approx(first.hamiltonian - h[-1], rel=1e-4)
+    assert all(not r.switched for r in records) and records[-1].switch_jumps == 0.0
+
+
+def test_minibatch_hamiltonian_jumps_only_at_switches():
+    trainer = Trainer(small(batch_size=30, dtype="float64", rtol=1e-8, atol=1e-10))
+    assert trainer.batches_per_epoch == 3
+    previous = trainer.last
+    for _ in range(7):
+        h_end_before = float(trainer.system.hamiltonian(trainer.xi))
+        record = trainer.step()
+        assert record.switched == (record.interval > 1)
+        # the jump recorded at the switch is exactly H_k(ξ) − H_{k−1}(ξ) at that instant
+        jump = record.switch_jumps - previous.switch_jumps
+        if record.switched:
+            assert jump != 0.0
+        # within the interval, H_k changed only by dissipation (the ledger closes)
+        dissipated = record.dissipated - previous.dissipated
+        assert record.hamiltonian == pytest.approx(h_end_before + jump - dissipated, abs=1e-7)
+        previous = record
+    assert abs(previous.ledger_residual) < 1e-6
+    assert previous.epoch == pytest.approx(7 / 3)
+
+
+def test_hamiltonian_is_continuous_within_an_interval():
+    trainer = Trainer(small(batch_size=30, dtype="float64"))
+    trainer.step()
+    system = trainer.system
+    ts = torch.linspace(0.0, 0.2, 201, dtype=torch.float64)
+    xs = odeint(system, trainer.xi, ts, rtol=1e-8, atol=1e-10)
+    h = torch.stack([system.hamiltonian(x) for x in xs])
+    assert float(torch.diff(h).abs().max()) < 5 * float(h.max() - h.min()) / 200 + 1e-12
+
+
+def test_minibatch_pause_and_resume_equals_one_run():
+    straight = Trainer(small(batch_size=25))
+    straight.advance(17)
+    interrupted = Trainer(small(batch_size=25))
+    interrupted.advance(6)
+    interrupted.advance(1)
+    interrupted.advance(10)
+    assert torch.equal(straight.xi, interrupted.xi)
+    assert straight.last.dissipated == interrupted.last.dissipated
+
+
+def test_full_batch_chunks_agree_within_tolerance():
+    one = Trainer(small(dtype="float64", rtol=1e-9, atol=1e-11))
+    one.advance(20)
+    chunked = Trainer(small(dtype="float64", rtol=1e-9, atol=1e-11))
+    for _ in range(4):
+        chunked.advance(5)
+    assert torch.allclose(one.xi, chunked.xi, rtol=1e-6, atol=1e-8)
+
+
+def test_background_run_pause_resume_is_the_same_trajectory():
+    reference = Trainer(small(batch_size=40))
+    reference.advance(12)
+    run = BackgroundRun(Trainer(small(batch_size=40)), max_rate=400)
+    try:
+        run.play()
+        got = []
+        deadline = time.time() + 30
+        while len(got) < 5 and time.time() < deadline:
+            got += run.drain()
+            time.sleep(0.01)
+        run.pause()
+        time.sleep(0.2)
+        got += run.drain()
+        paused_at = len(got)
+        time.sleep(0.2)
+        assert run.drain() == []  # paused means no progress
+        run.step(2)
+        while len(got) < paused_at + 2 and time.time() < deadline:
+            got += run.drain()
+            time.sleep(0.01)
+        assert len(got) == paused_at + 2 and not run.playing
+        run.play()
+        while len(got) < 12 and time.time() < deadline:
+            got += run.drain()
+            time.sleep(0.01)
+        run.pause()
+        time.sleep(0.2)
+        got += run.drain()
+    finally:
+        run.stop()
+    assert [r.interval for r in got] == list(range(1, len(got) + 1))
+    twelfth = got[11]
+    assert twelfth.t == pytest.approx(reference.last.t)
+    np.testing.assert_array_equal(twelfth.theta, reference.last.theta)
+
+
+def test_gains_change_at_the_next_interval_without_reset():
+    trainer = Trainer(small())
+    trainer.advance(3)
+    t = trainer.t
+    trainer.set_gains(damping=2.5, inertia=0.5)
+    assert trainer.system.damping == 0.5  # not yet: the interval in flight keeps its gains
+    record = trainer.step()
+    assert trainer.system.damping == 2.5 and trainer.system.inertia == 0.5
+    assert trainer.config.damping == 2.5
+    assert record.t == pytest.approx(t + 0.2)  # no reset
+    with pytest.raises(ValueError, match=r"Invalid damping: -1\.0"):
+        trainer.set_gains(damping=-1.0)
+    trainer.step()
+    assert trainer.system.damping == 2.5  # the bad value never reached the system
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_finite_state():
+    trainer = Trainer(
+        small(
+            dataset="paper-blobs",
+            n_samples=200,
+            architecture="linear",
+            solver="euler",
+            step_size=0.2,
+            potential_gain=1e6,
+            damping=0.0,
+        )
+    )
+    good = None
+    with pytest.raises(TrainingError) as info:
+        for _ in range(50):
+            good = trainer.step()
+    err = info.value
+    assert err.kind == "diverged"
+    message = str(err)
+    for words in ("diverged", "damping=0", "potential gain=1e+06", "solver=euler", "Try"):
+        assert words in message
+    assert torch.isfinite(trainer.xi).all()
+    if good is not None:
+        np.testing.assert_array_equal(trainer.last.theta, good.theta)
+
+
+def test_full_batch_divergence_keeps_the_intervals_before_it():
+    trainer = Trainer(
+        small(
+            dataset="paper-blobs",
+            n_samples=200,
+            architecture="linear",
+            solver="rk4",
+            step_size=0.1,
+            potential_gain=3e4,
+            damping=0.0,
+        )
+    )
+    with pytest.raises(TrainingError):
+        trainer.advance(400)
+    assert torch.isfinite(trainer.xi).all()
+    assert trainer.interval > 0  # the finite intervals before the blow-up were kept
+    assert math.isfinite(trainer.last.hamiltonian)
+
+
+def test_solver_that_cannot_keep_its_tolerance_stops_clearly():
+    trainer = Trainer(small(rtol=1e-12, atol=1e-14, max_steps=10, switching_interval=5.0))
+    with pytest.raises(TrainingError, match="could not keep rtol=1e-12") as info:
+        trainer.step()
+    assert info.value.kind == "solver"
+    assert "Try looser tolerances" in str(info.value)
+    assert trainer.t == 0.0 and torch.isfinite(trainer.xi).all()
+
+
+def test_reset_returns_to_the_initial_state():
+    trainer = Trainer(small(batch_size=30))
+    first = trainer.last
+    trainer.advance(5)
+    trainer.reset()
+    assert trainer.t == 0.0 and trainer.interval == 0
+    np.testing.assert_array_equal(trainer.last.theta, first.theta)
+    again = trainer.advance(5)
+    fresh = Trainer(small(batch_size=30)).advance(5)
+    np.testing.assert_array_equal(again[-1].theta, fresh[-1].theta)
+
+
+def test_records_carry_what_the_views_need():
+    trainer = Trainer(small(n_tracked=5, eval_every=2))
+    r1, r2 = trainer.advance(2)
+    assert r1.theta_sample.shape == (5,) and r1.p_sample.shape == (5,)
+    np.testing.assert_array_equal(r2.theta[trainer.tracked], r2.theta_sample)
+    assert math.isnan(r1.accuracy) and 0.0 <= r2.accuracy <= 1.0
+    assert r2.nfe > r1.nfe > 0  # one solve's evaluations are spread over its intervals
+    assert r2.kinetic + r2.potential == pytest.approx(r2.hamiltonian)
+    summary = trainer.summary()
+    for key in (
+        "final_train_loss",
+        "wall_seconds",
+        "nfe",
+        "t_final",
+        "final_hamiltonian",
+        "test_loss",
+        "accuracy",
+    ):
+        assert key in summary
+
+
+def test_unavailable_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        Trainer(small(device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_run_matches_cpu():
+    cpu = Trainer(small(device="cpu", dtype="float64"))
+    gpu = Trainer(small(device="cuda", dtype="float64"))
+    assert gpu.xi.device.type == "cuda"
+    cpu.advance(5)
+    gpu.advance(5)
+    assert torch.allclose(gpu.xi.cpu(), cpu.xi, rtol=1e-6, atol=1e-8)
