@@ -1,0 +1,434 @@
+"""Planes, projections, batched surfaces, phase portraits and the live window."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import phviz
+from phviz.landscape import (
+    LandscapeWindow,
+    Plane,
+    Potential,
+    extent_around,
+    loss_surface,
+    parameter_index,
+    parameter_label,
+    phase_portrait,
+    trainer_phase_portrait,
+    trainer_surface,
+)
+
+torch.set_num_threads(1)
+
+
+class ScaledLinear(nn.Module):
+    """y = scale · (x w + b): a loss quadratic in θ, with a buffer to carry along."""
+
+    def __init__(self, n_in: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(n_in, dtype=torch.float64))
+        self.b = nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.register_buffer("scale", torch.tensor(1.5, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.scale * (x @ self.w + self.b)
+
+
+def quadratic_problem(n_in=3, n_points=20, seed=0):
+    g = np.random.default_rng(seed)
+    x = g.standard_normal((n_points, n_in))
+    y = g.standard_normal(n_points)
+    return ScaledLinear(n_in), torch.from_numpy(x), torch.from_numpy(y)
+
+
+def random_plane(n, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    origin, d1, d2 = (torch.randn(n, generator=g, dtype=dtype) for _ in range(3))
+    return Plane(origin, d1, d2 + 0.3 * d1)  # deliberately not orthogonal
+
+
+def small_mlp(dtype=torch.float64):
+    return phviz.build_model(3, 2, hidden="5,4", activation="tanh", seed=3, dtype=dtype)
+
+
+# ------------------------------------------------------------------- surfaces
+def test_quadratic_surface_equals_closed_form():
+    model, x, y = quadratic_problem()
+    plane = random_plane(4, seed=1)
+    a, c = 2.5, 0.3
+    xs, ys, z = loss_surface(
+        model,
+        F.mse_loss,
+        x,
+        y,
+        plane,
+        extent=(-2.0, 1.0, -0.5, 3.0),
+        resolution=(7, 5),
+        potential_gain=a,
+        weight_decay=c,
+    )
+    assert xs.shape == (7,) and ys.shape == (5,) and z.shape == (5, 7)
+    np.testing.assert_allclose(xs, np.linspace(-2, 1, 7))
+    o, d1, d2 = (v.numpy() for v in (plane.origin, plane.d1, plane.d2))
+    xa = np.c_[x.numpy(), np.ones(len(x))]
+    for i, yy in enumerate(ys):
+        for j, xx in enumerate(xs):
+            theta = o + xx * d1 + yy * d2
+            loss = np.mean((1.5 * xa @ theta - y.numpy()) ** 2)
+            expected = a * loss + 0.5 * c * theta @ theta
+            assert z[i, j] == pytest.approx(expected, rel=1e-12)
+
+
+def test_per_parameter_weight_decay_counts_each_entry():
+    model, x, y = quadratic_problem()
+    plane = random_plane(4, seed=2)
+    c = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+    _, _, z0 = loss_surface(model, F.mse_loss, x, y, plane, resolution=3)
+    _, _, zc = loss_surface(model, F.mse_loss, x, y, plane, resolution=3, weight_decay=c)
+    theta = plane.point(1.0, 1.0).numpy()  # the corner xs[2], ys[2]
+    assert zc[2, 2] - z0[2, 2] == pytest.approx(0.5 * float(c.numpy() @ theta**2), rel=1e-12)
+
+
+def test_chunked_surface_equals_unchunked_and_loop():
+    model = small_mlp()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 2, (30,), generator=g)
+    plane = Plane.random(model, seed=4)
+    kw = dict(extent=(-1, 1, -1, 1), resolution=9)
+    _, _, whole = loss_surface(model, F.cross_entropy, x, labels, plane, chunk_size=10_000, **kw)
+    _, _, chunked = loss_surface(model, F.cross_entropy, x, labels, plane, chunk_size=7, **kw)
+    _, _, looped = loss_surface(model, F.cross_entropy, x, labels, plane, batched=False, **kw)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12)
+    np.testing.assert_allclose(looped, whole, rtol=1e-12)
+    # the centre of an odd grid is the plane's origin: the model's own loss
+    with torch.no_grad():
+        own = float(F.cross_entropy(model(x), labels))
+    assert whole[4, 4] == pytest.approx(own, rel=1e-12)
+
+
+def test_trainer_surface_matches_the_system_potential_on_the_batch_held():
+    cfg = phviz.make_config(
+        "default", device="cpu", dtype="float64", batch_size=32, weight_decay=0.2
+    )
+    trainer = phviz.Trainer(cfg)
+    trainer.advance(3)  # holds a mini-batch now
+    theta = trainer.xi[: trainer.system.dim]
+    plane = Plane.random(trainer.system, theta, seed=0)
+    for batch in ("current", "train"):
+        _, _, z = trainer_surface(trainer, plane, extent=(-1, 1, -1, 1), resolution=3, batch=batch)
+        if batch == "current":
+            expected = float(trainer.system.potential(theta))
+        else:
+            ds = trainer.dataset
+            loss = float(ds.loss_fn(trainer.system.forward(theta, ds.x_train), ds.y_train))
+            expected = loss + 0.1 * float(theta @ theta)
+        assert z[1, 1] == pytest.approx(expected, rel=1e-10)
+
+
+# ----------------------------------------------------------------- projection
+def test_points_in_the_plane_project_back_exactly():
+    plane = random_plane(9, seed=5)
+    xy = np.array([[0.0, 0.0], [1.0, -2.0], [3.5, 0.25], [-7.0, 11.0]])
+    projection = plane.project(plane.points(xy))
+    np.testing.assert_allclose(projection.xy, xy, atol=1e-12)
+    np.testing.assert_allclose(projection.off_plane, 0.0, atol=1e-12)
+
+
+def test_off_plane_distance_of_a_move_along_the_normal_equals_the_move():
+    plane = random_plane(9, seed=6)
+    normal = torch.randn(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.stack([plane.d1, plane.d2, normal], 1))
+    normal = q[:, 2]  # unit, orthogonal to d1 and d2
+    base = plane.point(0.7, -1.3)
+    for move in (0.0, 0.5, -2.0, 10.0):
+        p = plane.project(base + move * normal)
+        np.testing.assert_allclose(p.xy[0], [0.7, -1.3], atol=1e-12)
+        assert p.off_plane[0] == pytest.approx(abs(move), abs=1e-12)
+
+
+def test_profile_shows_the_gap_of_a_point_off_the_plane():
+    model, x, y = quadratic_problem()
+    potential = Potential(model, F.mse_loss, x, y)
+    plane = random_plane(4, seed=7)
+    on = plane.points([[0.1, 0.2], [-0.3, 0.4]])
+    profile = potential.profile(plane, on)
+    np.testing.assert_allclose(profile.actual, profile.on_plane, rtol=1e-12)
+    off = plane.point(0.1, 0.2) + torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    profile = potential.profile(plane, off)
+    assert profile.off_plane[0] > 0
+    assert profile.actual[0] == pytest.approx(float(potential(off)[0]))
+    assert profile.on_plane[0] == pytest.approx(
+        float(potential(plane.point(*profile.xy[0]))[0]), rel=1e-12
+    )
+    assert abs(profile.actual[0] - profile.on_plane[0]) > 1e-3
+
+
+# --------------------------------------------------------------------- planes
+def test_filter_normalised_directions_match_the_weights_per_filter():
+    model = small_mlp()
+    plane = Plane.random(model, seed=11)
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(plane.origin, theta)
+    layout = phviz.dynamics.ParameterLayout(model)
+    for d in (plane.d1, plane.d2):
+        for name, block, w in zip(
+            layout.names, layout.unflatten(d), layout.unflatten(theta), strict=True
+        ):
+            if name.endswith("bias"):
+                assert torch.count_nonzero(block) == 0
+            else:
+                torch.testing.assert_close(block.norm(dim=1), w.norm(dim=1), rtol=1e-12, atol=0)
+    again = Plane.random(model, theta, seed=11)
+    torch.testing.assert_close(again.d1, plane.d1)
+    assert not torch.allclose(Plane.random(model, seed=12).d1, plane.d1)
+
+
+def test_pca_plane_of_a_planar_path_captures_all_its_variance():
+    g = torch.Generator().manual_seed(0)
+    for n, n_points in ((40, 50), (300, 700)):  # exact SVD, then the randomised one
+        base, u, v = (torch.randn(n, generator=g, dtype=torch.float64) for _ in range(3))
+        t = torch.linspace(0, 6, n_points, dtype=torch.float64)[:, None]
+        path = base + torch.cos(t) * u + (0.2 * t**2) * v
+        plane = Plane.from_trajectory(path)
+        assert plane.explained == pytest.approx(1.0, abs=1e-10)
+        torch.testing.assert_close(plane.origin, path[-1])
+        projection = plane.project(path)
+        np.testing.assert_allclose(projection.off_plane, 0.0, atol=1e-8)
+        # orthonormal directions: distances along the path are kept
+        np.testing.assert_allclose(
+            np.linalg.norm(projection.xy[0] - projection.xy[-1]),
+            float((path[0] - path[-1]).norm()),
+            rtol=1e-10,
+        )
+
+
+def test_pca_explained_share_of_a_known_spread():
+    # variances 2·9, 2·4 and 2·1 along three axes: the plane keeps (18 + 8) / 28
+    e = torch.eye(5, dtype=torch.float64)
+    path = torch.stack([3 * e[0], -3 * e[0], 2 * e[1], -2 * e[1], e[2], -e[2]]) + 1.0
+    plane = Plane.from_trajectory(path, reference=torch.ones(5, dtype=torch.float64))
+    assert plane.explained == pytest.approx(26 / 28, rel=1e-12)
+    assert abs(float(plane.d1 @ e[0])) == pytest.approx(1.0)
+    assert abs(float(plane.d2 @ e[1])) == pytest.approx(1.0)
+
+
+def test_pca_plane_of_a_single_point_is_completed():
+    plane = Plane.from_trajectory(np.ones((1, 6)))
+    assert plane.explained == 1.0
+    gram = torch.stack([plane.d1, plane.d2]) @ torch.stack([plane.d1, plane.d2]).T
+    torch.testing.assert_close(gram, torch.eye(2, dtype=torch.float64))
+
+
+def test_coordinates_plane_has_the_parameters_as_axes():
+    model = phviz.build_model(2, 2, architecture="linear", seed=0, dtype=torch.float64)
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    plane = Plane.coordinates(theta, "w11", "w12", layout=model)
+    assert plane.labels == ("w11", "w12") and plane.indices == (0, 1)
+    p = plane.point(0.25, -4.0)
+    expected = theta.clone()
+    expected[0], expected[1] = 0.25, -4.0
+    torch.testing.assert_close(p, expected)
+    projection = plane.project(theta)
+    np.testing.assert_allclose(projection.xy[0], theta[:2].numpy(), atol=1e-15)
+    assert projection.off_plane[0] == 0.0
+    numbered = Plane.coordinates(theta, 2, 5)
+    assert numbered.labels == ("θ[2]", "θ[5]")
+
+
+def test_parameter_names_of_the_paper_linear_model():
+    model = phviz.build_model(2, 2, architecture="linear", seed=0)  # "0.weight", "0.bias"
+    assert [parameter_index(model, k) for k in ("w11", "w12", "w21", "w22")] == [0, 1, 2, 3]
+    assert parameter_index(model, "b2") == 5
+    assert parameter_index(model, "0.weight[1, 0]") == 2
+    assert parameter_index(model, ("0.bias", 1)) == 5
+    assert parameter_index(model, 4) == 4
+    for i in range(6):
+        assert parameter_index(model, parameter_label(model, i)) == i
+    assert parameter_label(model, 3) == "0.weight[1, 1]"
+
+
+def test_extent_around_pads_by_the_margin():
+    pts = np.array([[0.0, 0.0], [2.0, 1.0]])
+    assert extent_around(pts, margin=0.25) == (-0.5, 2.5, -0.5, 1.5)
+    assert extent_around(pts, margin=0.25, square=True) == (-0.5, 2.5, -1.0, 2.0)
+    assert extent_around([[1.0, 2.0]], margin=0.25, min_span=1.0) == (0.25, 1.75, 1.25, 2.75)
+
+
+# ------------------------------------------------------------ phase portraits
+def test_phase_portrait_energy_equals_the_hamiltonian():
+    cfg = phviz.make_config(
+        "default", device="cpu", dtype="float64", inertia=2.0, weight_decay=0.1, potential_gain=1.5
+    )
+    trainer = phviz.Trainer(cfg)
+    trainer.advance(2)
+    system = trainer.system
+    theta = trainer.xi[: system.dim].clone()
+    index = 7
+    qs, ps, h = trainer_phase_portrait(
+        trainer, index, q_extent=(-1.0, 2.0), p_extent=(-0.5, 0.5), resolution=(6, 5)
+    )
+    assert h.shape == (5, 6)
+    for a in (0, 3, 4):
+        for b in (0, 2, 5):
+            t = theta.clone()
+            t[index] = qs[b]
+            p = torch.zeros_like(theta)
+            p[index] = ps[a]
+            xi = torch.cat([t, p])
+            assert h[a, b] == pytest.approx(float(system.hamiltonian(xi)), rel=1e-10)
+
+
+def test_phase_portrait_of_a_quadratic_is_closed_form():
+    model, x, y = quadratic_problem()
+    potential = Potential(model, F.mse_loss, x, y)
+    theta = torch.tensor([0.3, -0.2, 0.5, 0.1], dtype=torch.float64)
+    qs, ps, h = phase_portrait(
+        potential, theta, 2, q_extent=(-1, 1), p_extent=(-2, 2), resolution=4, inertia=0.5
+    )
+    xa = np.c_[x.numpy(), np.ones(len(x))]
+    for a, p in enumerate(ps):
+        for b, q in enumerate(qs):
+            t = theta.numpy().copy()
+            t[2] = q
+            expected = np.mean((1.5 * xa @ t - y.numpy()) ** 2) + p * p / (2 * 0.5)
+            assert h[a, b] == pytest.approx(expected, rel=1e-12)
+
+
+# --------------------------------------------------------------------- window
+def window_problem():
+    model, x, y = quadratic_problem()
+    return Potential(model, F.mse_loss, x, y)
+
+
+def records(thetas, t0=0.0):
+    return [SimpleNamespace(theta=np.asarray(t), t=t0 + k) for k, t in enumerate(thetas)]
+
+
+def test_window_refreshes_when_the_path_leaves_and_reprojects_it():
+    window = LandscapeWindow(window_problem(), resolution=5, min_seconds=0.0, margin=0.5)
+    g = np.random.default_rng(0)
+    u, v = g.standard_normal(4), g.standard_normal(4)
+    path = [0.1 * np.cos(s) * u + 0.1 * np.sin(s) * v for s in np.linspace(0, 5, 20)]
+    assert window.update(records(path[:10])) is True
+    assert window.state.reason == "start" and window.version == 1
+    first_plane = window.plane
+    for k in range(10, 20):  # the circle stays in its plane and (margins) its window
+        window.update(records(path[k : k + 1], t0=k))
+    np.testing.assert_allclose(window.off_plane, 0.0, atol=1e-6)
+    far = path[-1] + 5.0 * u
+    assert window.update(records([far], t0=20)) is True
+    assert window.state.reason in ("path left the window", "path left the plane")
+    assert window.version >= 2 and window.plane is not first_plane
+    stored = np.array([*path, far], dtype=np.float32)
+    again = window.plane.project(stored)
+    np.testing.assert_allclose(window.path_xy, again.xy, atol=1e-12)
+    np.testing.assert_allclose(window.off_plane, again.off_plane, atol=1e-12)
+    np.testing.assert_array_equal(window.path_t, np.arange(21.0))
+    xmin, xmax, ymin, ymax = window.extent
+    assert (window.path_xy[:, 0] >= xmin).all() and (window.path_xy[:, 0] <= xmax).all()
+    assert (window.path_xy[:, 1] >= ymin).all() and (window.path_xy[:, 1] <= ymax).all()
+    xs, ys, z = window.surface
+    assert z.shape == (5, 5) and (xs[0], xs[-1]) == (xmin, xmax)
+
+
+def test_window_surface_agrees_with_the_path_it_shows():
+    potential = window_problem()
+    window = LandscapeWindow(potential, resolution=3, min_seconds=0.0)
+    g = np.random.default_rng(1)
+    u, v = g.standard_normal(4), g.standard_normal(4)
+    window.update([0.3 * s * u + 0.1 * s * s * v for s in np.linspace(0, 1, 12)])
+    profile = window.profile()
+    np.testing.assert_allclose(profile.off_plane, 0.0, atol=1e-6)
+    np.testing.assert_allclose(profile.actual, profile.on_plane, rtol=1e-5)
+    assert window.explained == pytest.approx(1.0, abs=1e-6)
+    xs, ys, z = window.surface  # the grid's centre column is the head: plane origin
+    np.testing.assert_allclose(window.path_xy[-1], 0.0, atol=1e-6)
+
+
+def test_window_starts_again_when_time_goes_back():
+    window = LandscapeWindow(window_problem(), resolution=3, min_seconds=0.0)
+    window.update(records(np.zeros((3, 4)) + np.arange(3)[:, None] * 0.01))
+    assert len(window.path_xy) == 3
+    window.update(records(np.ones((2, 4))))  # t = 0 again: a reset run
+    assert len(window.path_xy) == 2 and list(window.path_t) == [0.0, 1.0]
+
+
+def test_window_thins_a_long_path_and_keeps_the_newest_point():
+    window = LandscapeWindow(window_problem(), resolution=3, max_points=10, min_seconds=1e9)
+    path = np.linspace(0, 1, 25)[:, None] * np.ones(4)
+    for k in range(25):
+        window.update(records(path[k : k + 1], t0=k))
+    assert len(window.path_t) <= 10 and window.path_t[-1] == 24.0
+    np.testing.assert_allclose(
+        window.path_xy, window.plane.project(path[window.path_t.astype(int)]).xy, atol=1e-6
+    )
+
+
+def test_window_on_a_trainer_with_each_kind_of_plane():
+    trainer = phviz.Trainer(phviz.make_config("paper-blobs", device="cpu", horizon=1.0))
+    for kind in ("pca", "random", "coordinates"):
+        trainer.reset()
+        window = LandscapeWindow(
+            trainer, kind=kind, coordinates=("w11", "w12"), resolution=4, min_seconds=0.0
+        )
+        fed = [trainer.last]
+        window.update(trainer.last)
+        for _ in range(3):
+            fed += trainer.advance(2)
+            window.update(fed[-2:])
+        assert window.plane.kind == kind and len(window.path_xy) == 7
+        thetas = np.stack([r.theta for r in fed])
+        np.testing.assert_allclose(window.path_xy, window.plane.project(thetas).xy, atol=1e-9)
+        if kind == "coordinates":
+            assert window.plane.labels == ("w11", "w12")
+            np.testing.assert_allclose(window.path_xy, thetas[:, :2], atol=1e-7)
+
+
+# ----------------------------------------------------------------- bad input
+def test_bad_input_raises_clear_errors():
+    model, x, y = quadratic_problem()
+    plane = random_plane(4)
+    with pytest.raises(ValueError, match="lengths"):
+        Plane(torch.zeros(4), torch.ones(4), torch.ones(3))
+    with pytest.raises(ValueError, match="parallel"):
+        Plane(torch.zeros(4), torch.ones(4), 2 * torch.ones(4))
+    with pytest.raises(ValueError, match="resolution"):
+        loss_surface(model, F.mse_loss, x, y, plane, resolution=1)
+    with pytest.raises(ValueError, match="empty"):
+        loss_surface(model, F.mse_loss, x, y, plane, extent=(1.0, 1.0, 0.0, 1.0))
+    with pytest.raises(ValueError, match="finite"):
+        loss_surface(model, F.mse_loss, x, y, plane, extent=(0.0, np.nan, 0.0, 1.0))
+    with pytest.raises(ValueError, match="chunk_size"):
+        loss_surface(model, F.mse_loss, x, y, plane, chunk_size=0)
+    with pytest.raises(ValueError, match="length 5"):
+        plane.project(torch.zeros(5))
+    with pytest.raises(ValueError, match="parameters"):
+        loss_surface(model, F.mse_loss, x, y, random_plane(6))
+    with pytest.raises(ValueError, match="targets"):
+        Potential(model, F.mse_loss, x, y[:-1])
+    with pytest.raises(ValueError, match="same parameter"):
+        Plane.coordinates(torch.zeros(4), 1, 1)
+    with pytest.raises(ValueError, match="w33"):
+        parameter_index(phviz.build_model(2, 2, architecture="linear"), "w33")
+    with pytest.raises(ValueError, match="at least one finite"):
+        extent_around(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="kind"):
+        LandscapeWindow(Potential(model, F.mse_loss, x, y), kind="spiral")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_surface_on_cuda_equals_cpu():
+    model = small_mlp(torch.float32)
+    x = torch.randn(50, 3)
+    labels = torch.randint(0, 2, (50,))
+    plane = Plane.random(model, seed=0)
+    _, _, cpu = loss_surface(model, F.cross_entropy, x, labels, plane, resolution=11)
+    _, _, gpu = loss_surface(
+        model.cuda(), F.cross_entropy, x.cuda(), labels.cuda(), plane.to("cuda"), resolution=11
+    )
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-6)
