@@ -1,0 +1,87 @@
+"""The engine's cost: one vector-field evaluation against one plain training step,
+and the paper's Duffing experiment to T = 100 (DESIGN §4.2, §5)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from ..config import make_config
+from ..training import Trainer
+
+
+def median_seconds(fn, *, number: int, repeats: int) -> float:
+    """Median over ``repeats`` of the mean time of ``number`` calls."""
+    for _ in range(max(3, number // 10)):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - start) / number)
+    return statistics.median(samples)
+
+
+def field_overhead(quick: bool = False) -> dict:
+    """Vector field (θ, p) ↦ (θ̇, ṗ) vs ``loss.backward()`` on the same model and batch.
+
+    The two are timed in alternation, so a busy machine slows both alike.
+    """
+    trainer = Trainer(make_config("paper-duffing", device="cpu"))
+    model, system = trainer.model, trainer.system
+    inputs, targets = system.inputs, system.targets
+    xi = trainer.xi.clone()
+    t = torch.tensor(0.0)
+
+    def plain_step():
+        model.zero_grad(set_to_none=True)
+        system.loss_fn(model(inputs), targets).backward()
+
+    def field():
+        system(t, xi)
+
+    number, repeats = (100, 5) if quick else (400, 15)
+    plain, vector_field = [], []
+    for _ in range(repeats):
+        plain.append(median_seconds(plain_step, number=number, repeats=1))
+        vector_field.append(median_seconds(field, number=number, repeats=1))
+    ratios = [f / p for f, p in zip(vector_field, plain, strict=True)]
+    return {
+        "plain_us": 1e6 * statistics.median(plain),
+        "field_us": 1e6 * statistics.median(vector_field),
+        "ratio": statistics.median(ratios),
+    }
+
+
+def duffing_run(quick: bool = False) -> dict:
+    """The paper's Duffing experiment, its preset as given, to T = 100 (one solve)."""
+    runs = []
+    for _ in range(1 if quick else 3):
+        trainer = Trainer(make_config("paper-duffing", device="cpu"))
+        trainer.run()
+        runs.append(trainer.summary())
+    wall = statistics.median(r["wall_seconds"] for r in runs)
+    last = runs[-1]
+    return {"wall": wall, "nfe": last["nfe"], "mse": last["final_train_loss"], "t": last["t_final"]}
+
+
+def report(quick: bool = False) -> None:
+    torch.set_num_threads(1)
+    o = field_overhead(quick)
+    print(
+        "vector field vs plain forward+backward, paper's Duffing MLP 2-16-16-2, 399 points, "
+        "1 thread:"
+    )
+    print(
+        f"  plain step {o['plain_us']:.0f} µs · vector field {o['field_us']:.0f} µs · "
+        f"ratio {o['ratio']:.2f} (median of paired repeats; target ≤ 1.3)"
+    )
+    d = duffing_run(quick)
+    print("paper's Duffing experiment (preset paper-duffing), T = 100, one solve, 1 thread:")
+    print(
+        f"  wall {d['wall']:.2f} s (median of {1 if quick else 3}) · nfe {d['nfe']} · "
+        f"final training MSE {d['mse']:.5f} · t {d['t']:g}"
+    )
