@@ -278,7 +278,7 @@ class Trainer:
             self.xi = y[:-2].clone()
             self.dissipated = base_dissipated + float(y[-2])
             self.supplied = base_supplied + float(y[-1])
-            self.t = t0 + k * dt
+            self.t = round(t0 + k * dt, 12)  # no 0.30000000000000004 in the status line
             self.interval += 1
             # one solve spans the n intervals: spread its cost over them evenly
             self.wall = base_wall + elapsed * k / n
