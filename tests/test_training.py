@@ -245,3 +245,27 @@ def test_cuda_run_matches_cpu():
     cpu.advance(5)
     gpu.advance(5)
     assert torch.allclose(gpu.xi.cpu(), cpu.xi, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "solver, ledger_tolerance",
+    [
+        ("dopri5", 1e-6),
+        ("bosh3", 1e-5),
+        ("adaptive_heun", 1e-5),
+        ("rk4", 1e-6),
+        ("midpoint", 1e-3),
+        ("euler", 5e-2),
+    ],
+)
+def test_every_solver_learns_and_its_ledger_measures_its_error(solver, ledger_tolerance):
+    config = small(
+        solver=solver, step_size=0.05, rtol=1e-7, atol=1e-9, dtype="float64", switching_interval=0.5
+    )
+    trainer = Trainer(config)
+    first = trainer.last
+    last = trainer.advance(16)[-1]
+    assert last.train_loss < 0.9 * first.train_loss
+    assert abs(last.ledger_residual) < ledger_tolerance
+    if solver == "euler":  # a first-order method leaves a visible ledger error
+        assert abs(last.ledger_residual) > 1e-6
