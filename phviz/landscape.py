@@ -45,6 +45,11 @@ def _layout_of(obj) -> ParameterLayout:
     )
 
 
+def _as_vector(v) -> torch.Tensor:
+    t = v.detach().cpu() if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+    return t.reshape(-1)
+
+
 def _as_matrix(thetas, n: int | None = None, *, name: str = "thetas") -> torch.Tensor:
     """Parameter vectors as a 2-D float tensor (one row each); a single vector is one row."""
     if isinstance(thetas, torch.Tensor):
@@ -52,15 +57,7 @@ def _as_matrix(thetas, n: int | None = None, *, name: str = "thetas") -> torch.T
     elif isinstance(thetas, np.ndarray):
         t = torch.from_numpy(np.ascontiguousarray(thetas))
     elif isinstance(thetas, Sequence) and len(thetas) and not np.isscalar(thetas[0]):
-        t = torch.stack(
-            [
-                torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v)
-                .detach()
-                .reshape(-1)
-                .cpu()
-                for v in thetas
-            ]
-        )
+        t = torch.stack([_as_vector(v) for v in thetas])
     else:
         t = torch.as_tensor(np.asarray(thetas))
     if t.dim() == 1:
@@ -72,7 +69,8 @@ def _as_matrix(thetas, n: int | None = None, *, name: str = "thetas") -> torch.T
         )
     if n is not None and t.shape[1] != n:
         raise ValueError(
-            f"Invalid {name}: vectors of length {t.shape[1]}, the plane's parameter length is {n}"
+            f"Invalid {name}: vectors of length {t.shape[1]}, expected length {n} "
+            "(one entry per scalar parameter)"
         )
     if not t.is_floating_point():
         t = t.double()
@@ -724,11 +722,15 @@ def phase_portrait(
 
 
 def trainer_phase_portrait(
-    trainer, index, *, q_extent, p_extent, resolution=51, batch: str = "train"
+    trainer, index, *, q_extent, p_extent, resolution=51, theta=None, batch: str = "train"
 ):
-    """``phase_portrait`` for a Trainer at its current θ, with its inertia and gains."""
+    """``phase_portrait`` for a Trainer, with its inertia and gains.
+
+    ``theta`` (e.g. a Record's ``.theta``) defaults to the trainer's current θ;
+    ``batch`` is 'train' (the whole training set) or 'current' (the batch held).
+    """
     system = trainer.system
-    theta = trainer.xi[: system.dim]
+    theta = trainer.xi[: system.dim] if theta is None else theta
     potential = Potential.from_trainer(trainer, batch=batch)
     index = parameter_index(system.layout, index)
     return phase_portrait(
@@ -740,6 +742,24 @@ def trainer_phase_portrait(
         resolution=resolution,
         inertia=system.inertia,
     )
+
+
+def phase_curve(records, index: int, tracked) -> tuple[np.ndarray, np.ndarray]:
+    """(θ_i(t), p_i(t)) of coordinate ``index`` from Records' sampled coordinates.
+
+    Records carry θ and p at the trainer's ``tracked`` indices only (``theta_sample``,
+    ``p_sample``); ``index`` must be one of them.
+    """
+    tracked = np.asarray(tracked).reshape(-1)
+    where = np.flatnonzero(tracked == index)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not len(where):
+        raise ValueError(
+            f"Invalid coordinate: {index!r} is not tracked (tracked: {tracked.tolist()})"
+        )
+    k = int(where[0])
+    q = np.array([float(r.theta_sample[k]) for r in records])
+    p = np.array([float(r.p_sample[k]) for r in records])
+    return q, p
 
 
 # ------------------------------------------------------------------ live window

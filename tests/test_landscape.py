@@ -17,6 +17,7 @@ from phviz.landscape import (
     loss_surface,
     parameter_index,
     parameter_label,
+    phase_curve,
     phase_portrait,
     trainer_phase_portrait,
     trainer_surface,
@@ -281,6 +282,19 @@ def test_phase_portrait_energy_equals_the_hamiltonian():
             p[index] = ps[a]
             xi = torch.cat([t, p])
             assert h[a, b] == pytest.approx(float(system.hamiltonian(xi)), rel=1e-10)
+
+
+def test_phase_curve_reads_the_tracked_coordinate():
+    trainer = phviz.Trainer(phviz.make_config("paper-blobs", device="cpu", n_tracked=3))
+    recs = [trainer.last, *trainer.advance(3)]
+    index = int(trainer.tracked[1])
+    q, p = phase_curve(recs, index, trainer.tracked)
+    np.testing.assert_array_equal(q, [r.theta[index] for r in recs])
+    assert p[0] == 0.0 and q.shape == p.shape == (4,)
+    np.testing.assert_allclose(p[-1], float(trainer.xi[trainer.system.dim + index]), rtol=1e-6)
+    untracked = next(i for i in range(6) if i not in trainer.tracked)
+    with pytest.raises(ValueError, match="not tracked"):
+        phase_curve(recs, untracked, trainer.tracked)
 
 
 def test_phase_portrait_of_a_quadratic_is_closed_form():

@@ -1,0 +1,138 @@
+"""Loss-surface speed: vmap in chunks against a per-point loop, and a large grid's cost.
+
+1. The paper's Duffing MLP (2-16-16-2, softplus) on its 399 points, a 51×51 surface:
+   the batched evaluation (``torch.func.vmap`` over grid points, chunks of 256)
+   against the same grid evaluated point by point in a Python loop, both through
+   ``functional_call`` and writing each θ into the module, side by side; medians.
+   Also the floor: plain forward passes over the same number of (point, sample) pairs.
+2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface: time and
+   peak memory, the latter as the growth of the process's peak resident set size
+   (``resource.getrusage(...).ru_maxrss``), which sees torch's CPU allocations.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from ..config import make_config
+from ..landscape import Plane, Potential
+from ..training import Trainer
+
+DIGITS_HIDDEN = "32,32"
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+
+
+def _module_loop(trainer: Trainer, plane: Plane, grid: np.ndarray) -> None:
+    """The grid point by point, writing each θ into the module (the cheapest loop)."""
+    model, ds = trainer.model, trainer.dataset
+    points = plane.to(trainer.device, trainer.dtype)
+    saved = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    try:
+        with torch.no_grad():
+            for x, y in grid:
+                torch.nn.utils.vector_to_parameters(points.point(x, y), model.parameters())
+                ds.loss_fn(model(ds.x_train), ds.y_train)
+    finally:
+        torch.nn.utils.vector_to_parameters(saved, model.parameters())
+
+
+def duffing(quick: bool = False) -> dict:
+    trainer = Trainer(make_config("paper-duffing", device="cpu"))
+    potential = Potential.from_trainer(trainer, chunk_size=256)
+    plane = Plane.random(trainer.model, seed=0)
+    extent, resolution = (-1.0, 1.0, -1.0, 1.0), 51
+    xs, ys = np.linspace(-1, 1, resolution), np.linspace(-1, 1, resolution)
+    grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+    looped = Potential.from_trainer(trainer, chunk_size=256)
+    looped.batched = False
+    model, ds = trainer.model, trainer.dataset
+    pairs, targets = ds.x_train.repeat(256, 1), ds.y_train.repeat(256, 1)
+    n_chunks = -(-len(grid) // 256)
+
+    def forward_floor():
+        with torch.no_grad():
+            for _ in range(n_chunks):
+                ds.loss_fn(model(pairs), targets)
+
+    potential.surface(plane, extent, 5)  # warm-up
+    repeats = 2 if quick else 5
+    batched_times, loop_times, module_times, floor_times = [], [], [], []
+    for _ in range(repeats):  # interleaved, so that noise from other work hits all alike
+        batched_times.append(_median_seconds(lambda: potential.surface(plane, extent, 51), 1))
+        loop_times.append(_median_seconds(lambda: looped.surface(plane, extent, 51), 1))
+        module_times.append(_median_seconds(lambda: _module_loop(trainer, plane, grid), 1))
+        floor_times.append(_median_seconds(forward_floor, 1))
+    return dict(
+        batched=statistics.median(batched_times),
+        loop=statistics.median(loop_times),
+        module_loop=statistics.median(module_times),
+        floor=statistics.median(floor_times),
+        repeats=repeats,
+    )
+
+
+def digits(quick: bool = False) -> dict:
+    trainer = Trainer(make_config(dataset="digits", hidden=DIGITS_HIDDEN, device="cpu"))
+    potential = Potential.from_trainer(trainer, chunk_size=256)
+    plane = Plane.random(trainer.model, seed=0)
+    potential.surface(plane, (-1, 1, -1, 1), 3)  # warm-up
+    resolution = 31 if quick else 101
+    before = _peak_rss_mib()
+    seconds = _median_seconds(lambda: potential.surface(plane, (-1, 1, -1, 1), resolution), 1)
+    after = _peak_rss_mib()
+    return dict(
+        seconds=seconds,
+        resolution=resolution,
+        peak_growth_mib=after - before,
+        peak_mib=after,
+        parameters=trainer.system.dim,
+        train_points=len(trainer.dataset.x_train),
+    )
+
+
+def report(quick: bool = False) -> None:
+    torch.set_num_threads(1)
+    print(f"landscape · torch {torch.__version__} · {platform.machine()} · 1 torch thread")
+    d = digits(quick)  # first: the peak-memory figure is a high-water mark of the process
+    r = duffing(quick)
+    print(
+        "Duffing MLP 2-16-16-2, 399 points, 51×51 surface "
+        f"(median of {r['repeats']}, interleaved):\n"
+        f"  vmap, chunks of 256          {r['batched'] * 1e3:8.1f} ms\n"
+        f"  loop over points (functional) {r['loop'] * 1e3:7.1f} ms   "
+        f"→ batched is {r['loop'] / r['batched']:.1f}× faster\n"
+        f"  loop over points (module)    {r['module_loop'] * 1e3:8.1f} ms   "
+        f"→ batched is {r['module_loop'] / r['batched']:.1f}× faster\n"
+        f"  forward passes alone (floor) {r['floor'] * 1e3:8.1f} ms   "
+        f"(batched costs {r['batched'] / r['floor']:.2f}× the floor)"
+    )
+    print(
+        f"digits MLP 64-{DIGITS_HIDDEN.replace(',', '-')}-10 ({d['parameters']} parameters), "
+        f"{d['train_points']} training points, {d['resolution']}×{d['resolution']} surface:\n"
+        f"  {d['seconds']:.2f} s, peak RSS grew by {d['peak_growth_mib']:.0f} MiB "
+        f"(to {d['peak_mib']:.0f} MiB; ru_maxrss)"
+    )
+
+
+if __name__ == "__main__":
+    report(quick="--quick" in sys.argv)
