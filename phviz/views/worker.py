@@ -61,6 +61,19 @@ class PhasePicture:
     version: int
 
 
+def contour_lines(xs, ys, z, levels) -> dict[str, list]:
+    """Level lines of z (z.shape == (len(ys), len(xs))) as multi-line source data."""
+    import contourpy
+
+    generator = contourpy.contour_generator(xs, ys, np.ma.masked_invalid(z))
+    out = {"xs": [], "ys": []}
+    for level in levels:
+        for line in generator.lines(level):
+            out["xs"].append(line[:, 0])
+            out["ys"].append(line[:, 1])
+    return out
+
+
 def padded_extent(points: np.ndarray, margin: float = 0.15) -> tuple[float, float, float, float]:
     """(xmin, xmax, ymin, ymax) around 2-D points, widened by ``margin`` of each span."""
     lo, hi = points.min(0), points.max(0)

@@ -1,0 +1,599 @@
+"""The explorer: a sidebar of settings, run controls, and live linked plots.
+
+``Explorer`` is a Panel ``Viewer``. One ``LiveSession`` (settings → training thread
+→ history) and one ``PictureWorker`` (landscape, task, phase pictures) per browser
+tab; a periodic callback drains them and streams only what changed, under
+``pn.io.hold()``. Nothing here computes physics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import NamedTuple
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource
+
+from ..config import PRESETS, SOLVERS, TrainingConfig, make_config
+from ..data import dataset_defaults
+from . import figures
+from .history import momentum_column, theta_column
+from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice
+from .worker import PictureWorker, contour_lines, task_kind
+
+log = logging.getLogger(__name__)
+
+
+class PathPoint(NamedTuple):
+    """A point of the stored path, fed to a new landscape window."""
+
+    t: float
+    theta: np.ndarray
+
+
+SPEEDS = {"5 /s": 5, "10 /s": 10, "20 /s": 20, "40 /s": 40, "100 /s": 100, "fastest": 0}
+PLANES = {
+    "PCA of the path": "pca",
+    "random (filter-normalised)": "random",
+    "two parameters": "coordinates",
+}
+BATCHES = {"full batch": 0, "8": 8, "16": 16, "32": 32, "64": 64, "128": 128, "256": 256}
+TOLERANCES = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
+STEPS = [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
+PLANE_NAMES = {"pca": "PCA plane", "random": "random plane", "coordinates": "two parameters"}
+WATCHED = GAINS + SOLVER_SETTINGS + REBUILD
+
+
+def settings_for(preset: str) -> TrainingConfig:
+    """A preset with the data set's own size, noise and split filled in (widgets need
+    numbers, not None)."""
+    config = make_config(preset)
+    defaults = dataset_defaults(config.dataset)
+    for key in ("n_samples", "noise", "train_fraction"):
+        if getattr(config, key) is None:
+            setattr(config, key, defaults[key])
+    return config
+
+
+class Explorer(pn.viewable.Viewer):
+    """Port-Hamiltonian training, live: choose, run, watch."""
+
+    preset = param.Selector(default="default", objects=list(PRESETS), doc="A set-up to start from.")
+    speed = param.Selector(default=40, objects=SPEEDS, doc="Switching intervals per second.")
+    plane = param.Selector(default="pca", objects=PLANES, doc="Plane of the loss landscape.")
+    plane_x = param.Integer(default=0, bounds=(0, None), doc="First parameter of the plane.")
+    plane_y = param.Integer(default=1, bounds=(0, None), doc="Second parameter of the plane.")
+    phase_coordinate = param.Integer(
+        default=0, bounds=(0, 63), doc="Tracked coordinate drawn in the phase portrait."
+    )
+    sample_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the tracked sample.")
+
+    def __init__(self, config: TrainingConfig | None = None, *, live: bool = True, **params):
+        super().__init__(**params)
+        self.settings = config if config is not None else settings_for(self.preset)
+        self.session = LiveSession(self.settings, max_rate=self.speed or None)
+        self.worker = self._new_worker()
+        self._loading = False
+        self._sent = {"landscape": -1, "trail": -1, "task": -1, "phase": -1}
+        self._build_widgets()
+        self._build_plots()
+        self._build_layout()
+        self.settings.param.watch(self._on_settings, list(WATCHED))
+        self._callback = None
+        self._tick()
+        if live:
+            self._callback = pn.state.add_periodic_callback(self._tick, period=100)
+            pn.state.on_session_destroyed(self._destroyed)
+
+    # ------------------------------------------------------------ lifetime
+    def _new_worker(self) -> PictureWorker:
+        kind = self.plane
+        trainer = self.session.trainer
+        coords = (0, 1)
+        if kind == "coordinates":
+            dim = trainer.system.dim
+            coords = (min(self.plane_x, dim - 1), min(self.plane_y, dim - 1))
+            if coords[0] == coords[1]:
+                coords = (coords[0], (coords[0] + 1) % dim)
+        worker = PictureWorker(trainer, plane=kind, coordinates=coords)
+        worker.feed([trainer.last])
+        return worker
+
+    def _restart_worker(self) -> None:
+        kind = task_kind(self.worker.trainer)
+        self.worker.stop()
+        self.worker = self._new_worker()
+        self._sent.update(landscape=-1, trail=-1, task=-1, phase=-1)
+        if task_kind(self.worker.trainer) != kind or kind != "field":  # new data: new figure
+            self.task_pane.object = self._task_figure()
+
+    def close(self) -> None:
+        """Stop the threads of this session."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+        self.worker.stop()
+        self.session.close()
+
+    def _destroyed(self, session_context) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ widgets
+    def _build_widgets(self) -> None:
+        s = self.settings
+        self.run_button = pn.widgets.Button(name="Run", button_type="primary", width=95)
+        self.step_button = pn.widgets.Button(name="Step", width=80)
+        self.reset_button = pn.widgets.Button(name="Reset", width=80)
+        self.run_button.on_click(self._on_run)
+        self.step_button.on_click(lambda _: self.session.step(1))
+        self.reset_button.on_click(self._on_reset)
+        self.speed_widget = pn.widgets.Select.from_param(self.param.speed, name="Speed")
+        self.preset_widget = pn.widgets.Select.from_param(self.param.preset, name="Preset")
+        self.new_data_button = pn.widgets.Button(name="New data (new seed)", width=160)
+        self.new_data_button.on_click(lambda _: setattr(s, "data_seed", s.data_seed + 1))
+        self.device_note = pn.pane.Markdown("", margin=(0, 10))
+        bounded = pn.widgets.EditableFloatSlider
+        self.widgets = {
+            "dataset": pn.widgets.Select.from_param(s.param.dataset, name="Data set"),
+            "noise": bounded.from_param(
+                s.param.noise, start=0.0, end=2.0, fixed_start=0.0, fixed_end=5.0, step=0.01
+            ),
+            "n_samples": pn.widgets.IntSlider.from_param(
+                s.param.n_samples, start=20, end=4000, step=10, name="Size (points)"
+            ),
+            "train_fraction": pn.widgets.FloatSlider.from_param(
+                s.param.train_fraction, start=0.1, end=1.0, step=0.05, name="Train fraction"
+            ),
+            "architecture": pn.widgets.RadioButtonGroup.from_param(s.param.architecture),
+            "hidden": pn.widgets.TextInput.from_param(s.param.hidden, name="Hidden widths"),
+            "activation": pn.widgets.Select.from_param(s.param.activation, name="Activation"),
+            "damping": bounded.from_param(
+                s.param.damping,
+                start=0.0,
+                end=3.0,
+                fixed_start=0.0,
+                fixed_end=100.0,
+                step=0.05,
+                name="Damping B",
+            ),
+            "inertia": bounded.from_param(
+                s.param.inertia,
+                start=0.1,
+                end=5.0,
+                fixed_start=1e-3,
+                fixed_end=1e3,
+                step=0.05,
+                name="Inertia M",
+            ),
+            "potential_gain": bounded.from_param(
+                s.param.potential_gain,
+                start=0.1,
+                end=10.0,
+                fixed_start=1e-3,
+                fixed_end=1e4,
+                step=0.1,
+                name="Potential gain a",
+            ),
+            "weight_decay": bounded.from_param(
+                s.param.weight_decay,
+                start=0.0,
+                end=0.2,
+                fixed_start=0.0,
+                fixed_end=10.0,
+                step=0.005,
+                name="Weight decay c",
+            ),
+            "batch_size": pn.widgets.Select.from_param(
+                s.param.batch_size, options=BATCHES, name="Batch size"
+            ),
+            "switching_interval": bounded.from_param(
+                s.param.switching_interval,
+                start=0.01,
+                end=1.0,
+                fixed_start=1e-3,
+                fixed_end=10.0,
+                step=0.01,
+                name="Switching interval Δt",
+            ),
+            "solver": pn.widgets.Select.from_param(s.param.solver, options=list(SOLVERS)),
+            "rtol": pn.widgets.Select.from_param(s.param.rtol, options=TOLERANCES, name="rtol"),
+            "atol": pn.widgets.Select.from_param(s.param.atol, options=TOLERANCES, name="atol"),
+            "step_size": pn.widgets.Select.from_param(
+                s.param.step_size, options=STEPS, name="Fixed step (rk4, euler, …)"
+            ),
+            "device": pn.widgets.RadioButtonGroup.from_param(s.param.device),
+        }
+        self.plane_widget = pn.widgets.RadioBoxGroup.from_param(self.param.plane)
+        self.plane_x_widget = pn.widgets.IntInput.from_param(self.param.plane_x, name="θ index x")
+        self.plane_y_widget = pn.widgets.IntInput.from_param(self.param.plane_y, name="θ index y")
+        self.sample_button = pn.widgets.Button(name="New sample of θ_i", width=160)
+        self.sample_button.on_click(lambda _: setattr(self, "sample_seed", self.sample_seed + 1))
+        self.phase_widget = pn.widgets.IntSlider.from_param(
+            self.param.phase_coordinate, start=0, end=7, name="Phase portrait of sample #"
+        )
+        self.banner = pn.pane.Alert(
+            "", alert_type="info", visible=False, sizing_mode="stretch_width"
+        )
+        self.status = pn.pane.HTML("", sizing_mode="stretch_width", styles={"font-size": "19px"})
+
+    def sidebar(self) -> list:
+        w = self.widgets
+        return [
+            pn.Row(self.run_button, self.step_button, self.reset_button),
+            self.speed_widget,
+            self.preset_widget,
+            pn.pane.Markdown("### Data"),
+            w["dataset"],
+            w["noise"],
+            w["n_samples"],
+            w["train_fraction"],
+            self.new_data_button,
+            pn.pane.Markdown("### Model"),
+            w["architecture"],
+            w["hidden"],
+            w["activation"],
+            pn.pane.Markdown("### Gains"),
+            w["damping"],
+            w["inertia"],
+            w["potential_gain"],
+            w["weight_decay"],
+            pn.pane.Markdown("### Solver"),
+            w["batch_size"],
+            w["switching_interval"],
+            w["solver"],
+            w["rtol"],
+            w["atol"],
+            w["step_size"],
+            pn.pane.Markdown("### Device"),
+            w["device"],
+            self.device_note,
+            pn.pane.Markdown("### Landscape plane"),
+            self.plane_widget,
+            pn.Row(self.plane_x_widget, self.plane_y_widget),
+            pn.pane.Markdown("### Tracked coordinates"),
+            self.sample_button,
+            self.phase_widget,
+        ]
+
+    # ------------------------------------------------------------ plots
+    def _build_plots(self) -> None:
+        n = self.session.history.n_tracked
+        self.series = ColumnDataSource(self.session.history.empty_columns())
+        self.timeline = figures.timeline_figures(self.series, n)
+        self.phase_head = ColumnDataSource(dict(x=[], y=[]))
+        self.phase_lines = ColumnDataSource(dict(xs=[], ys=[]))
+        self.phase_fig, self.phase_path, self.phase_dot = figures.phase_figure(
+            self.series, self.phase_head, self.phase_lines
+        )
+        figures.show_phase_coordinate(self.phase_path, self.phase_dot, self.phase_coordinate)
+        self.surface = ColumnDataSource(
+            figures.image_data(np.zeros(2), np.zeros(2), np.zeros((1, 1)))
+        )
+        self.surface_lines = ColumnDataSource(dict(xs=[], ys=[]))
+        self.trail = ColumnDataSource(dict(x=[], y=[], t=[], v=[]))
+        self.head = ColumnDataSource(dict(x=[], y=[]))
+        self.landscape_fig, self.landscape_mapper, self.trail_cmap = figures.landscape_figure(
+            self.surface, self.surface_lines, self.trail, self.head
+        )
+        self.task_pane = pn.pane.Bokeh(self._task_figure(), sizing_mode="stretch_both")
+
+    def _task_figure(self):
+        """A figure for the current data set's task, with its static layers filled in."""
+        trainer = self.session.trainer
+        ds = trainer.dataset
+        self.task_kind = task_kind(trainer)
+        self.task_sources = {}
+        if self.task_kind == "regions":
+            regions = ColumnDataSource(
+                figures.image_data(np.zeros(2), np.zeros(2), np.zeros((1, 1)))
+            )
+            points = ColumnDataSource(
+                figures.point_data(
+                    ds.x_train.cpu().numpy(),
+                    ds.y_train.cpu().numpy(),
+                    ds.x_test.cpu().numpy(),
+                    ds.y_test.cpu().numpy(),
+                )
+            )
+            self.task_sources = {"regions": regions, "points": points}
+            self.task_fig = figures.regions_figure(regions, points, ds.n_classes)
+        elif self.task_kind == "field":
+            sources = {k: ColumnDataSource() for k in ("error", "true", "learned")}
+            sources["error"].data = figures.image_data(np.zeros(2), np.zeros(2), np.zeros((1, 1)))
+            for key in ("true", "learned"):
+                sources[key].data = dict(x0=[], y0=[], x1=[], y1=[])
+            self.task_sources = sources
+            self.task_fig, self.task_mapper = figures.field_figure(
+                sources["error"], sources["true"], sources["learned"]
+            )
+        else:
+            cells = ColumnDataSource(dict(predicted=[], true=[], count=[], label=[]))
+            self.task_sources = {"cells": cells}
+            self.task_fig, self.task_mapper = figures.confusion_figure(cells, max(ds.n_classes, 1))
+        self._sent["task"] = -1
+        return self.task_fig
+
+    def __panel__(self):
+        return self.layout
+
+    def _build_layout(self) -> None:
+        def pane(fig, height):
+            return pn.pane.Bokeh(fig, sizing_mode="stretch_both", min_height=height)
+
+        top = pn.Row(
+            pane(self.landscape_fig, 430),
+            self.task_pane,
+            pane(self.phase_fig, 430),
+            sizing_mode="stretch_width",
+            height=440,
+        )
+        bottom = pn.Row(
+            *(pane(f, 360) for f in self.timeline), sizing_mode="stretch_width", height=370
+        )
+        self.layout = pn.Column(self.banner, self.status, top, bottom, sizing_mode="stretch_width")
+
+    # ------------------------------------------------------------ events
+    def _on_run(self, _event=None) -> None:
+        if self.session.playing:
+            self.session.pause()
+        else:
+            self.session.play()
+        self._show_controls()
+
+    def _on_reset(self, _event=None) -> None:
+        self.session.reset()
+        self._restart_worker()
+
+    def _on_settings(self, *events) -> None:
+        if self._loading:
+            return
+        changes = {e.name: e.new for e in events}
+        if "dataset" in changes:  # a new data set comes with its own size and noise
+            self._loading = True
+            try:
+                defaults = dataset_defaults(changes["dataset"])
+                for key in ("n_samples", "noise", "train_fraction"):
+                    setattr(self.settings, key, defaults[key])
+            finally:
+                self._loading = False
+        before = self.session.trainer
+        self.session.apply(**changes)
+        if self.session.trainer is not before:
+            self._restart_worker()
+        elif any(k in GAINS for k in changes):
+            self.worker.refresh()
+
+    @param.depends("preset", watch=True)
+    def _on_preset(self) -> None:
+        fresh = settings_for(self.preset)
+        self._loading = True
+        try:
+            self.settings.param.update(**fresh.values())
+        finally:
+            self._loading = False
+        if self.session.rebuild(f"Loaded the preset '{self.preset}': the run restarted at t = 0."):
+            self._restart_worker()
+
+    @param.depends("speed", watch=True)
+    def _on_speed(self) -> None:
+        self.session.set_speed(self.speed or None)
+
+    @param.depends("plane", "plane_x", "plane_y", watch=True)
+    def _on_plane(self) -> None:
+        dim = self.session.trainer.system.dim
+        if self.plane == "coordinates" and (
+            max(self.plane_x, self.plane_y) >= dim or self.plane_x == self.plane_y
+        ):
+            self.session.notice = Notice(
+                f"Invalid plane coordinates: ({self.plane_x}, {self.plane_y}); choose two "
+                f"different indices below {dim}.",
+                "warning",
+            )
+            return
+        self.worker.stop()
+        self.worker = self._new_worker()
+        self.worker.feed(self._history_records())
+        self._sent.update(landscape=-1, trail=-1)
+
+    def _history_records(self) -> list[PathPoint]:
+        history = self.session.history
+        return [
+            PathPoint(t, theta)
+            for t, theta in zip(history.times, history.thetas.copy(), strict=True)
+        ]
+
+    @param.depends("sample_seed", watch=True)
+    def _on_sample(self) -> None:
+        self.session.set_tracked(self.sample_seed)
+        self._sent["phase"] = -1
+
+    @param.depends("phase_coordinate", watch=True)
+    def _on_phase_coordinate(self) -> None:
+        k = min(self.phase_coordinate, self.session.history.n_tracked - 1)
+        figures.show_phase_coordinate(self.phase_path, self.phase_dot, k)
+        self.phase_lines.data = dict(xs=[], ys=[])
+        self._sent["phase"] = -1
+
+    # ------------------------------------------------------------ the tick
+    def _tick(self) -> None:
+        """Drain new records and send what changed; errors become the banner."""
+        try:
+            tick = self.session.poll()
+            self.worker.feed(tick.records)
+            with pn.io.hold():
+                self._stream(tick)
+                self._stream_pictures()
+                self._show_status()
+                self._show_controls()
+        except Exception as err:  # never a traceback in the page
+            log.exception("explorer update")
+            self.session.notice = Notice(f"The view could not be updated: {err}", "danger")
+            self._show_controls()
+
+    def _stream(self, tick) -> None:
+        history = self.session.history
+        if tick.reset or tick.update.rebuilt:
+            self.series.data = history.columns()
+        elif len(tick.update):
+            self.series.stream(tick.update.rows)
+        last = history.last
+        k = min(self.phase_coordinate, history.n_tracked - 1)
+        if last is not None and k < len(last.theta_sample):
+            self.phase_head.data = dict(
+                x=[float(last.theta_sample[k])], y=[float(last.p_sample[k])]
+            )
+
+    def _stream_pictures(self) -> None:
+        state = self.worker.window.state
+        if state.plane is not None and state.version != self._sent["landscape"]:
+            self._sent["landscape"] = state.version
+            self._send_surface(state)
+        key = (state.version, len(state.path_t), state.path_t[-1] if len(state.path_t) else 0)
+        if len(state.path_t) and key != self._sent["trail"]:
+            self._sent["trail"] = key
+            xy, t = state.path_xy, state.path_t
+            self.trail.data = dict(x=xy[:, 0], y=xy[:, 1], t=t, v=np.full(len(t), np.nan))
+            self.head.data = dict(x=xy[-1:, 0], y=xy[-1:, 1])
+            self.trail_cmap["transform"].update(
+                low=float(t[0]), high=float(max(t[-1], t[0] + 1e-9))
+            )
+        task = self.worker.task
+        if task is not None and task.version != self._sent["task"]:
+            self._sent["task"] = task.version
+            self._send_task(task)
+        self._request_phase()
+        phase = self.worker.phase
+        if phase is not None and phase.version != self._sent["phase"]:
+            self._sent["phase"] = phase.version
+            k = min(self.phase_coordinate, self.session.history.n_tracked - 1)
+            if phase.index == self._tracked_index(k):
+                levels = _levels(np.log10(phase.energy - np.nanmin(phase.energy) + 1e-4), 14)
+                lines = contour_lines(
+                    phase.qs,
+                    phase.ps,
+                    np.log10(phase.energy - np.nanmin(phase.energy) + 1e-4),
+                    levels,
+                )
+                self.phase_lines.data = lines
+                self.phase_fig.title.text = f"Phase portrait of {phase.label} (sample #{k})"
+
+    def _send_surface(self, state) -> None:
+        z = np.where(np.isfinite(state.Z), state.Z, np.nan)
+        logz = np.log10(np.maximum(z, 1e-12))
+        levels = _levels(logz, figures.LANDSCAPE_LEVELS)
+        self.landscape_mapper.update(low=float(levels[0]), high=float(levels[-1]))
+        self.surface.data = figures.image_data(state.xs, state.ys, logz)
+        self.surface_lines.data = contour_lines(state.xs, state.ys, logz, levels)
+        fig = self.landscape_fig
+        fig.x_range.update(start=float(state.xs[0]), end=float(state.xs[-1]))
+        fig.y_range.update(start=float(state.ys[0]), end=float(state.ys[-1]))
+        plane = state.plane
+        fig.title.text = (
+            f"Loss landscape · {PLANE_NAMES[plane.kind]} · "
+            f"{state.explained:.0%} of the path's variance"
+        )
+        fig.xaxis.axis_label, fig.yaxis.axis_label = plane.labels
+
+    def _send_task(self, task) -> None:
+        sources, fig = self.task_sources, self.task_fig
+        if task.kind != self.task_kind:
+            return
+        if task.kind == "regions":
+            sources["regions"].data = figures.image_data(task.xs, task.ys, task.values)
+            fig.x_range.update(start=float(task.xs[0]), end=float(task.xs[-1]))
+            fig.y_range.update(start=float(task.ys[0]), end=float(task.ys[-1]))
+        elif task.kind == "field":
+            sources["error"].data = figures.image_data(task.xs, task.ys, task.values)
+            self.task_mapper.high = float(max(np.nanmax(task.values), 1e-6))
+            step = (task.xs[-1] - task.xs[0]) / 15
+            sources["true"].data = figures.arrows(task.grid, task.true, 0.9 * step)
+            sources["learned"].data = figures.arrows(task.grid, task.learned, 0.9 * step)
+            fig.x_range.update(start=float(task.xs[0]), end=float(task.xs[-1]))
+            fig.y_range.update(start=float(task.ys[0]), end=float(task.ys[-1]))
+        else:
+            counts = task.values
+            n = len(counts)
+            sources["cells"].data = dict(
+                predicted=[str(j) for i in range(n) for j in range(n)],
+                true=[str(i) for i in range(n) for j in range(n)],
+                count=counts.reshape(-1),
+                label=[f"{c:.0f}" for c in counts.reshape(-1)],
+            )
+            self.task_mapper.high = float(max(counts.max(), 1))
+
+    def _tracked_index(self, k: int) -> int:
+        tracked = self.session.trainer.tracked
+        return int(tracked[min(k, len(tracked) - 1)])
+
+    def _request_phase(self) -> None:
+        history = self.session.history
+        k = min(self.phase_coordinate, history.n_tracked - 1)
+        data = self.series.data
+        theta = np.asarray(data[theta_column(k)], dtype=float)
+        p = np.asarray(data[momentum_column(k)], dtype=float)
+        ok = np.isfinite(theta) & np.isfinite(p)
+        if not ok.any() or k >= len(self.session.trainer.tracked):
+            return
+        q_extent = _span(theta[ok])
+        p_extent = _span(np.r_[p[ok], -p[ok]])
+        self.worker.request_phase(self._tracked_index(k), q_extent, p_extent)
+
+    def _show_status(self) -> None:
+        s = self.session.status()
+        parts = [
+            f"<b>t</b> {s['t']:.2f}",
+            f"<b>epoch</b> {s['epoch']:.0f}",
+            f"<b>train loss</b> {_fmt(s['train_loss'])}",
+            f"<b>test loss</b> {_fmt(s['test_loss'])}",
+        ]
+        if not math.isnan(s["accuracy"]):
+            parts.append(f"<b>accuracy</b> {s['accuracy']:.0%}")
+        parts += [
+            f"<b>H</b> {_fmt(s['hamiltonian'])}",
+            f"<b>nfe</b> {s['nfe']}",
+            f"<b>{_fmt_rate(s['steps_per_second'])}</b> steps/s",
+            f"<b>{s['device']}</b>",
+        ]
+        self.status.object = (
+            f'<div class="phviz-status" style="font-size: 19px">{" · ".join(parts)}</div>'
+        )
+        self.device_note.object = f"in use: **{s['device']}**"
+
+    def _show_controls(self) -> None:
+        playing = self.session.playing
+        self.run_button.name = "Pause" if playing else "Run"
+        self.run_button.button_type = "warning" if playing else "primary"
+        notice = self.session.notice
+        if notice is None:
+            self.banner.visible = False
+        else:
+            self.banner.object = notice.text
+            self.banner.alert_type = notice.kind
+            self.banner.visible = True
+
+
+def _levels(values: np.ndarray, n: int) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return np.linspace(0, 1, n)
+    lo, hi = float(finite.min()), float(finite.max())
+    return np.linspace(lo, max(hi, lo + 1e-9), n)
+
+
+def _span(values: np.ndarray, margin: float = 0.2) -> tuple[float, float]:
+    lo, hi = float(values.min()), float(values.max())
+    pad = margin * max(hi - lo, 1e-3 * max(1.0, abs(hi)), 1e-3)
+    return lo - pad, hi + pad
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.4g}"
+
+
+def _fmt_rate(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.0f}"
