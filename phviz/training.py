@@ -478,7 +478,10 @@ class BackgroundRun:
     def _chunk_size(self) -> int:
         if not self.trainer.full_batch:
             return 1
-        return int(min(200, max(1, self.chunk_seconds / self._per_interval)))
+        n = min(200, self.chunk_seconds / self._per_interval)
+        if self.max_rate:  # a capped run sleeps after each chunk: keep chunks short
+            n = min(n, self.max_rate * self.chunk_seconds)
+        return int(max(1, n))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
