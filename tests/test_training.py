@@ -248,19 +248,20 @@ def test_cuda_run_matches_cpu():
 
 
 @pytest.mark.parametrize(
-    "solver, ledger_tolerance",
+    "solver, rtol, ledger_tolerance",
     [
-        ("dopri5", 1e-6),
-        ("bosh3", 1e-5),
-        ("adaptive_heun", 1e-5),
-        ("rk4", 1e-6),
-        ("midpoint", 1e-3),
-        ("euler", 5e-2),
+        ("dopri5", 1e-7, 1e-6),
+        ("bosh3", 1e-6, 1e-5),
+        ("adaptive_heun", 1e-5, 1e-4),
+        ("rk4", 1e-7, 1e-6),
+        ("midpoint", 1e-7, 1e-3),
+        ("euler", 1e-7, 5e-2),
     ],
 )
-def test_every_solver_learns_and_its_ledger_measures_its_error(solver, ledger_tolerance):
+def test_every_solver_learns_and_its_ledger_measures_its_error(solver, rtol, ledger_tolerance):
+    """Fixed-step solvers take step 0.05 (rtol is ignored by them)."""
     config = small(
-        solver=solver, step_size=0.05, rtol=1e-7, atol=1e-9, dtype="float64", switching_interval=0.5
+        solver=solver, step_size=0.05, rtol=rtol, atol=1e-9, dtype="float64", switching_interval=0.5
     )
     trainer = Trainer(config)
     first = trainer.last
