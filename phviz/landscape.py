@@ -5,8 +5,9 @@ coordinates (x, y) is origin + x·d1 + y·d2. Planes come from a trajectory (PCA
 from two filter-normalised random directions (Li et al., NeurIPS 2018) or from two
 chosen parameters. ``Potential`` evaluates a·L(θ) + (c/2)‖θ‖² for many θ at once
 (``torch.func.vmap`` in chunks); ``loss_surface`` is its grid over a plane (DESIGN §3).
-``LandscapeWindow`` keeps a plane and a surface up to date with a growing path, and
-``phase_portrait`` gives the energy contours of one coordinate's (θ_i, p_i) slice.
+``LandscapeWindow`` keeps a plane and a surface up to date with a growing path;
+``phase_portrait`` gives the energy contours of one coordinate's (θ_i, p_i) slice and
+``phase_curve`` that coordinate's recorded path.
 
 No GUI code: the views draw what these functions return (numpy arrays).
 """
@@ -472,7 +473,7 @@ class Potential:
     Rows of θ are evaluated with ``torch.func.vmap`` over ``functional_call`` (with
     the model's buffers), ``chunk_size`` rows at a time so memory stays bounded, on
     the model's device and in its dtype. ``batched=False`` evaluates row by row in a
-    Python loop (a reference, and the fallback for models vmap cannot handle).
+    Python loop (a reference, and a way out for models vmap cannot handle).
     """
 
     def __init__(
@@ -499,7 +500,9 @@ class Potential:
         self.targets = targets.to(self.device)
         if self.inputs.is_floating_point():
             self.inputs = self.inputs.to(self.dtype)
-        if not (isinstance(potential_gain, (int, float)) and potential_gain > 0):
+        if isinstance(potential_gain, bool) or not isinstance(potential_gain, (int, float)):
+            raise TypeError(f"Invalid potential_gain: {potential_gain!r} (expected a number)")
+        if not (math.isfinite(potential_gain) and potential_gain > 0):
             raise ValueError(f"Invalid potential_gain: {potential_gain!r} (must be > 0)")
         self.potential_gain = float(potential_gain)
         if isinstance(weight_decay, torch.Tensor) and weight_decay.dim() > 0:
@@ -530,9 +533,10 @@ class Potential:
         if batch == "train":
             inputs, targets = trainer.dataset.x_train, trainer.dataset.y_train
         elif batch == "current":
-            inputs, targets = system.inputs, system.targets  # read once: a pair of one batch
-            if inputs is None or len(inputs) != len(targets):
-                inputs, targets = system.inputs, system.targets
+            if system.inputs is None:
+                raise ValueError("Invalid batch: 'current', but the trainer holds no batch")
+            # read between two steps (or on the training thread) for a matching pair
+            inputs, targets = system.inputs, system.targets
         else:
             raise ValueError(f"Invalid batch: {batch!r} (choose 'train' or 'current')")
         return cls(
@@ -781,6 +785,11 @@ class WindowState(NamedTuple):
 _EMPTY = np.zeros(0)
 
 
+def _direction_length(plane: Plane) -> float:
+    """Mean length of d1 and d2: θ-distance per unit of the plane's coordinates."""
+    return float(np.sqrt(np.diag(plane._gram().cpu().numpy())).mean())
+
+
 class LandscapeWindow:
     """A plane and surface that follow a growing trajectory, for live views.
 
@@ -788,7 +797,7 @@ class LandscapeWindow:
     are used, or parameter vectors); it returns True when it refreshed the plane and
     surface. It refreshes when there is no surface yet, when the newest point leaves
     the window, when the newest point is farther off the plane than ``tolerance``
-    times the window's half-width (PCA and coordinate planes), or when a PCA plane
+    times the window's half-width (measured in θ), or when a PCA plane
     holds less than ``1 − tolerance`` of the variance share it had when built (these
     last two at most once per ``min_seconds``). On a refresh the stored path is
     reprojected onto the new plane, so path and surface always agree; PCA directions
@@ -800,6 +809,10 @@ class LandscapeWindow:
     ``source`` is a Trainer (its gains and data are read again at each refresh) or a
     ``Potential``. The stored path is thinned to at most ``max_points`` points
     (every other one dropped, the newest kept), with their times in ``path_t``.
+
+    The window spans the projected path with ``margin`` on every side and at least
+    ``min_span`` per axis (default: a tenth of ‖θ‖ for PCA and coordinate planes,
+    1 filter-normalised unit for random planes).
     """
 
     def __init__(
@@ -1024,8 +1037,8 @@ class LandscapeWindow:
             return "path left the window"
         if time.monotonic() - self._refreshed_at < self.min_seconds:
             return ""  # the softer reasons wait, so a refresh is not due on every update
-        half = 0.5 * min(xmax - xmin, ymax - ymin)
-        if self.kind != "random" and self._off[-1] > self.tolerance * half:
+        half = 0.5 * min(xmax - xmin, ymax - ymin) * _direction_length(plane)  # in θ units
+        if self._off[-1] > self.tolerance * half:
             return "path left the plane"
         if self.kind == "pca" and self._explained(plane) < (1 - self.tolerance) * self._baseline:
             return "plane lost the path's variance"
@@ -1066,9 +1079,12 @@ class LandscapeWindow:
         projection = plane.project(self._thetas)
         self._xy, self._off = projection.xy, projection.off_plane
         min_span = self.min_span
-        if min_span is None:  # a tenth of ‖θ‖, in units of the directions' length
-            lengths = np.sqrt(np.diag(plane._gram().cpu().numpy()))
-            min_span = max(1e-3, 0.1 * float(np.linalg.norm(self._thetas[-1])) / lengths.mean())
+        if min_span is None and self.kind == "random":
+            min_span = 1.0  # filter-normalised units: a step as large as the weights
+        elif min_span is None:  # a tenth of ‖θ‖, in units of the directions' length
+            min_span = max(
+                1e-3, 0.1 * float(np.linalg.norm(self._thetas[-1])) / _direction_length(plane)
+            )
         extent = extent_around(self._xy, margin=self.margin, min_span=min_span)
         xs, ys, z = potential.surface(plane, extent, self.resolution)
         self._baseline = self._explained(plane)

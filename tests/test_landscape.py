@@ -338,6 +338,8 @@ def test_window_refreshes_when_the_path_leaves_and_reprojects_it():
     assert window.update(records([far], t0=20)) is True
     assert window.state.reason in ("path left the window", "path left the plane")
     assert window.version >= 2 and window.plane is not first_plane
+    assert float(window.plane.d1 @ first_plane.d1) >= 0  # no mirror flip between planes
+    assert float(window.plane.d2 @ first_plane.d2) >= 0
     stored = np.array([*path, far], dtype=np.float32)
     again = window.plane.project(stored)
     np.testing.assert_allclose(window.path_xy, again.xy, atol=1e-12)
@@ -401,6 +403,35 @@ def test_window_on_a_trainer_with_each_kind_of_plane():
         if kind == "coordinates":
             assert window.plane.labels == ("w11", "w12")
             np.testing.assert_allclose(window.path_xy, thetas[:, :2], atol=1e-7)
+
+
+def test_window_state_read_from_another_thread_is_always_whole():
+    import threading
+
+    window = LandscapeWindow(window_problem(), resolution=4, min_seconds=0.0, margin=0.0)
+    g = np.random.default_rng(2)
+    steps = g.standard_normal((150, 4)) * 0.05
+    path = np.cumsum(steps, 0)  # a random walk: refreshes often
+    seen, done = [], threading.Event()
+
+    def read():
+        while not done.is_set():
+            st = window.state
+            seen.append(
+                len(st.path_xy) == len(st.path_t) == len(st.off_plane)
+                and (st.plane is None or st.Z.shape == (len(st.ys), len(st.xs)))
+            )
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for k in range(len(path)):
+            window.update(records(path[k : k + 1], t0=k))
+    finally:
+        done.set()
+        reader.join()
+    assert seen and all(seen)
+    assert window.version > 1 and len(window.path_t) == 150
 
 
 # ----------------------------------------------------------------- bad input
