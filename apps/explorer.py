@@ -10,12 +10,10 @@ torch.set_num_threads(1)
 pn.extension(notifications=False)
 
 explorer = Explorer()
-pn.template.FastListTemplate(
+pn.template.BootstrapTemplate(
     title="phviz · port-Hamiltonian training",
     sidebar=explorer.sidebar(),
     main=[explorer],
     sidebar_width=340,
-    font_url="",
-    main_layout="",
-    accent="#1f77b4",
+    header_background="#1f4e79",
 ).servable()

@@ -43,7 +43,7 @@ PLANES = {
 BATCHES = {"full batch": 0, "8": 8, "16": 16, "32": 32, "64": 64, "128": 128, "256": 256}
 TOLERANCES = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
 STEPS = [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
-PLANE_NAMES = {"pca": "PCA plane", "random": "random plane", "coordinates": "two parameters"}
+PLANE_NAMES = {"pca": "PCA", "random": "random plane", "coordinates": "two parameters"}
 WATCHED = GAINS + SOLVER_SETTINGS + REBUILD
 
 
@@ -124,9 +124,11 @@ class Explorer(pn.viewable.Viewer):
     # ------------------------------------------------------------ widgets
     def _build_widgets(self) -> None:
         s = self.settings
-        self.run_button = pn.widgets.Button(name="Run", button_type="primary", width=95)
-        self.step_button = pn.widgets.Button(name="Step", width=80)
-        self.reset_button = pn.widgets.Button(name="Reset", width=80)
+        self.run_button = pn.widgets.Button(
+            name="Run", button_type="primary", width=95, css_classes=["phviz-run"]
+        )
+        self.step_button = pn.widgets.Button(name="Step", width=80, css_classes=["phviz-step"])
+        self.reset_button = pn.widgets.Button(name="Reset", width=80, css_classes=["phviz-reset"])
         self.run_button.on_click(self._on_run)
         self.step_button.on_click(lambda _: self.session.step(1))
         self.reset_button.on_click(self._on_reset)
@@ -158,6 +160,7 @@ class Explorer(pn.viewable.Viewer):
                 fixed_end=100.0,
                 step=0.05,
                 name="Damping B",
+                css_classes=["phviz-damping"],
             ),
             "inertia": bounded.from_param(
                 s.param.inertia,
@@ -492,8 +495,7 @@ class Explorer(pn.viewable.Viewer):
         fig.y_range.update(start=float(state.ys[0]), end=float(state.ys[-1]))
         plane = state.plane
         fig.title.text = (
-            f"Loss landscape · {PLANE_NAMES[plane.kind]} · "
-            f"{state.explained:.0%} of the path's variance"
+            f"Landscape · {PLANE_NAMES[plane.kind]} · {state.explained:.0%} of path variance"
         )
         fig.xaxis.axis_label, fig.yaxis.axis_label = plane.labels
 

@@ -1,0 +1,152 @@
+"""The explorer's data plumbing, without a browser: records → columns, decimation,
+settings → trainer, errors → banner."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from phviz import Record, make_config
+from phviz.views.history import History, record_row, theta_column
+from phviz.views.live import LiveSession
+
+
+def record(i: int, *, switched=False, k=3, dim=5) -> Record:
+    theta = np.arange(dim, dtype=np.float32) + i
+    return Record(
+        t=0.1 * i,
+        interval=i,
+        epoch=float(i),
+        batch=0,
+        switched=switched,
+        train_loss=1.0 / (i + 1),
+        hamiltonian=2.0 / (i + 1),
+        kinetic=0.0 if i == 0 else 0.5,
+        potential=1.0 / (i + 1),
+        dissipated=0.1 * i,
+        supplied=0.0,
+        switch_jumps=0.0,
+        ledger_residual=-1e-6 * i,
+        momentum_norm=0.0,
+        nfe=6 * i,
+        wall=0.0,
+        theta_sample=theta[:k],
+        p_sample=-theta[:k],
+        theta=theta,
+    )
+
+
+def test_rows_hold_the_record_numbers_and_gaps_on_the_log_axis():
+    row = record_row(record(0, switched=True))
+    assert row["t"] == 0.0 and row["hamiltonian"] == 2.0 and row["switch"] == 2.0
+    assert math.isnan(row["kinetic"])  # zero cannot be drawn on a log axis
+    assert math.isnan(row["dissipated"]) and math.isnan(row["residual"])
+    row = record_row(record(4))
+    assert row["residual"] == pytest.approx(4e-6)  # |ledger residual|
+    assert math.isnan(row["switch"])
+
+
+def test_new_rows_are_streamed_as_columns():
+    history = History(dim=5, n_tracked=4, capacity=11)
+    update = history.extend([record(i) for i in range(3)])
+    assert not update.rebuilt and len(update) == 3
+    np.testing.assert_allclose(update.rows["t"], [0.0, 0.1, 0.2])
+    np.testing.assert_allclose(update.rows[theta_column(1)], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(update.rows["p_2"], [-2.0, -3.0, -4.0])
+    assert np.isnan(update.rows[theta_column(3)]).all()  # only 3 coordinates tracked
+    update = history.extend([record(3)])
+    np.testing.assert_allclose(update.rows["t"], [0.3])
+    assert history.size == 4 and history.last.interval == 3
+
+
+def test_decimation_keeps_memory_bounded_and_spacing_even():
+    history = History(dim=5, n_tracked=3, capacity=11)
+    rebuilt = 0
+    for i in range(1000):
+        rebuilt += history.extend([record(i)]).rebuilt
+    assert history.size <= 11
+    intervals = history.columns()["interval"]
+    assert intervals[0] == 0  # t = 0 is always kept
+    steps = np.diff(intervals)
+    assert (steps == history.stride).all()  # evenly spaced at the current stride
+    assert 999 - intervals[-1] < history.stride
+    assert history.stride == 128 and rebuilt == 7  # 11 → 6 rows, seven halvings to cover 1000
+    np.testing.assert_allclose(history.thetas[:, 0], intervals)  # θ rows follow their rows
+
+
+def test_a_skipped_switch_still_marks_the_next_kept_row():
+    history = History(dim=5, n_tracked=3, capacity=5)
+    for i in range(5):
+        history.extend([record(i)])
+    history.extend([record(5, switched=True)])  # halved to stride 2: record 5 is skipped
+    update = history.extend([record(6)])
+    assert update.rows["switch"][0] == pytest.approx(2.0 / 7)
+
+
+def test_capacity_must_be_odd():
+    with pytest.raises(ValueError, match="capacity"):
+        History(dim=3, n_tracked=2, capacity=10)
+
+
+@pytest.fixture
+def session():
+    torch.set_num_threads(1)
+    s = LiveSession(make_config("default", horizon=0.0), max_rate=None)
+    yield s
+    s.close()
+
+
+def wait_for(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_steps_reach_the_history(session):
+    first = session.poll()
+    assert first.reset and len(first.records) == 0  # the first poll after a build starts over
+    session.step(3)
+    records = []
+    assert wait_for(lambda: records.extend(session.poll().records) or len(records) >= 3)
+    assert [r.interval for r in records] == [1, 2, 3]
+    np.testing.assert_allclose(session.history.columns()["t"], [0.0, 0.1, 0.2, 0.3], atol=1e-9)
+    assert session.status()["t"] == pytest.approx(0.3)
+
+
+def test_gains_apply_without_reset_and_structure_rebuilds(session):
+    trainer = session.trainer
+    session.apply(damping=2.5)
+    session.step(1)
+    assert wait_for(lambda: trainer.interval >= 1)
+    assert session.trainer is trainer and trainer.system.damping == 2.5
+    session.apply(hidden="8")
+    assert session.trainer is not trainer
+    assert session.trainer.system.dim == 2 * 8 + 8 + 8 * 2 + 2
+    assert "hidden widths" in session.notice.text and "t = 0" in session.notice.text
+
+
+def test_bad_settings_keep_the_old_model_and_say_why(session):
+    trainer = session.trainer
+    session.apply(hidden="0")
+    assert session.trainer is trainer
+    assert session.notice.kind == "danger" and "Invalid hidden width: 0" in session.notice.text
+    session.apply(hidden="")
+    assert session.trainer is trainer and "Invalid hidden widths" in session.notice.text
+
+
+def test_divergence_pauses_with_a_banner_and_keeps_a_finite_state():
+    # A quadratic potential (linear model, squared error) stepped by explicit Euler far
+    # beyond its stability limit grows geometrically until it overflows.
+    session = LiveSession(make_config("paper-blobs", horizon=0.0), max_rate=None)
+    session.apply(potential_gain=1e4, damping=0.0)
+    session.apply(solver="euler", step_size=0.1)
+    session.play()
+    assert wait_for(lambda: session.run.error is not None, timeout=60)
+    session.poll()
+    assert not session.playing
+    assert session.notice.kind == "danger" and "diverged" in session.notice.text.lower()
+    assert torch.isfinite(session.trainer.xi).all()
+    session.close()
