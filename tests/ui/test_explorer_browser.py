@@ -103,8 +103,8 @@ def test_explorer_runs_and_pauses(tmp_path):
             run = page.locator(".phviz-run button")
             assert run.inner_text().strip() == "Run"
             t0, loss0 = status_numbers(page)
-            canvas = page.locator("canvas").first
-            before = canvas.screenshot()
+            box = page.locator("canvas").first.bounding_box()
+            before = page.screenshot(clip=box)
 
             run.click()
             time.sleep(3.0)
@@ -112,7 +112,7 @@ def test_explorer_runs_and_pauses(tmp_path):
             t1, loss1 = status_numbers(page)
             assert t1 > t0 + 0.5
             assert loss1 != loss0
-            assert canvas.screenshot() != before  # the plots were redrawn
+            assert page.screenshot(clip=box) != before  # the plots were redrawn
 
             damping = page.locator(".phviz-damping input").first
             damping.fill("1.5")
