@@ -322,4 +322,26 @@ class PortHamiltonianSystem:
 
     def critical_damping(self, curvature: float, inertia: float = 1.0) -> float:
         """B = 2√(λ·a·m): the damping that neither oscillates nor creeps for one mode."""
-        return 2.0 * math.sqrt(curvature * self.potential_gain * inertia)
+        return 2.0 * math.sqrt(max(curvature, 0.0) * self.potential_gain * inertia)
+
+    def top_curvature(self, theta: torch.Tensor, iterations: int = 30, seed: int = 0) -> float:
+        """The largest eigenvalue λ of ∇²L(θ) on the current batch, by power iteration.
+
+        Uses Hessian-vector products (double backward), never the Hessian itself. With
+        ``critical_damping(λ, m)`` it tells whether the stiffest mode is under-damped.
+        """
+        with torch.enable_grad():
+            leaf = theta.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.loss(leaf), leaf, create_graph=True)
+            g = torch.Generator(device="cpu").manual_seed(seed)
+            v = torch.randn(theta.shape, generator=g, dtype=theta.dtype).to(theta.device)
+            v = v / v.norm()
+            eigenvalue = 0.0
+            for _ in range(iterations):
+                (hv,) = torch.autograd.grad(grad, leaf, v, retain_graph=True)
+                eigenvalue = float(v @ hv)
+                norm = hv.norm()
+                if not torch.isfinite(norm) or norm == 0:
+                    break
+                v = hv / norm
+        return eigenvalue

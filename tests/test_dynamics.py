@@ -274,3 +274,14 @@ def test_cuda_field_matches_cpu():
     gpu = gpu_system(torch.tensor(0.0), xi.cuda())
     assert gpu.device.type == "cuda"
     assert torch.allclose(gpu.cpu(), cpu, rtol=1e-10, atol=1e-12)
+
+
+def test_top_curvature_is_the_largest_hessian_eigenvalue():
+    model, x, y = linear_problem()
+    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss, potential_gain=2.0)
+    system.set_batch(x, y)
+    A, _ = quadratic_form(system)
+    lam = float(torch.linalg.eigvalsh(A).max())
+    theta = system.initial_state()[: system.dim]
+    assert system.top_curvature(theta, iterations=200) == pytest.approx(lam, rel=1e-6)
+    assert system.critical_damping(lam, inertia=0.5) == pytest.approx(2 * math.sqrt(lam))
