@@ -1,6 +1,7 @@
 """phviz against standard optimizers, from the same initialisation and the same budget.
 
-    python -m phviz compare --datasets moons,spiral,duffing --budget 1500 --out assets
+    python -m phviz compare --out assets                      # every dataset, 1000 evaluations
+    python -m phviz compare --datasets moons,duffing --budget 300
 
 Four methods train the same model from the same initial weights on the full training
 set: phviz's continuous run (``Trainer``, adaptive dopri5), phviz's discrete optimizer
@@ -36,10 +37,10 @@ METHODS = ("phviz-ode", "phviz-sgd", "sgd-momentum", "adam")
 # the same knob. PortHamiltonianSGD's step h gives heavy-ball lr = a·h²/M and momentum
 # 1 − h·B/M, so its grid spans about the same (lr, momentum) range as SGD's.
 GRIDS: dict[str, tuple[float, ...]] = {
-    "phviz-ode": (1.0, 3.0, 10.0, 30.0),
-    "phviz-sgd": (0.3, 0.6, 1.0, 1.5),
-    "sgd-momentum": (0.03, 0.1, 0.3, 1.0),
-    "adam": (0.003, 0.01, 0.03, 0.1),
+    "phviz-ode": (1.0, 3.0, 10.0, 30.0, 100.0),
+    "phviz-sgd": (0.3, 0.6, 1.0, 1.5, 2.5),
+    "sgd-momentum": (0.03, 0.1, 0.3, 1.0, 3.0),
+    "adam": (0.003, 0.01, 0.03, 0.1, 0.3),
 }
 GRID_NAMES = {
     "phviz-ode": "potential gain a",
@@ -48,7 +49,7 @@ GRID_NAMES = {
     "adam": "lr",
 }
 SGD_MOMENTUM = 0.9
-DEFAULT_DATASETS = ("moons", "spiral", "duffing")
+DEFAULT_DATASETS = DATASETS
 DEFAULT_BUDGET = 1000
 
 
