@@ -22,7 +22,7 @@ from ..data import dataset_defaults
 from . import figures
 from .history import momentum_column, theta_column
 from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice
-from .worker import PictureWorker, contour_lines, task_kind
+from .worker import PictureWorker, contour_lines, damping_regime, task_kind
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Explorer(pn.viewable.Viewer):
         self.session = LiveSession(self.settings, max_rate=self.speed or None)
         self.worker = self._new_worker()
         self._loading = False
-        self._sent = {"landscape": -1, "trail": -1, "task": -1, "phase": -1}
+        self._sent = {"landscape": -1, "trail": -1, "task": -1, "phase": -1, "stiffness": -1}
         self._build_widgets()
         self._build_plots()
         self._build_layout()
@@ -106,7 +106,7 @@ class Explorer(pn.viewable.Viewer):
         kind = task_kind(self.worker.trainer)
         self.worker.stop()
         self.worker = self._new_worker()
-        self._sent.update(landscape=-1, trail=-1, task=-1, phase=-1)
+        self._sent.update(landscape=-1, trail=-1, task=-1, phase=-1, stiffness=-1)
         if task_kind(self.worker.trainer) != kind or kind != "field":  # new data: new figure
             self.task_pane.object = self._task_figure()
 
@@ -221,6 +221,13 @@ class Explorer(pn.viewable.Viewer):
             "", alert_type="info", visible=False, sizing_mode="stretch_width"
         )
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", styles={"font-size": "19px"})
+        self.damping_note = pn.pane.HTML(
+            "critical damping: estimating…",
+            css_classes=["phviz-critical"],
+            styles={"font-size": "15px", "white-space": "normal", "line-height": "1.3"},
+            sizing_mode="stretch_width",
+            margin=(0, 10, 8, 10),
+        )
 
     def sidebar(self) -> list:
         w = self.widgets
@@ -240,6 +247,7 @@ class Explorer(pn.viewable.Viewer):
             w["activation"],
             pn.pane.Markdown("### Gains"),
             w["damping"],
+            self.damping_note,
             w["inertia"],
             w["potential_gain"],
             w["weight_decay"],
@@ -430,6 +438,7 @@ class Explorer(pn.viewable.Viewer):
                 self._stream(tick)
                 self._stream_pictures()
                 self._show_status()
+                self._show_stiffness()
                 self._show_controls()
         except Exception as err:  # never a traceback in the page
             log.exception("explorer update")
@@ -454,15 +463,7 @@ class Explorer(pn.viewable.Viewer):
         if state.plane is not None and state.version != self._sent["landscape"]:
             self._sent["landscape"] = state.version
             self._send_surface(state)
-        key = (state.version, len(state.path_t), state.path_t[-1] if len(state.path_t) else 0)
-        if len(state.path_t) and key != self._sent["trail"]:
-            self._sent["trail"] = key
-            xy, t = state.path_xy, state.path_t
-            self.trail.data = dict(x=xy[:, 0], y=xy[:, 1], t=t, v=np.full(len(t), np.nan))
-            self.head.data = dict(x=xy[-1:, 0], y=xy[-1:, 1])
-            self.trail_cmap["transform"].update(
-                low=float(t[0]), high=float(max(t[-1], t[0] + 1e-9))
-            )
+        self._send_trail(state)
         task = self.worker.task
         if task is not None and task.version != self._sent["task"]:
             self._sent["task"] = task.version
@@ -483,12 +484,59 @@ class Explorer(pn.viewable.Viewer):
                 self.phase_lines.data = lines
                 self.phase_fig.title.text = f"Phase portrait of {phase.label} (sample #{k})"
 
+    def _send_trail(self, state) -> None:
+        """Stream the path's new points; send it whole when the plane changed or the
+        stored path was thinned."""
+        t, xy = state.path_t, state.path_xy
+        if not len(t):
+            return
+        version, sent_n, sent_t = self._sent["trail"] if self._sent["trail"] != -1 else (-1, 0, 0)
+        if version == state.version and sent_n == len(t) and sent_t == t[-1]:
+            return
+        grown = version == state.version and len(t) > sent_n and sent_n and t[sent_n - 1] == sent_t
+        if grown:
+            self.trail.stream(
+                dict(
+                    x=xy[sent_n:, 0],
+                    y=xy[sent_n:, 1],
+                    t=t[sent_n:],
+                    v=np.full(len(t) - sent_n, np.nan),
+                )
+            )
+        else:
+            self.trail.data = dict(x=xy[:, 0], y=xy[:, 1], t=t, v=np.full(len(t), np.nan))
+        self._sent["trail"] = (state.version, len(t), t[-1])
+        self.head.data = dict(x=xy[-1:, 0], y=xy[-1:, 1])
+        self.trail_cmap["transform"].update(low=float(t[0]), high=float(max(t[-1], t[0] + 1e-9)))
+
+    def _show_stiffness(self) -> None:
+        estimate = self.worker.stiffness
+        damping = float(self.settings.damping)
+        key = (estimate.version, damping) if estimate is not None else -1
+        if key == self._sent["stiffness"]:
+            return
+        self._sent["stiffness"] = key
+        if estimate is None:
+            self.damping_note.object = "critical damping: estimating…"
+            return
+        if not estimate.curvature > 0:
+            self.damping_note.object = (
+                f"stiffest mode: curvature λ ≈ {estimate.curvature:.3g} ≤ 0 (a saddle or flat "
+                "direction): no critical damping"
+            )
+            return
+        regime = damping_regime(damping, estimate.critical)
+        self.damping_note.object = (
+            f"critical damping ≈ <b>{estimate.critical:.3g}</b> for the stiffest mode "
+            f"(λ ≈ {estimate.curvature:.3g}) · B = {damping:.3g}: <b>{regime}</b>"
+        )
+
     def _send_surface(self, state) -> None:
         z = np.where(np.isfinite(state.Z), state.Z, np.nan)
         logz = np.log10(np.maximum(z, 1e-12))
         levels = _levels(logz, figures.LANDSCAPE_LEVELS)
         self.landscape_mapper.update(low=float(levels[0]), high=float(levels[-1]))
-        self.surface.data = figures.image_data(state.xs, state.ys, logz)
+        self.surface.data = figures.image_data(*figures.smoothed(state.xs, state.ys, logz))
         self.surface_lines.data = contour_lines(state.xs, state.ys, logz, levels)
         fig = self.landscape_fig
         fig.x_range.update(start=float(state.xs[0]), end=float(state.xs[-1]))
@@ -569,6 +617,8 @@ class Explorer(pn.viewable.Viewer):
         self.run_button.name = "Pause" if playing else "Run"
         self.run_button.button_type = "warning" if playing else "primary"
         notice = self.session.notice
+        if notice is None and self.worker.error:
+            notice = Notice(self.worker.error, "warning")
         if notice is None:
             self.banner.visible = False
         else:

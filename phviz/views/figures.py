@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from bokeh.models import (
     BasicTicker,
+    BasicTickFormatter,
     ColorBar,
     ColumnDataSource,
     DataRange1d,
@@ -38,6 +39,8 @@ def styled(fig):
         axis.axis_label_text_font_size = "17px"
         axis.axis_label_text_font_style = "normal"
         axis.major_label_text_font_size = "15px"
+        if isinstance(axis.formatter, BasicTickFormatter):  # 0.002, not 2.000e-3
+            axis.formatter = BasicTickFormatter(power_limit_low=-5)
     fig.toolbar.logo = None
     fig.min_border_left = 60
     if fig.legend:
@@ -117,7 +120,16 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
             mode="vline",
         )
     )
-    energy.legend.location = "bottom_left"
+    # The curves fill the whole plot (H starts at the top, kinetic rises from the bottom):
+    # a legend inside would always hide some of them.
+    legend = energy.legend[0]
+    energy.add_layout(legend, "below")
+    legend.orientation = "horizontal"
+    legend.ncols = 3
+    legend.location = "center"
+    legend.margin = 2
+    legend.padding = 4
+    legend.spacing = 12
     thetas = new_figure("Parameters θ_i(t)", "time t", "θ_i", x_range=t_range)
     momenta = new_figure("Momenta p_i(t)", "time t", "p_i", x_range=t_range)
     for k in range(n_tracked):
@@ -281,6 +293,22 @@ def arrows(grid: np.ndarray, field: np.ndarray, length: float) -> dict:
     scale = length / max(float(magnitude.max()), 1e-12)
     end = grid + scale * field
     return dict(x0=grid[:, 0], y0=grid[:, 1], x1=end[:, 0], y1=end[:, 1])
+
+
+def smoothed(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, factor: int = 4):
+    """(xs, ys, z) resampled ``factor`` times finer by bilinear interpolation.
+
+    The surface is computed on a coarse grid (each point is a model evaluation over the
+    data); drawn as it is, a banded image shows its cells as steps. Interpolated, the
+    bands follow the contour lines drawn from the same grid.
+    """
+    if factor <= 1 or len(xs) < 2 or len(ys) < 2:
+        return xs, ys, z
+    fine_x = np.linspace(xs[0], xs[-1], factor * (len(xs) - 1) + 1)
+    fine_y = np.linspace(ys[0], ys[-1], factor * (len(ys) - 1) + 1)
+    rows = np.stack([np.interp(fine_x, xs, row) for row in z])
+    cols = np.stack([np.interp(fine_y, ys, col) for col in rows.T], axis=1)
+    return fine_x, fine_y, cols
 
 
 def image_data(xs: np.ndarray, ys: np.ndarray, values: np.ndarray) -> dict:

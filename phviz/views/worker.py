@@ -4,13 +4,18 @@ The landscape surface, the task picture (decision regions, learned field, confus
 matrix) and the phase portrait's energy contours all evaluate the model many times.
 ``PictureWorker`` computes them off the server's thread, at most every ``period``
 seconds, and publishes each as one immutable object with a version number; the
-explorer's periodic callback sends whatever is newer than what it last sent.
-No GUI code here.
+explorer's periodic callback sends whatever is newer than what it last sent. It also
+estimates, every few seconds, the stiffest curvature of the loss, so the explorer can
+say whether the damping is under or over critical for that mode. No GUI code here.
+
+The thread turns at most every ``min_gap`` seconds however often it is fed: on two
+cores every turn is time the training thread does not get.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +52,44 @@ class TaskPicture:
     grid: np.ndarray | None = None
     learned: np.ndarray | None = None
     true: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Stiffness:
+    """The stiffest mode at time ``t``: λ, the largest Hessian eigenvalue of L, and
+    the damping that would make that mode critical with the gains then in use."""
+
+    t: float
+    curvature: float
+    critical: float
+    version: int
+
+
+def stiffness(system, theta: torch.Tensor, *, weight_decay: float = 0.0, iterations=20):
+    """(λ, critical damping) of the stiffest mode at θ (DESIGN §1).
+
+    Weight decay c adds c to every curvature of the potential a·L + (c/2)‖θ‖², so the
+    critical damping of the mode is 2√((a·λ + c)·m) = ``critical_damping(λ + c/a, m)``.
+    """
+    curvature = system.top_curvature(theta, iterations=iterations)
+    inertia = system.inertia
+    if isinstance(inertia, torch.Tensor):  # per-parameter inertia: the heaviest bounds it
+        inertia = float(inertia.max())
+    a = float(system.potential_gain)
+    return curvature, system.critical_damping(curvature + weight_decay / a, float(inertia))
+
+
+def damping_regime(damping: float, critical: float, band: float = 0.1) -> str:
+    """'under-damped', 'critically damped' or 'over-damped' for ``damping`` against
+    ``critical`` (within ``band`` of it, relatively, counts as critical)."""
+    if not critical > 0:
+        return "over-damped" if damping > 0 else "undamped"
+    ratio = damping / critical
+    if ratio < 1 - band:
+        return "under-damped"
+    if ratio > 1 + band:
+        return "over-damped"
+    return "critically damped"
 
 
 @dataclass(frozen=True)
@@ -152,15 +195,20 @@ class PictureWorker:
         coordinates: tuple[int, int] = (0, 1),
         period: float = 0.4,
         resolution: int = 41,
+        min_gap: float = 0.15,
+        stiffness_period: float = 2.0,
     ):
         self.trainer = trainer
         self.period = period
+        self.min_gap = min_gap
+        self.stiffness_period = stiffness_period
         self.resolution = resolution
         self.window = LandscapeWindow(
             trainer, kind=plane, coordinates=coordinates, resolution=resolution, max_points=1000
         )
         self.task: TaskPicture | None = None
         self.phase: PhasePicture | None = None
+        self.stiffness: Stiffness | None = None
         self.error: str | None = None
         self._pending: list = []
         self._lock = threading.Lock()
@@ -170,7 +218,8 @@ class PictureWorker:
         self._phase_request: tuple | None = None
         self._phased: tuple | None = None
         self._versions = 0
-        self._last_picture = 0.0
+        self._last_picture = self._last_phase = self._last_stiffness = -float("inf")
+        self._latest = trainer.last
         # The first pictures are made here, so that a view never starts empty.
         first = trainer.last
         theta = first.theta
@@ -192,8 +241,10 @@ class PictureWorker:
             self._wake.set()
 
     def refresh(self) -> None:
-        """The potential changed (gains): rebuild the surface at the next turn."""
+        """The potential changed (gains): rebuild the surface and the damping estimate
+        at the next turn."""
         self._refresh = True
+        self._last_stiffness = -float("inf")
         self._wake.set()
 
     def request_phase(self, index: int, q_extent, p_extent) -> None:
@@ -216,10 +267,12 @@ class PictureWorker:
                 return
             try:
                 self._turn()
+                self.error = None
             except Exception as err:  # a picture must never take the page down
                 log.exception("picture worker")
                 self.error = f"The pictures could not be updated: {err}"
-                time.sleep(self.period)
+                self._stop.wait(self.period)
+            self._stop.wait(self.min_gap)  # records meanwhile wait for the next turn
 
     def _turn(self) -> None:
         with self._lock:
@@ -227,6 +280,7 @@ class PictureWorker:
         window = self.window
         if records:
             window.update(records)
+            self._latest = records[-1]
         if self._refresh:
             self._refresh = False
             window.refresh("gains changed")
@@ -237,16 +291,33 @@ class PictureWorker:
             self._versions += 1
             self.task = task_picture(self.trainer, last.theta, last.t, self._versions)
         request = self._phase_request
-        if request is not None and (
-            last is not None or self.phase is None or request != self._phased
-        ):
-            self._phased = request
+        due = last is not None and now - self._last_phase >= self.period
+        new_index = self._phased is None or request[0] != self._phased[0]
+        if request is not None and (self.phase is None or new_index or due):
+            self._phased, self._last_phase = request, now
             self._phase(*request, last)
+        if now - self._last_stiffness >= self.stiffness_period:
+            self._last_stiffness = now
+            self._estimate_stiffness(self._latest)
+
+    def _estimate_stiffness(self, record) -> None:
+        trainer = self.trainer
+        theta = torch.as_tensor(record.theta).to(device=trainer.device, dtype=trainer.dtype)
+        try:
+            curvature, critical = stiffness(
+                trainer.system, theta, weight_decay=float(trainer.config.weight_decay)
+            )
+        except (RuntimeError, ValueError):  # a batch swapped mid-estimate: next time
+            return
+        if math.isfinite(curvature):
+            self._versions += 1
+            self.stiffness = Stiffness(record.t, curvature, critical, self._versions)
 
     def _phase(self, index, q_extent, p_extent, last) -> None:
         trainer = self.trainer
         theta = last.theta if last is not None else trainer.last.theta
         potential = Potential.from_trainer(trainer)
+        inertia = trainer.system.inertia
         qs, ps, energy = phase_portrait(
             potential,
             theta,
@@ -254,11 +325,35 @@ class PictureWorker:
             q_extent=q_extent,
             p_extent=p_extent,
             resolution=41,
-            inertia=trainer.system.inertia,
+            inertia=inertia,
         )
+        ps, energy = _closed_orbits(qs, ps, energy, _entry(inertia, index))
         self._versions += 1
         label = parameter_label(trainer.system.layout, index)
         self.phase = PhasePicture(index, label, qs, ps, energy, self._versions)
+
+
+def _entry(gain, index: int) -> float:
+    if isinstance(gain, torch.Tensor) and gain.dim():
+        return float(gain[index])
+    return float(gain)
+
+
+def _closed_orbits(qs, ps, energy, inertia: float):
+    """Widen the momentum axis to ±√(2·m·ΔV), ΔV the potential's range over ``qs``.
+
+    A path's own momenta can be far smaller than the potential's drop along θ_i; the
+    contours of V + p²/2m then show only the kinetic term, as flat lines. With this
+    extent the level sets close into the orbits the coordinate would follow.
+    """
+    row = int(np.argmin(np.abs(ps)))
+    potential_q = energy[row] - ps[row] ** 2 / (2 * inertia)
+    finite = potential_q[np.isfinite(potential_q)]
+    if not len(finite):
+        return ps, energy
+    half = max(float(np.abs(ps).max()), math.sqrt(2 * inertia * float(np.ptp(finite))))
+    ps = np.linspace(-half, half, len(ps))
+    return ps, ps[:, None] ** 2 / (2 * inertia) + potential_q[None, :]
 
 
 def _around(value: float, half: float = 1.0) -> tuple[float, float]:
