@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from phviz import Record, make_config
+from phviz import PortHamiltonianSystem, Record, make_config
+from phviz.views import Explorer
 from phviz.views.history import History, record_row, theta_column
 from phviz.views.live import LiveSession
+from phviz.views.worker import damping_regime, stiffness
 
 
 def record(i: int, *, switched=False, k=3, dim=5) -> Record:
@@ -150,3 +152,69 @@ def test_divergence_pauses_with_a_banner_and_keeps_a_finite_state():
     assert session.notice.kind == "danger" and "diverged" in session.notice.text.lower()
     assert torch.isfinite(session.trainer.xi).all()
     session.close()
+
+
+def quadratic_system(inputs, **gains):
+    """A linear model without bias under mean squared error: L(w) = mean((x·w − y)²),
+    whose Hessian is 2·mean(x xᵀ) whatever w is."""
+    model = torch.nn.Linear(inputs.shape[1], 1, bias=False).double()
+    system = PortHamiltonianSystem(model, lambda out, target: ((out - target) ** 2).mean(), **gains)
+    system.set_batch(inputs, torch.zeros(len(inputs), 1, dtype=torch.float64))
+    return system
+
+
+def test_stiffness_is_the_top_hessian_eigenvalue_and_its_critical_damping():
+    # Hessian 2·mean(x xᵀ) = diag(1, 9): the stiffest mode has λ = 9.
+    inputs = torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    system = quadratic_system(inputs, potential_gain=2.0, inertia=0.5, weight_decay=0.3)
+    theta = system.initial_state()[: system.dim]
+    curvature, critical = stiffness(system, theta, iterations=50)
+    assert curvature == pytest.approx(9.0, rel=1e-6)
+    # B_crit = 2√((a·λ + c)·m) = 2√((2·9 + 0.3)·0.5)
+    assert critical == pytest.approx(2 * math.sqrt(18.3 * 0.5), rel=1e-6)
+
+
+def test_damping_regime_against_critical():
+    assert damping_regime(0.4, 2.0) == "under-damped"
+    assert damping_regime(2.1, 2.0) == "critically damped"
+    assert damping_regime(5.0, 2.0) == "over-damped"
+    assert damping_regime(0.0, 2.0) == "undamped"
+    assert damping_regime(1.0, 0.0) == "over-damped"  # a flat mode cannot oscillate
+
+
+def test_explorer_says_whether_the_damping_is_under_critical():
+    torch.set_num_threads(1)
+    explorer = Explorer(make_config("default", horizon=0.0), live=False)
+    try:
+        assert wait_for(lambda: explorer.worker.stiffness is not None)
+        explorer._tick()
+        estimate = explorer.worker.stiffness
+        note = explorer.damping_note.object
+        assert f"{estimate.critical:.3g}" in note
+        expected = damping_regime(explorer.settings.damping, estimate.critical)
+        assert expected in note
+        # the same estimate against a much larger damping reads over-damped
+        explorer.settings.damping = 10 * estimate.critical
+        explorer._tick()
+        assert "over-damped" in explorer.damping_note.object
+    finally:
+        explorer.close()
+
+
+def test_a_solver_that_cannot_keep_its_tolerance_pauses_with_a_banner():
+    session = LiveSession(make_config("default", horizon=0.0), max_rate=None)
+    try:
+        session.apply(rtol=1e-9, atol=1e-9, max_steps=10, switching_interval=1.0)
+        session.play()
+        assert wait_for(lambda: session.run.error is not None, timeout=60)
+        session.poll()
+        assert not session.playing
+        assert session.notice.kind == "danger"
+        assert "could not keep rtol=1e-09" in session.notice.text
+        assert "Traceback" not in session.notice.text
+        session.apply(max_steps=20_000)  # the page goes on: Run again works
+        session.play()
+        t = session.status()["t"]
+        assert wait_for(lambda: session.poll() and session.status()["t"] > t)
+    finally:
+        session.close()

@@ -160,7 +160,6 @@ class Explorer(pn.viewable.Viewer):
                 fixed_end=100.0,
                 step=0.05,
                 name="Damping B",
-                css_classes=["phviz-damping"],
             ),
             "inertia": bounded.from_param(
                 s.param.inertia,
@@ -207,8 +206,13 @@ class Explorer(pn.viewable.Viewer):
             "step_size": pn.widgets.Select.from_param(
                 s.param.step_size, options=STEPS, name="Fixed step (rk4, euler, …)"
             ),
+            "max_steps": pn.widgets.IntInput.from_param(
+                s.param.max_steps, start=10, end=1_000_000, name="Most solver steps per interval"
+            ),
             "device": pn.widgets.RadioButtonGroup.from_param(s.param.device),
         }
+        for key, widget in self.widgets.items():  # a handle for tests and styling
+            widget.css_classes = [*widget.css_classes, f"phviz-{key.replace('_', '-')}"]
         self.plane_widget = pn.widgets.RadioBoxGroup.from_param(self.param.plane)
         self.plane_x_widget = pn.widgets.IntInput.from_param(self.param.plane_x, name="θ index x")
         self.plane_y_widget = pn.widgets.IntInput.from_param(self.param.plane_y, name="θ index y")
@@ -218,7 +222,12 @@ class Explorer(pn.viewable.Viewer):
             self.param.phase_coordinate, start=0, end=7, name="Phase portrait of sample #"
         )
         self.banner = pn.pane.Alert(
-            "", alert_type="info", visible=False, sizing_mode="stretch_width"
+            "",
+            alert_type="info",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["phviz-banner"],
+            styles={"font-size": "17px"},
         )
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", styles={"font-size": "19px"})
         self.damping_note = pn.pane.HTML(
@@ -258,6 +267,7 @@ class Explorer(pn.viewable.Viewer):
             w["rtol"],
             w["atol"],
             w["step_size"],
+            w["max_steps"],
             pn.pane.Markdown("### Device"),
             w["device"],
             self.device_note,

@@ -187,9 +187,9 @@ class LiveSession:
         return str(self.trainer.device)
 
     def play(self) -> None:
+        """Run; the banner's last message (an error, the horizon, a rebuild) is done with."""
         self._shown_error = None
-        if self.notice is not None and self.notice.kind == "danger":
-            self.notice = None
+        self.notice = None
         self.run.play()
 
     def pause(self) -> None:

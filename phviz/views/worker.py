@@ -65,25 +65,30 @@ class Stiffness:
     version: int
 
 
-def stiffness(system, theta: torch.Tensor, *, weight_decay: float = 0.0, iterations=20):
+def stiffness(system, theta: torch.Tensor, *, iterations: int = 20) -> tuple[float, float]:
     """(λ, critical damping) of the stiffest mode at θ (DESIGN §1).
 
     Weight decay c adds c to every curvature of the potential a·L + (c/2)‖θ‖², so the
     critical damping of the mode is 2√((a·λ + c)·m) = ``critical_damping(λ + c/a, m)``.
+    Per-parameter gains are bounded by their largest entries.
     """
     curvature = system.top_curvature(theta, iterations=iterations)
-    inertia = system.inertia
-    if isinstance(inertia, torch.Tensor):  # per-parameter inertia: the heaviest bounds it
-        inertia = float(inertia.max())
     a = float(system.potential_gain)
-    return curvature, system.critical_damping(curvature + weight_decay / a, float(inertia))
+    decay, inertia = (_largest(g) for g in (system.weight_decay, system.inertia))
+    return curvature, system.critical_damping(curvature + decay / a, inertia)
+
+
+def _largest(gain) -> float:
+    return float(gain.max()) if isinstance(gain, torch.Tensor) else float(gain)
 
 
 def damping_regime(damping: float, critical: float, band: float = 0.1) -> str:
     """'under-damped', 'critically damped' or 'over-damped' for ``damping`` against
     ``critical`` (within ``band`` of it, relatively, counts as critical)."""
+    if not damping > 0:
+        return "undamped"
     if not critical > 0:
-        return "over-damped" if damping > 0 else "undamped"
+        return "over-damped"
     ratio = damping / critical
     if ratio < 1 - band:
         return "under-damped"
@@ -304,9 +309,7 @@ class PictureWorker:
         trainer = self.trainer
         theta = torch.as_tensor(record.theta).to(device=trainer.device, dtype=trainer.dtype)
         try:
-            curvature, critical = stiffness(
-                trainer.system, theta, weight_decay=float(trainer.config.weight_decay)
-            )
+            curvature, critical = stiffness(trainer.system, theta)
         except (RuntimeError, ValueError):  # a batch swapped mid-estimate: next time
             return
         if math.isfinite(curvature):
