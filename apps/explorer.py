@@ -4,10 +4,12 @@ import panel as pn
 import torch
 
 from phviz.views import Explorer
+from phviz.views.serving import quiet_closed_connections
 
 # One torch thread for training, so the server's own thread stays responsive.
 torch.set_num_threads(1)
 pn.extension(notifications=False)
+quiet_closed_connections()
 
 explorer = Explorer()
 pn.template.BootstrapTemplate(

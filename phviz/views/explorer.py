@@ -50,6 +50,18 @@ WATCHED = GAINS + SOLVER_SETTINGS + REBUILD
 TICK_SECONDS = 0.08
 
 
+def refresh_ms() -> int:
+    """The update period in ms: ``TICK_SECONDS``, or the page's ``?refresh=`` (40 to
+    2000), for a browser too slow to draw 12 updates a second."""
+    default = round(1000 * TICK_SECONDS)
+    args = pn.state.session_args or {}
+    try:
+        value = int(args.get("refresh", [b""])[0].decode() or default)
+    except (ValueError, UnicodeDecodeError):
+        return default
+    return min(2000, max(40, value))
+
+
 def settings_for(preset: str) -> TrainingConfig:
     """A preset with the data set's own size, noise and split filled in (widgets need
     numbers, not None)."""
@@ -88,9 +100,7 @@ class Explorer(pn.viewable.Viewer):
         self._callback = None
         self._tick()
         if live:
-            self._callback = pn.state.add_periodic_callback(
-                self._tick, period=round(1000 * TICK_SECONDS)
-            )
+            self._callback = pn.state.add_periodic_callback(self._tick, period=refresh_ms())
             pn.state.on_session_destroyed(self._destroyed)
 
     # ------------------------------------------------------------ lifetime
@@ -137,7 +147,9 @@ class Explorer(pn.viewable.Viewer):
         self.run_button.on_click(self._on_run)
         self.step_button.on_click(lambda _: self.session.step(1))
         self.reset_button.on_click(self._on_reset)
-        self.speed_widget = pn.widgets.Select.from_param(self.param.speed, name="Speed")
+        self.speed_widget = pn.widgets.Select.from_param(
+            self.param.speed, name="Speed", css_classes=["phviz-speed"]
+        )
         self.preset_widget = pn.widgets.Select.from_param(self.param.preset, name="Preset")
         self.new_data_button = pn.widgets.Button(name="New data (new seed)", width=160)
         self.new_data_button.on_click(lambda _: setattr(s, "data_seed", s.data_seed + 1))
@@ -236,7 +248,7 @@ class Explorer(pn.viewable.Viewer):
         )
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", styles={"font-size": "19px"})
         self.damping_note = pn.pane.HTML(
-            "critical damping: estimating…",
+            '<div class="phviz-damping-note">critical damping: estimating…</div>',
             css_classes=["phviz-critical"],
             styles={"font-size": "15px", "white-space": "normal", "line-height": "1.3"},
             sizing_mode="stretch_width",
@@ -355,9 +367,13 @@ class Explorer(pn.viewable.Viewer):
             pane(self.phase_fig, 430),
             sizing_mode="stretch_width",
             height=440,
+            css_classes=["phviz-pictures"],
         )
         bottom = pn.Row(
-            *(pane(f, 360) for f in self.timeline), sizing_mode="stretch_width", height=370
+            *(pane(f, 360) for f in self.timeline),
+            sizing_mode="stretch_width",
+            height=370,
+            css_classes=["phviz-timeline"],
         )
         self.layout = pn.Column(self.banner, self.status, top, bottom, sizing_mode="stretch_width")
 
@@ -465,13 +481,36 @@ class Explorer(pn.viewable.Viewer):
         if tick.reset or tick.update.rebuilt:
             self.series.data = history.columns()
         elif len(tick.update):
-            self.series.stream(tick.update.rows)
+            self.series.stream(_inline(tick.update.rows))
+        self._fit_ranges()
         last = history.last
         k = min(self.phase_coordinate, history.n_tracked - 1)
         if last is not None and k < len(last.theta_sample):
             self.phase_head.data = dict(
                 x=[float(last.theta_sample[k])], y=[float(last.p_sample[k])]
             )
+
+    def _fit_ranges(self) -> None:
+        data = self.series.data
+        t = np.asarray(data["t"], dtype=float)
+        if not len(t):
+            return
+        t_range = self.timeline[0].x_range
+        end = max(float(t[-1]), 1.0)
+        if not t_range.end >= end or t_range.end > 2.0 * end:  # room to grow by a quarter
+            t_range.update(start=0.0, end=1.25 * end)
+        energy, thetas, momenta = self.timeline
+        n = self.session.history.n_tracked
+        columns = ("hamiltonian", "potential", "kinetic", "dissipated", "residual")
+        figures.sticky_range(energy.y_range, np.concatenate([data[c] for c in columns]), log=True)
+        theta = np.concatenate([data[theta_column(k)] for k in range(n)])
+        p = np.concatenate([data[momentum_column(k)] for k in range(n)])
+        figures.sticky_range(thetas.y_range, theta)
+        figures.sticky_range(momenta.y_range, p)
+        k = min(self.phase_coordinate, n - 1)
+        q, pk = np.asarray(data[theta_column(k)]), np.asarray(data[momentum_column(k)])
+        figures.sticky_range(self.phase_fig.x_range, q)
+        figures.sticky_range(self.phase_fig.y_range, np.r_[pk, -pk])
 
     def _stream_pictures(self) -> None:
         state = self.worker.window.state
@@ -511,17 +550,19 @@ class Explorer(pn.viewable.Viewer):
         grown = version == state.version and len(t) > sent_n and sent_n and t[sent_n - 1] == sent_t
         if grown:
             self.trail.stream(
-                dict(
-                    x=xy[sent_n:, 0],
-                    y=xy[sent_n:, 1],
-                    t=t[sent_n:],
-                    v=np.full(len(t) - sent_n, np.nan),
+                _inline(
+                    dict(
+                        x=xy[sent_n:, 0],
+                        y=xy[sent_n:, 1],
+                        t=t[sent_n:],
+                        v=np.full(len(t) - sent_n, np.nan),
+                    )
                 )
             )
         else:
             self.trail.data = dict(x=xy[:, 0], y=xy[:, 1], t=t, v=np.full(len(t), np.nan))
         self._sent["trail"] = (state.version, len(t), t[-1])
-        self.head.data = dict(x=xy[-1:, 0], y=xy[-1:, 1])
+        self.head.data = _inline(dict(x=xy[-1:, 0], y=xy[-1:, 1]))
         self.trail_cmap["transform"].update(low=float(t[0]), high=float(max(t[-1], t[0] + 1e-9)))
 
     def _show_stiffness(self) -> None:
@@ -532,19 +573,19 @@ class Explorer(pn.viewable.Viewer):
             return
         self._sent["stiffness"] = key
         if estimate is None:
-            self.damping_note.object = "critical damping: estimating…"
-            return
-        if not estimate.curvature > 0:
-            self.damping_note.object = (
+            text = "critical damping: estimating…"
+        elif not estimate.curvature > 0:
+            text = (
                 f"stiffest mode: curvature λ ≈ {estimate.curvature:.3g} ≤ 0 (a saddle or flat "
                 "direction): no critical damping"
             )
-            return
-        regime = damping_regime(damping, estimate.critical)
-        self.damping_note.object = (
-            f"critical damping ≈ <b>{estimate.critical:.3g}</b> for the stiffest mode "
-            f"(λ ≈ {estimate.curvature:.3g}) · B = {damping:.3g}: <b>{regime}</b>"
-        )
+        else:
+            regime = damping_regime(damping, estimate.critical)
+            text = (
+                f"critical damping ≈ <b>{estimate.critical:.3g}</b> for the stiffest mode "
+                f"(λ ≈ {estimate.curvature:.3g}) · B = {damping:.3g}: <b>{regime}</b>"
+            )
+        self.damping_note.object = f'<div class="phviz-damping-note">{text}</div>'
 
     def _send_surface(self, state) -> None:
         z = np.where(np.isfinite(state.Z), state.Z, np.nan)
@@ -640,6 +681,12 @@ class Explorer(pn.viewable.Viewer):
             self.banner.object = notice.text
             self.banner.alert_type = notice.kind
             self.banner.visible = True
+
+
+def _inline(columns: dict) -> dict:
+    """A few rows as plain lists: Bokeh sends each NumPy column as a binary frame of
+    its own, and dozens of tiny frames per tick cost the browser more than the data."""
+    return {name: np.asarray(values, dtype=float).tolist() for name, values in columns.items()}
 
 
 def _levels(values: np.ndarray, n: int) -> np.ndarray:

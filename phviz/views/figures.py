@@ -15,7 +15,6 @@ from bokeh.models import (
     BasicTickFormatter,
     ColorBar,
     ColumnDataSource,
-    DataRange1d,
     HoverTool,
     LinearColorMapper,
     Range1d,
@@ -68,13 +67,16 @@ def new_figure(title: str, x_label: str, y_label: str, **kw):
 # ------------------------------------------------------------------ time series
 def timeline_figures(series: ColumnDataSource, n_tracked: int):
     """Energy (log), θ_i(t) and p_i(t), on one shared t range."""
-    t_range = DataRange1d(only_visible=True)
+    # Ranges are set by the server (``sticky_range``), not auto-ranged in the browser:
+    # an axis that moves on every streamed row re-lays out the page on every tick.
+    t_range = Range1d(0, 1)
     energy = new_figure(
         "Energy: H = kinetic + potential",
         "time t",
         "energy (log)",
         y_axis_type="log",
         x_range=t_range,
+        y_range=Range1d(1e-6, 10),
     )
     lines = [
         ("hamiltonian", "H", style.HAMILTONIAN, "solid"),
@@ -130,8 +132,10 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
     legend.margin = 2
     legend.padding = 4
     legend.spacing = 12
-    thetas = new_figure("Parameters θ_i(t)", "time t", "θ_i", x_range=t_range)
-    momenta = new_figure("Momenta p_i(t)", "time t", "p_i", x_range=t_range)
+    thetas = new_figure(
+        "Parameters θ_i(t)", "time t", "θ_i", x_range=t_range, y_range=Range1d(-1, 1)
+    )
+    momenta = new_figure("Momenta p_i(t)", "time t", "p_i", x_range=t_range, y_range=Range1d(-1, 1))
     for k in range(n_tracked):
         colour = style.coordinate_colour(k)
         thetas.line("t", theta_column(k), source=series, color=colour, line_width=style.LINE_WIDTH)
@@ -154,7 +158,7 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
 # ------------------------------------------------------------------ phase portrait
 def phase_figure(series: ColumnDataSource, head: ColumnDataSource, contours: ColumnDataSource):
     """(θ_k, p_k) from the series' columns (the glyph's fields pick k), over energy contours."""
-    fig = new_figure("Phase portrait", "θ_k", "p_k")
+    fig = new_figure("Phase portrait", "θ_k", "p_k", x_range=Range1d(-1, 1), y_range=Range1d(-1, 1))
     fig.multi_line("xs", "ys", source=contours, color="#888888", line_width=1.5, alpha=0.8)
     path = fig.line(theta_column(0), momentum_column(0), source=series, line_width=3)
     dot = fig.scatter("x", "y", source=head, size=18, line_color="white", line_width=2)
@@ -293,6 +297,23 @@ def arrows(grid: np.ndarray, field: np.ndarray, length: float) -> dict:
     scale = length / max(float(magnitude.max()), 1e-12)
     end = grid + scale * field
     return dict(x0=grid[:, 0], y0=grid[:, 1], x1=end[:, 0], y1=end[:, 1])
+
+
+def sticky_range(rng, values, *, log: bool = False, pad: float = 0.08, slack: float = 3.0):
+    """Fit ``rng`` (a Range1d) to the finite ``values`` only when they leave it or fill
+    less than 1/``slack`` of it, so the axis stands still between such jumps."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & ((values > 0) if log else True)]
+    if not len(values):
+        return
+    f, inv = (np.log10, lambda x: 10.0**x) if log else ((lambda x: x), (lambda x: x))
+    lo, hi = float(f(values.min())), float(f(values.max()))
+    span = max(hi - lo, 1e-3 if log else 1e-9 * max(1.0, abs(hi)), 1e-12)
+    start, end = f(rng.start), f(rng.end)
+    inside = start <= lo and hi <= end
+    if inside and (end - start) <= slack * (1 + 2 * pad) * span:
+        return
+    rng.update(start=inv(lo - pad * span), end=inv(hi + pad * span))
 
 
 def smoothed(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, factor: int = 4):

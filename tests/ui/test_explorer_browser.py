@@ -1,4 +1,9 @@
-"""Drives the served explorer in headless Chromium, as a user would."""
+"""Drives the served explorer in headless Chromium, as a user would.
+
+Every wait is on a condition (the status line's t, a button's label, the pixels of
+the plots) with a generous deadline, so the test passes on a loaded machine and
+fails only when the condition never comes.
+"""
 
 from __future__ import annotations
 
@@ -25,12 +30,26 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:http://127.0.0.1", "about:")
+DEADLINE = 40.0  # seconds any one condition may take on a loaded 2-core machine
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(condition, what: str, timeout: float = DEADLINE, poll: float = 0.1):
+    """``condition()``'s first truthy value, polled until ``timeout``; fails saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(poll)
 
 
 def serve(port: int, log_path: Path) -> subprocess.Popen:
@@ -55,22 +74,74 @@ def serve(port: int, log_path: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         try:  # the port answers: the app itself is built per page load
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
+            return True
         except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("panel serve did not start:\n" + log_path.read_text())
+            return proc.poll() is not None  # died: stop waiting, report below
+
+    wait_until(answers, "panel serve to listen", timeout=60)
+    if proc.poll() is not None:
+        raise RuntimeError("panel serve did not start:\n" + log_path.read_text())
+    return proc
 
 
-def status_numbers(page) -> tuple[float, float]:
-    text = page.locator(".phviz-status").inner_text()
-    t = float(re.search(r"t\s+([-\d.e]+)", text).group(1))
-    loss = float(re.search(r"train loss\s+([-\d.e]+)", text).group(1))
-    return t, loss
+def status_numbers(page) -> tuple[float, float] | None:
+    """(t, train loss) from the status line, or None while it is not drawn yet."""
+    status = page.locator(".phviz-status")
+    if not status.count():
+        return None
+    text = status.first.inner_text()
+    t = re.search(r"\bt\s+([-\d.e+]+)", text)
+    loss = re.search(r"train loss\s+([-\d.e+]+)", text)
+    if not (t and loss):
+        return None
+    return float(t.group(1)), float(loss.group(1))
+
+
+def drive(page) -> None:
+    """Run, watch, change the damping, pause, and save the README's screenshot."""
+    t0, loss0 = wait_until(lambda: status_numbers(page), "the status line")
+    run = page.locator(".phviz-run button")
+    assert run.inner_text().strip() == "Run"
+    # 10 intervals a second: the horizon (t = 60) stays a minute away however slowly a
+    # loaded browser passes on the clicks below.
+    page.locator(".phviz-speed select").select_option(label="10 /s")
+    timeline = page.locator(".phviz-timeline").first
+    timeline.locator("canvas").first.wait_for()
+    before = timeline.screenshot()
+
+    # Run: t and the loss move, and the plots are redrawn.
+    run.click()
+    wait_until(lambda: run.inner_text().strip() == "Pause", "Run to become Pause")
+    t1, loss1 = wait_until(
+        lambda: (s := status_numbers(page)) and s[0] > t0 + 0.5 and s, "t to advance"
+    )
+    assert loss1 != loss0
+    wait_until(lambda: timeline.screenshot() != before, "the plots to redraw", poll=0.5)
+
+    # A damping change while running reaches the trainer; training goes on.
+    damping = page.locator(".phviz-damping input").first
+    damping.fill("0.2")
+    damping.press("Enter")
+    note = page.locator(".phviz-damping-note").first
+    wait_until(lambda: "B = 0.2:" in note.inner_text(), "the damping note to say B = 0.2")
+    assert "critical damping" in note.inner_text()
+    wait_until(lambda: (s := status_numbers(page)) and s[0] > t1 + 1.0, "t to advance after it")
+    # Long enough for the landscape trail and a few energy oscillations.
+    wait_until(lambda: status_numbers(page)[0] >= 8.0, "t to reach 8", poll=0.3)
+
+    # Pause: the button reads Run again and t stands still.
+    run.click()
+    wait_until(lambda: run.inner_text().strip() == "Run", "Pause to become Run")
+    t3 = status_numbers(page)[0]
+    page.wait_for_timeout(1500)  # several ticks, and the pictures catch up
+    assert status_numbers(page)[0] == t3
+
+    (ROOT / "assets").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "assets" / "explorer.png"))
 
 
 def test_explorer_runs_and_pauses(tmp_path):
@@ -83,54 +154,19 @@ def test_explorer_runs_and_pauses(tmp_path):
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
-            page.on(
-                "console",
-                lambda m: console.append(m.text) if m.type in ("error", "warning") else None,
-            )
+            page.set_default_timeout(DEADLINE * 1000)
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: console.append(str(e)))
-            page.on(
-                "request",
-                lambda r: (
-                    offsite.append(r.url)
-                    if not r.url.startswith(
-                        ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:http://127.0.0.1")
-                    )
-                    else None
-                ),
-            )
-            page.goto(f"http://127.0.0.1:{port}/explorer", wait_until="networkidle")
-            page.locator(".phviz-status").wait_for(timeout=20_000)
-            run = page.locator(".phviz-run button")
-            assert run.inner_text().strip() == "Run"
-            t0, loss0 = status_numbers(page)
-            box = page.locator("canvas").first.bounding_box()
-            before = page.screenshot(clip=box)
-
-            run.click()
-            time.sleep(3.0)
-            assert run.inner_text().strip() == "Pause"
-            t1, loss1 = status_numbers(page)
-            assert t1 > t0 + 0.5
-            assert loss1 != loss0
-            assert page.screenshot(clip=box) != before  # the plots were redrawn
-
-            damping = page.locator(".phviz-damping input").first
-            damping.fill("1.5")
-            damping.press("Enter")
-            time.sleep(1.5)
-            t2, _ = status_numbers(page)
-            assert t2 > t1  # still training after the change
-
-            run.click()
-            deadline = time.monotonic() + 10
-            while run.inner_text().strip() != "Run" and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert run.inner_text().strip() == "Run"
-            t3, _ = status_numbers(page)
-            time.sleep(1.0)
-            assert status_numbers(page)[0] == t3  # paused: t stands still
-            (ROOT / "assets").mkdir(exist_ok=True)
-            page.screenshot(path=str(ROOT / "assets" / "explorer.png"))
+            page.on("request", lambda r: None if r.url.startswith(LOCAL) else offsite.append(r.url))
+            # Four updates a second: a software-rendered Chromium sharing two loaded
+            # cores falls seconds behind at the default 12.5, and so do its clicks.
+            page.goto(f"http://127.0.0.1:{port}/explorer?refresh=250")
+            try:
+                drive(page)
+            except BaseException:
+                page.screenshot(path=str(tmp_path / "failure.png"))  # what the user saw
+                raise
+            page.close()  # the session is destroyed and its threads stop
             browser.close()
     finally:
         server.terminate()
