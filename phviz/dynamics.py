@@ -327,21 +327,36 @@ class PortHamiltonianSystem:
     def top_curvature(self, theta: torch.Tensor, iterations: int = 30, seed: int = 0) -> float:
         """The largest eigenvalue λ of ∇²L(θ) on the current batch, by power iteration.
 
-        Uses Hessian-vector products (double backward), never the Hessian itself. With
+        Uses Hessian-vector products (double backward), never the Hessian itself. Power
+        iteration finds the eigenvalue of largest size; if that one is negative (a
+        saddle), a second pass on ∇²L − λI finds the largest one. With
         ``critical_damping(λ, m)`` it tells whether the stiffest mode is under-damped.
         """
         with torch.enable_grad():
             leaf = theta.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.loss(leaf), leaf, create_graph=True)
-            g = torch.Generator(device="cpu").manual_seed(seed)
-            v = torch.randn(theta.shape, generator=g, dtype=theta.dtype).to(theta.device)
-            v = v / v.norm()
-            eigenvalue = 0.0
-            for _ in range(iterations):
-                (hv,) = torch.autograd.grad(grad, leaf, v, retain_graph=True)
-                eigenvalue = float(v @ hv)
-                norm = hv.norm()
-                if not torch.isfinite(norm) or norm == 0:
-                    break
-                v = hv / norm
-        return eigenvalue
+
+            def hvp(v):
+                return torch.autograd.grad(grad, leaf, v, retain_graph=True)[0]
+
+            largest = _power_iteration(hvp, theta, iterations, seed)
+            if largest < 0:
+                shifted = _power_iteration(lambda v: hvp(v) - largest * v, theta, iterations, seed)
+                largest = shifted + largest
+        return largest
+
+
+def _power_iteration(matvec, like: torch.Tensor, iterations: int, seed: int) -> float:
+    """The eigenvalue of largest size of a symmetric operator, from a seeded start."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    v = torch.randn(like.shape, generator=g, dtype=like.dtype).to(like.device)
+    v = v / v.norm()
+    eigenvalue = 0.0
+    for _ in range(iterations):
+        w = matvec(v)
+        eigenvalue = float(v @ w)
+        norm = w.norm()
+        if not torch.isfinite(norm) or norm == 0:
+            break
+        v = w / norm
+    return eigenvalue

@@ -262,7 +262,7 @@ class Trainer:
 
         try:
             with torch.no_grad():
-                ys = odeint(field_fn, y0, ts, method=cfg.solver, **self._solver_options())
+                ys = odeint(field_fn, y0, ts, method=cfg.solver, **self._solver_options(n))
         except (AssertionError, RuntimeError) as err:
             raise self._failure(err) from err
         if not bool(torch.isfinite(ys).all()):
@@ -288,10 +288,11 @@ class Trainer:
             records.append(self.last)
         return records
 
-    def _solver_options(self) -> dict:
+    def _solver_options(self, n_intervals: int) -> dict:
         cfg = self.config
-        if cfg.solver in ADAPTIVE_SOLVERS:
-            return dict(rtol=cfg.rtol, atol=cfg.atol, options=dict(max_num_steps=cfg.max_steps))
+        if cfg.solver in ADAPTIVE_SOLVERS:  # max_steps is per interval, the solve spans n
+            steps = cfg.max_steps * n_intervals
+            return dict(rtol=cfg.rtol, atol=cfg.atol, options=dict(max_num_steps=steps))
         return dict(options=dict(step_size=cfg.step_size))
 
     def _failure(self, err: Exception | None) -> TrainingError:

@@ -285,3 +285,13 @@ def test_top_curvature_is_the_largest_hessian_eigenvalue():
     theta = system.initial_state()[: system.dim]
     assert system.top_curvature(theta, iterations=200) == pytest.approx(lam, rel=1e-6)
     assert system.critical_damping(lam, inertia=0.5) == pytest.approx(2 * math.sqrt(lam))
+
+
+def test_top_curvature_of_a_saddle_is_the_largest_positive_eigenvalue():
+    """L(θ) = ½θᵀDθ with D = diag(1, −5, 0): the answer is 1, not the larger-sized −5."""
+    model = build_model(2, 1, architecture="linear", seed=0, dtype=torch.float64)
+    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss)
+    d = torch.tensor([1.0, -5.0, 0.0], dtype=torch.float64)
+    system.loss = lambda theta: 0.5 * (d * theta * theta).sum()  # a saddle, set directly
+    theta = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    assert system.top_curvature(theta, iterations=100) == pytest.approx(1.0, rel=1e-6)
