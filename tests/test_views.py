@@ -204,7 +204,7 @@ def test_explorer_says_whether_the_damping_is_under_critical():
 def test_a_solver_that_cannot_keep_its_tolerance_pauses_with_a_banner():
     session = LiveSession(make_config("default", horizon=0.0), max_rate=None)
     try:
-        session.apply(rtol=1e-9, atol=1e-9, max_steps=10, switching_interval=1.0)
+        session.apply(rtol=1e-9, atol=1e-9, max_steps=10, switching_interval=20.0)
         session.play()
         assert wait_for(lambda: session.run.error is not None, timeout=60)
         session.poll()
