@@ -243,11 +243,10 @@ class PortHamiltonianSystem:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
         return self.loss_fn(self.forward(theta, self.inputs), self.targets)
 
-    def potential(self, theta: torch.Tensor) -> torch.Tensor:
-        """a·L(θ) + (c/2)·θᵀθ."""
-        return (
-            self.potential_gain * self.loss(theta) + 0.5 * (self.weight_decay * theta * theta).sum()
-        )
+    def potential(self, theta: torch.Tensor, loss: torch.Tensor | None = None) -> torch.Tensor:
+        """a·L(θ) + (c/2)·θᵀθ; pass ``loss`` = L(θ) when it is already known."""
+        loss = self.loss(theta) if loss is None else loss
+        return self.potential_gain * loss + 0.5 * (self.weight_decay * theta * theta).sum()
 
     def potential_gradient(self, theta: torch.Tensor) -> torch.Tensor:
         """∂H/∂θ = a∇L(θ) + cθ."""
@@ -279,12 +278,15 @@ class PortHamiltonianSystem:
             [self.velocity(p), self.momentum_rate(grad, p, self.port_force(t, theta, p))]
         )
 
-    def energy(self, xi: torch.Tensor) -> Energy:
-        """Kinetic ½pᵀM⁻¹p, potential a·L + (c/2)‖θ‖², and their sum H."""
+    def energy(self, xi: torch.Tensor, loss: torch.Tensor | None = None) -> Energy:
+        """Kinetic ½pᵀM⁻¹p, potential a·L + (c/2)‖θ‖², and their sum H.
+
+        ``loss``: L(θ) on the current batch, when the caller has it already.
+        """
         theta, p = self.split(xi)
         with torch.no_grad():
             kinetic = 0.5 * (p * self.velocity(p)).sum()
-            potential = self.potential(theta)
+            potential = self.potential(theta, loss)
         return Energy(kinetic, potential, kinetic + potential)
 
     def hamiltonian(self, xi: torch.Tensor) -> torch.Tensor:

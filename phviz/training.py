@@ -273,9 +273,13 @@ class Trainer:
         nfe_end = system.nfe
         for k in range(1, n + 1):
             y = ys[k]
-            if not math.isfinite(float(system.hamiltonian(y[:-2]))):
+            xi = y[:-2]
+            with torch.no_grad():
+                batch_loss = system.loss(xi[: system.dim])
+            energy = system.energy(xi, batch_loss)
+            if not math.isfinite(float(energy.total)):
                 raise self._failure(None)  # finite state, but its energy overflows
-            self.xi = y[:-2].clone()
+            self.xi = xi.clone()
             self.dissipated = base_dissipated + float(y[-2])
             self.supplied = base_supplied + float(y[-1])
             self.t = round(t0 + k * dt, 12)  # no 0.30000000000000004 in the status line
@@ -284,7 +288,9 @@ class Trainer:
             self.wall = base_wall + elapsed * k / n
             system.nfe = nfe_start + round((nfe_end - nfe_start) * k / n)
             evaluate = self.interval % cfg.eval_every == 0
-            self.last = self._record(switched=switch and k == 1, evaluate=evaluate)
+            self.last = self._record(
+                switched=switch and k == 1, evaluate=evaluate, energy=energy, batch_loss=batch_loss
+            )
             records.append(self.last)
         return records
 
@@ -345,12 +351,22 @@ class Trainer:
                 result["accuracy"] = accuracy(out_test, ds.y_test)
         return result
 
-    def _record(self, *, switched: bool, evaluate: bool) -> Record:
+    def _record(self, *, switched: bool, evaluate: bool, energy=None, batch_loss=None) -> Record:
+        """The record of the current state; ``energy`` and ``batch_loss`` if already known.
+
+        In full batch the batch is the training set, so its loss is the train loss and
+        one forward pass serves the energy, the divergence check and the record.
+        """
         system = self.system
         theta, p = system.split(self.xi)
-        energy = system.energy(self.xi)
+        energy = system.energy(self.xi) if energy is None else energy
         h = float(energy.total)
-        metrics = self.evaluate() if evaluate else {"train_loss": self._train_loss(theta)}
+        if evaluate:
+            metrics = self.evaluate()
+        elif self.full_batch and batch_loss is not None:
+            metrics = {"train_loss": float(batch_loss)}
+        else:
+            metrics = {"train_loss": self._train_loss(theta)}
         theta_cpu = theta.detach().to("cpu", torch.float32).numpy().copy()
         p_sample = p[torch.as_tensor(self.tracked, device=p.device)].to("cpu", torch.float32)
         return Record(
