@@ -362,3 +362,44 @@ def _power_iteration(matvec, like: torch.Tensor, iterations: int, seed: int) -> 
             break
         v = w / norm
     return eigenvalue
+
+
+def damping_decay(damping, inertia, h: float):
+    """e^{−h·B·M⁻¹}: the exact flow of ṗ = −B M⁻¹ p over a time h, per coordinate.
+
+    Always in (0, 1] for B ≥ 0, M > 0 and h ≥ 0, however stiff the damping.
+    ``damping`` and ``inertia`` are floats or tensors broadcastable against p.
+    """
+    rate = damping / inertia
+    if isinstance(rate, torch.Tensor):
+        return torch.exp(-h * rate)
+    return math.exp(-h * rate)
+
+
+def conformal_symplectic_step(theta, p, force, h: float, damping, inertia):
+    """One step of the damped system by splitting: (θ, p, energy dissipated).
+
+    The damping flow ṗ = −B M⁻¹ p is linear and diagonal, so it is solved exactly
+    over h/2 on both sides of a leapfrog (velocity Verlet) step of the conservative
+    part θ̇ = M⁻¹p, ṗ = force(θ), with force(θ) = −(a∇L(θ) + cθ) (+ u). The
+    composition is second order and conformal symplectic, and stable for any B:
+    the damping never enters a step-size restriction. The energy the two exact
+    damping half-steps drain, ½(pᵀM⁻¹p before − after), is returned, so the
+    ledger's dissipated term is exact and its residual is the leapfrog's error.
+
+    A pure function of tensors (``force`` a function of θ alone), so it can be
+    ``torch.func.vmap``-ed over an ensemble of gains.
+    """
+    decay = damping_decay(damping, inertia, 0.5 * h)
+
+    def kinetic(q):
+        return 0.5 * (q * q / inertia).sum(-1)
+
+    damped = decay * p
+    dissipated = kinetic(p) - kinetic(damped)
+    p = damped + 0.5 * h * force(theta)
+    theta = theta + h * p / inertia
+    p = p + 0.5 * h * force(theta)
+    damped = decay * p
+    dissipated = dissipated + kinetic(p) - kinetic(damped)
+    return theta, damped, dissipated
