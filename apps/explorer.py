@@ -1,21 +1,33 @@
-"""panel serve apps/explorer.py: port-Hamiltonian training, live in the browser."""
+"""panel serve apps/explorer.py: port-Hamiltonian training, live in the browser.
+
+Limits per session (see the README): ``--args --max-parameters N --max-samples N
+--max-resolution N --memory-mb N --max-sessions N``, or the same as environment
+variables ``PHVIZ_MAX_PARAMETERS`` and so on.
+"""
+
+import sys
 
 import panel as pn
-import torch
 
+from phviz.budget import Budget
 from phviz.views import Explorer
-from phviz.views.serving import quiet_closed_connections
+from phviz.views.serving import full_page, quiet_closed_connections, session_gate
 
-# One torch thread for training, so the server's own thread stays responsive.
-torch.set_num_threads(1)
 pn.extension(notifications=False)
 quiet_closed_connections()
 
-explorer = Explorer()
-pn.template.BootstrapTemplate(
-    title="phviz · port-Hamiltonian training",
-    sidebar=explorer.sidebar(),
-    main=[explorer],
-    sidebar_width=340,
-    header_background="#1f4e79",
-).servable()
+budget = Budget.from_settings(sys.argv[1:])
+title = "phviz · port-Hamiltonian training"
+if session_gate(budget.max_sessions).admit(pn.state.on_session_destroyed):
+    explorer = Explorer(budget=budget)
+    pn.template.BootstrapTemplate(
+        title=title,
+        sidebar=explorer.sidebar(),
+        main=[explorer],
+        sidebar_width=340,
+        header_background="#1f4e79",
+    ).servable()
+else:
+    pn.template.BootstrapTemplate(
+        title=title, main=[full_page(budget.max_sessions)], header_background="#1f4e79"
+    ).servable()

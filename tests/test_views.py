@@ -92,24 +92,38 @@ def test_capacity_must_be_odd():
         History(dim=3, n_tracked=2, capacity=10)
 
 
+def wait_for(condition, timeout=30.0):
+    """``condition()``'s first truthy value, polled until ``timeout`` (else False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
+
+
+def ready(session: LiveSession) -> LiveSession:
+    """The session once its first build has been polled (the build runs on the pool)."""
+    assert wait_for(lambda: session.poll().reset or session.ready)
+    return session
+
+
+def built(session: LiveSession, before) -> bool:
+    """Whether a trainer other than ``before`` has been built and polled."""
+    session.poll()
+    return session.trainer is not before and session.ready
+
+
 @pytest.fixture
 def session():
-    torch.set_num_threads(1)
     s = LiveSession(make_config("default", horizon=0.0), max_rate=None)
     yield s
     s.close()
 
 
-def wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
-
-
 def test_steps_reach_the_history(session):
-    first = session.poll()
-    assert first.reset and len(first.records) == 0  # the first poll after a build starts over
+    first = wait_for(lambda: (tick := session.poll()).reset and tick)
+    assert len(first.records) == 0  # the first poll after a build starts over
     session.step(3)
     records = []
     assert wait_for(lambda: records.extend(session.poll().records) or len(records) >= 3)
@@ -119,35 +133,40 @@ def test_steps_reach_the_history(session):
 
 
 def test_gains_apply_without_reset_and_structure_rebuilds(session):
-    trainer = session.trainer
+    trainer = ready(session).trainer
     session.apply(damping=2.5)
     session.step(1)
     assert wait_for(lambda: trainer.interval >= 1)
     assert session.trainer is trainer and trainer.system.damping == 2.5
     session.apply(hidden="8")
-    assert session.trainer is not trainer
+    assert wait_for(lambda: built(session, trainer))
     assert session.trainer.system.dim == 2 * 8 + 8 + 8 * 2 + 2
     assert "hidden widths" in session.notice.text and "t = 0" in session.notice.text
 
 
+def notice_with(session: LiveSession, text: str) -> bool:
+    session.poll()
+    return session.notice is not None and text in session.notice.text
+
+
 def test_bad_settings_keep_the_old_model_and_say_why(session):
-    trainer = session.trainer
+    trainer = ready(session).trainer
     session.apply(hidden="0")
-    assert session.trainer is trainer
-    assert session.notice.kind == "danger" and "Invalid hidden width: 0" in session.notice.text
+    assert wait_for(lambda: notice_with(session, "Invalid hidden width: 0"))
+    assert session.trainer is trainer and session.notice.kind == "danger"
     session.apply(hidden="")
-    assert session.trainer is trainer and "Invalid hidden widths" in session.notice.text
+    assert wait_for(lambda: notice_with(session, "Invalid hidden widths"))
+    assert session.trainer is trainer
 
 
 def test_divergence_pauses_with_a_banner_and_keeps_a_finite_state():
     # A quadratic potential (linear model, squared error) stepped by explicit Euler far
     # beyond its stability limit grows geometrically until it overflows.
-    session = LiveSession(make_config("paper-blobs", horizon=0.0), max_rate=None)
+    session = ready(LiveSession(make_config("paper-blobs", horizon=0.0), max_rate=None))
     session.apply(potential_gain=1e4, damping=0.0)
     session.apply(solver="euler", step_size=0.1)
     session.play()
-    assert wait_for(lambda: session.run.error is not None, timeout=60)
-    session.poll()
+    assert wait_for(lambda: session.poll() and session.error is not None, timeout=60)
     assert not session.playing
     assert session.notice.kind == "danger" and "diverged" in session.notice.text.lower()
     assert torch.isfinite(session.trainer.xi).all()
@@ -183,11 +202,10 @@ def test_damping_regime_against_critical():
 
 
 def test_explorer_says_whether_the_damping_is_under_critical():
-    torch.set_num_threads(1)
     explorer = Explorer(make_config("default", horizon=0.0), live=False)
     try:
-        assert wait_for(lambda: explorer.worker.stiffness is not None)
-        explorer._tick()
+        assert wait_for(lambda: explorer.worker is not None and explorer.worker.stiffness)
+        explorer.update_view()
         estimate = explorer.worker.stiffness
         note = explorer.damping_note.object
         assert f"{estimate.critical:.3g}" in note
@@ -195,19 +213,18 @@ def test_explorer_says_whether_the_damping_is_under_critical():
         assert expected in note
         # the same estimate against a much larger damping reads over-damped
         explorer.settings.damping = 10 * estimate.critical
-        explorer._tick()
+        explorer.update_view(force=True)
         assert "over-damped" in explorer.damping_note.object
     finally:
         explorer.close()
 
 
 def test_a_solver_that_cannot_keep_its_tolerance_pauses_with_a_banner():
-    session = LiveSession(make_config("default", horizon=0.0), max_rate=None)
+    session = ready(LiveSession(make_config("default", horizon=0.0), max_rate=None))
     try:
         session.apply(rtol=1e-9, atol=1e-9, max_steps=10, switching_interval=20.0)
         session.play()
-        assert wait_for(lambda: session.run.error is not None, timeout=60)
-        session.poll()
+        assert wait_for(lambda: session.poll() and session.error is not None, timeout=60)
         assert not session.playing
         assert session.notice.kind == "danger"
         assert "could not keep rtol=1e-09" in session.notice.text
@@ -215,6 +232,6 @@ def test_a_solver_that_cannot_keep_its_tolerance_pauses_with_a_banner():
         session.apply(max_steps=20_000)  # the page goes on: Run again works
         session.play()
         t = session.status()["t"]
-        assert wait_for(lambda: session.poll() and session.status()["t"] > t)
+        assert wait_for(lambda: session.poll() is not None and session.status()["t"] > t)
     finally:
         session.close()

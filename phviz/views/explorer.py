@@ -1,9 +1,11 @@
 """The explorer: a sidebar of settings, run controls, and live linked plots.
 
-``Explorer`` is a Panel ``Viewer``. One ``LiveSession`` (settings → training thread
-→ history) and one ``PictureWorker`` (landscape, task, phase pictures) per browser
-tab; a periodic callback drains them and streams only what changed, under
-``pn.io.hold()``. Nothing here computes physics.
+``Explorer`` is a Panel ``Viewer``. One ``LiveSession`` per browser tab (settings →
+slices of training and pictures on the process's worker pool → history); a
+periodic callback drains it and streams only what changed, under ``pn.io.hold()``,
+and only once the page has drawn the previous update (``FrameClock``). Building a
+tab does no model work: the page is sent at once, and the run's first record and
+pictures follow when the pool has made them. Nothing here computes physics.
 """
 
 from __future__ import annotations
@@ -17,12 +19,23 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource
 
+from ..budget import Budget
 from ..config import PRESETS, SOLVERS, TrainingConfig, make_config
 from ..data import dataset_defaults
+from ..scheduler import Scheduler
 from . import figures
-from .history import momentum_column, theta_column
-from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice
-from .worker import PictureWorker, contour_lines, damping_regime, task_kind
+from .clock import FrameClock
+from .history import column_names, momentum_column, theta_column
+from .live import (
+    GAINS,
+    REBUILD,
+    SOLVER_SETTINGS,
+    TRACKED_COLUMNS,
+    LiveSession,
+    Notice,
+    Tick,
+)
+from .worker import contour_lines, damping_regime, task_kind
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +58,19 @@ TOLERANCES = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
 STEPS = [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
 PLANE_NAMES = {"pca": "PCA", "random": "random plane", "coordinates": "two parameters"}
 WATCHED = GAINS + SOLVER_SETTINGS + REBUILD
-# The periodic callback's period: 12.5 updates a second leaves room for slow ticks
-# under the issue's 10 (python -m phviz.bench explorer measures it).
+# The periodic callback's period: at most 12.5 updates a second, fewer when the
+# page has not drawn the last one yet (FrameClock).
 TICK_SECONDS = 0.08
 
 
-def refresh_ms() -> int:
+def refresh_ms(args: dict | None = None) -> int:
     """The update period in ms: ``TICK_SECONDS``, or the page's ``?refresh=`` (40 to
-    2000), for a browser too slow to draw 12 updates a second."""
+    2000), for whoever wants fewer updates than the page could draw."""
     default = round(1000 * TICK_SECONDS)
-    args = pn.state.session_args or {}
+    args = (pn.state.session_args or {}) if args is None else args
     try:
         value = int(args.get("refresh", [b""])[0].decode() or default)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, IndexError):
         return default
     return min(2000, max(40, value))
 
@@ -86,51 +99,52 @@ class Explorer(pn.viewable.Viewer):
     )
     sample_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the tracked sample.")
 
-    def __init__(self, config: TrainingConfig | None = None, *, live: bool = True, **params):
+    def __init__(
+        self,
+        config: TrainingConfig | None = None,
+        *,
+        live: bool = True,
+        budget: Budget | None = None,
+        scheduler: Scheduler | None = None,
+        **params,
+    ):
         super().__init__(**params)
         self.settings = config if config is not None else settings_for(self.preset)
-        self.session = LiveSession(self.settings, max_rate=self.speed or None)
-        self.worker = self._new_worker()
+        self.session = LiveSession(
+            self.settings,
+            max_rate=self.speed or None,
+            budget=budget,
+            scheduler=scheduler,
+            plane=self.plane,
+            coordinates=(self.plane_x, self.plane_y),
+        )
+        self.task_kind = None
         self._loading = False
         self._sent = {"landscape": -1, "trail": -1, "task": -1, "phase": -1, "stiffness": -1}
+        self._unsent: Tick | None = None
+        self.clock = FrameClock()
         self._build_widgets()
         self._build_plots()
         self._build_layout()
         self.settings.param.watch(self._on_settings, list(WATCHED))
+        self.clock.param.watch(lambda e: self.session.set_visible(e.new), "visible")
         self._callback = None
-        self._tick()
+        self._show_controls()
         if live:
-            self._callback = pn.state.add_periodic_callback(self._tick, period=refresh_ms())
+            self._callback = pn.state.add_periodic_callback(self.update_view, period=refresh_ms())
             pn.state.on_session_destroyed(self._destroyed)
 
     # ------------------------------------------------------------ lifetime
-    def _new_worker(self) -> PictureWorker:
-        kind = self.plane
-        trainer = self.session.trainer
-        coords = (0, 1)
-        if kind == "coordinates":
-            dim = trainer.system.dim
-            coords = (min(self.plane_x, dim - 1), min(self.plane_y, dim - 1))
-            if coords[0] == coords[1]:
-                coords = (coords[0], (coords[0] + 1) % dim)
-        worker = PictureWorker(trainer, plane=kind, coordinates=coords)
-        worker.feed([trainer.last])
-        return worker
-
-    def _restart_worker(self) -> None:
-        kind = task_kind(self.worker.trainer)
-        self.worker.stop()
-        self.worker = self._new_worker()
-        self._sent.update(landscape=-1, trail=-1, task=-1, phase=-1, stiffness=-1)
-        if task_kind(self.worker.trainer) != kind or kind != "field":  # new data: new figure
-            self.task_pane.object = self._task_figure()
+    @property
+    def worker(self):
+        """The session's pictures (None until the first build)."""
+        return self.session.pictures
 
     def close(self) -> None:
-        """Stop the threads of this session."""
+        """Stop this session's work."""
         if self._callback is not None:
             self._callback.stop()
             self._callback = None
-        self.worker.stop()
         self.session.close()
 
     def _destroyed(self, session_context) -> None:
@@ -145,7 +159,7 @@ class Explorer(pn.viewable.Viewer):
         self.step_button = pn.widgets.Button(name="Step", width=80, css_classes=["phviz-step"])
         self.reset_button = pn.widgets.Button(name="Reset", width=80, css_classes=["phviz-reset"])
         self.run_button.on_click(self._on_run)
-        self.step_button.on_click(lambda _: self.session.step(1))
+        self.step_button.on_click(self._on_step)
         self.reset_button.on_click(self._on_reset)
         self.speed_widget = pn.widgets.Select.from_param(
             self.param.speed, name="Speed", css_classes=["phviz-speed"]
@@ -298,8 +312,8 @@ class Explorer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------ plots
     def _build_plots(self) -> None:
-        n = self.session.history.n_tracked
-        self.series = ColumnDataSource(self.session.history.empty_columns())
+        n = TRACKED_COLUMNS
+        self.series = ColumnDataSource({name: np.zeros(0) for name in column_names(n)})
         self.timeline = figures.timeline_figures(self.series, n)
         self.phase_head = ColumnDataSource(dict(x=[], y=[]))
         self.phase_lines = ColumnDataSource(dict(xs=[], ys=[]))
@@ -316,7 +330,8 @@ class Explorer(pn.viewable.Viewer):
         self.landscape_fig, self.landscape_mapper, self.trail_cmap = figures.landscape_figure(
             self.surface, self.surface_lines, self.trail, self.head
         )
-        self.task_pane = pn.pane.Bokeh(self._task_figure(), sizing_mode="stretch_both")
+        placeholder = figures.new_figure("Preparing the run…", "", "")
+        self.task_pane = pn.pane.Bokeh(placeholder, sizing_mode="stretch_both")
 
     def _task_figure(self):
         """A figure for the current data set's task, with its static layers filled in."""
@@ -375,19 +390,27 @@ class Explorer(pn.viewable.Viewer):
             height=370,
             css_classes=["phviz-timeline"],
         )
-        self.layout = pn.Column(self.banner, self.status, top, bottom, sizing_mode="stretch_width")
+        self.layout = pn.Column(
+            self.banner, self.status, top, bottom, self.clock, sizing_mode="stretch_width"
+        )
 
     # ------------------------------------------------------------ events
     def _on_run(self, _event=None) -> None:
         if self.session.playing:
+            # Pause waits for the slice in flight; the last records and the label
+            # then reach the page in one message, and nothing follows them.
             self.session.pause()
         else:
             self.session.play()
+        self.update_view(force=True)
+
+    def _on_step(self, _event=None) -> None:
+        self.session.step(1)
         self._show_controls()
 
     def _on_reset(self, _event=None) -> None:
         self.session.reset()
-        self._restart_worker()
+        self._show_controls()
 
     def _on_settings(self, *events) -> None:
         if self._loading:
@@ -401,12 +424,7 @@ class Explorer(pn.viewable.Viewer):
                     setattr(self.settings, key, defaults[key])
             finally:
                 self._loading = False
-        before = self.session.trainer
         self.session.apply(**changes)
-        if self.session.trainer is not before:
-            self._restart_worker()
-        elif any(k in GAINS for k in changes):
-            self.worker.refresh()
 
     @param.depends("preset", watch=True)
     def _on_preset(self) -> None:
@@ -416,8 +434,7 @@ class Explorer(pn.viewable.Viewer):
             self.settings.param.update(**fresh.values())
         finally:
             self._loading = False
-        if self.session.rebuild(f"Loaded the preset '{self.preset}': the run restarted at t = 0."):
-            self._restart_worker()
+        self.session.rebuild(f"Loaded the preset '{self.preset}': the run restarted at t = 0.")
 
     @param.depends("speed", watch=True)
     def _on_speed(self) -> None:
@@ -425,7 +442,10 @@ class Explorer(pn.viewable.Viewer):
 
     @param.depends("plane", "plane_x", "plane_y", watch=True)
     def _on_plane(self) -> None:
-        dim = self.session.trainer.system.dim
+        trainer = self.session.trainer
+        if trainer is None:
+            return
+        dim = trainer.system.dim
         if self.plane == "coordinates" and (
             max(self.plane_x, self.plane_y) >= dim or self.plane_x == self.plane_y
         ):
@@ -435,13 +455,14 @@ class Explorer(pn.viewable.Viewer):
                 "warning",
             )
             return
-        self.worker.stop()
-        self.worker = self._new_worker()
-        self.worker.feed(self._history_records())
+        coordinates = (self.plane_x, self.plane_y)
+        self.session.set_plane(self.plane, coordinates, self._history_records())
         self._sent.update(landscape=-1, trail=-1)
 
     def _history_records(self) -> list[PathPoint]:
         history = self.session.history
+        if history is None:
+            return []
         return [
             PathPoint(t, theta)
             for t, theta in zip(history.times, history.thetas.copy(), strict=True)
@@ -454,23 +475,36 @@ class Explorer(pn.viewable.Viewer):
 
     @param.depends("phase_coordinate", watch=True)
     def _on_phase_coordinate(self) -> None:
+        if self.session.history is None:
+            return
         k = min(self.phase_coordinate, self.session.history.n_tracked - 1)
         figures.show_phase_coordinate(self.phase_path, self.phase_dot, k)
         self.phase_lines.data = dict(xs=[], ys=[])
         self._sent["phase"] = -1
 
     # ------------------------------------------------------------ the tick
-    def _tick(self) -> None:
-        """Drain new records and send what changed; errors become the banner."""
+    def update_view(self, force: bool = False) -> None:
+        """Take what the session produced and, once the page has drawn the last update
+        (or when ``force``d), send what changed; errors become the banner."""
         try:
-            tick = self.session.poll()
-            self.worker.feed(tick.records)
+            self._unsent = _merged(self._unsent, self.session.poll())
+            if not self.session.ready:
+                self._show_controls()
+                return
+            if not (force or self.clock.ready()):
+                return
+            tick, self._unsent = self._unsent, None
             with pn.io.hold():
+                if tick.rebuilt or self.task_kind is None:
+                    self.task_pane.object = self._task_figure()
+                if tick.reset:
+                    self._sent.update(landscape=-1, trail=-1, task=-1, phase=-1, stiffness=-1)
                 self._stream(tick)
                 self._stream_pictures()
                 self._show_status()
                 self._show_stiffness()
                 self._show_controls()
+                self.clock.tick()
         except Exception as err:  # never a traceback in the page
             log.exception("explorer update")
             self.session.notice = Notice(f"The view could not be updated: {err}", "danger")
@@ -513,6 +547,8 @@ class Explorer(pn.viewable.Viewer):
         figures.sticky_range(self.phase_fig.y_range, np.r_[pk, -pk])
 
     def _stream_pictures(self) -> None:
+        if self.worker is None:
+            return
         state = self.worker.window.state
         if state.plane is not None and state.version != self._sent["landscape"]:
             self._sent["landscape"] = state.version
@@ -566,7 +602,7 @@ class Explorer(pn.viewable.Viewer):
         self.trail_cmap["transform"].update(low=float(t[0]), high=float(max(t[-1], t[0] + 1e-9)))
 
     def _show_stiffness(self) -> None:
-        estimate = self.worker.stiffness
+        estimate = self.worker.stiffness if self.worker is not None else None
         damping = float(self.settings.damping)
         key = (estimate.version, damping) if estimate is not None else -1
         if key == self._sent["stiffness"]:
@@ -645,7 +681,7 @@ class Explorer(pn.viewable.Viewer):
             return
         q_extent = _span(theta[ok])
         p_extent = _span(np.r_[p[ok], -p[ok]])
-        self.worker.request_phase(self._tracked_index(k), q_extent, p_extent)
+        self.session.request_phase(self._tracked_index(k), q_extent, p_extent)
 
     def _show_status(self) -> None:
         s = self.session.status()
@@ -672,8 +708,10 @@ class Explorer(pn.viewable.Viewer):
         playing = self.session.playing
         self.run_button.name = "Pause" if playing else "Run"
         self.run_button.button_type = "warning" if playing else "primary"
+        if not self.session.ready:
+            self.status.object = '<div class="phviz-preparing">Preparing the run…</div>'
         notice = self.session.notice
-        if notice is None and self.worker.error:
+        if notice is None and self.worker is not None and self.worker.error:
             notice = Notice(self.worker.error, "warning")
         if notice is None:
             self.banner.visible = False
@@ -681,6 +719,21 @@ class Explorer(pn.viewable.Viewer):
             self.banner.object = notice.text
             self.banner.alert_type = notice.kind
             self.banner.visible = True
+
+
+def _merged(old: Tick | None, new: Tick) -> Tick:
+    """Two polls as one, for an update the page was not ready for: rows appended,
+    a reset or rebuild in either kept."""
+    if old is None or old.update is None or new.reset:
+        if old is not None and old.rebuilt and not new.rebuilt:
+            return Tick(new.update, new.records, new.reset, True)
+        return new
+    if new.update is None:
+        return old
+    rebuilt = old.update.rebuilt or new.update.rebuilt
+    rows = {k: np.concatenate([old.update.rows[k], new.update.rows[k]]) for k in new.update.rows}
+    update = type(new.update)(rows, rebuilt)
+    return Tick(update, old.records + new.records, old.reset, old.rebuilt or new.rebuilt)
 
 
 def _inline(columns: dict) -> dict:

@@ -44,6 +44,12 @@ def momentum_column(i: int) -> str:
     return f"p_{i}"
 
 
+def column_names(n_tracked: int) -> list[str]:
+    """Every column of a history tracking ``n_tracked`` coordinates."""
+    thetas = [theta_column(k) for k in range(n_tracked)]
+    return list(SCALARS) + thetas + [momentum_column(k) for k in range(n_tracked)]
+
+
 def record_row(record: Record, switched: bool | None = None) -> dict[str, float]:
     """One record's scalars as a row; ``switch`` is H where the batch switched, else NaN."""
     switched = record.switched if switched is None else switched
@@ -96,11 +102,7 @@ class History:
         self.capacity = capacity
         self.dim = dim
         self.n_tracked = n_tracked
-        self.names = (
-            list(SCALARS)
-            + [theta_column(k) for k in range(n_tracked)]
-            + [momentum_column(k) for k in range(n_tracked)]
-        )
+        self.names = column_names(n_tracked)
         self._table = np.full((capacity, len(self.names)), np.nan)
         self._theta = np.zeros((capacity, dim), dtype=np.float32)
         self.clear()

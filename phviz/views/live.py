@@ -1,24 +1,32 @@
-"""One explorer session's run, without GUI code: settings → trainer thread → history.
+"""One explorer session's run, without GUI code: settings → slices of work → history.
 
-``LiveSession`` owns the settings a user edits (a ``TrainingConfig``), the
-``BackgroundRun`` that integrates them, the bounded ``History`` the plots read,
-and the one notice the banner shows. Every user error and every training failure
-ends up in ``notice`` as plain words; nothing here raises into the page.
+``LiveSession`` is the session's ``Job`` on the process's ``Scheduler``: its slices
+build the trainer, integrate a few switching intervals, or make one picture, and
+only they touch the trainer and the pictures. The server's thread owns the
+settings a user edits (a ``TrainingConfig``), the bounded ``History`` the plots
+read and the one notice the banner shows; it talks to the slices through requests
+and reads what they produce through ``poll``. Every user error and every training
+failure ends up in ``notice`` as plain words; nothing here raises into the page.
 """
 
 from __future__ import annotations
 
 import collections
 import math
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..config import PRESETS, TrainingConfig, make_config
-from ..training import BackgroundRun, Record, Trainer
+from ..budget import Budget
+from ..config import TrainingConfig, make_config
+from ..data import make_dataset
+from ..scheduler import NOW, Job, Scheduler
+from ..training import Record, Trainer, TrainingError
 from .history import History, Update
+from .worker import Pictures
 
 # Tracked coordinates drawn (the plots' columns stay the same whatever the model).
 TRACKED_COLUMNS = 8
@@ -70,15 +78,31 @@ class Notice:
 
 @dataclass
 class Tick:
-    """What one poll brought: the history's update and how many records arrived."""
+    """What one poll brought."""
 
-    update: Update
-    records: list[Record]  # everything the thread produced since the last poll
-    reset: bool  # the run restarted (rebuild or Reset): every plot starts over
+    update: Update | None  # new history rows (None before the first build)
+    records: list[Record]  # every record produced since the last poll
+    reset: bool  # the run restarted or was re-tracked: plots take the history whole
+    rebuilt: bool  # a new trainer (data or model): figures that depend on them are new
 
 
-class LiveSession:
-    """Settings, a training thread and its history, for one browser tab."""
+@dataclass
+class _Built:
+    """The slices made a new trainer (``rebuilt``) or went back to t = 0."""
+
+    trainer: Trainer
+    pictures: Pictures
+    rebuilt: bool
+    reason: str | None
+
+
+@dataclass
+class _Retracked:
+    tracked: np.ndarray
+
+
+class LiveSession(Job):
+    """Settings, slices of training and pictures, and their history, for one tab."""
 
     def __init__(
         self,
@@ -87,60 +111,121 @@ class LiveSession:
         capacity: int = 2001,
         max_rate: float | None = 40.0,
         stop_at_horizon: bool = True,
+        scheduler: Scheduler | None = None,
+        budget: Budget | None = None,
+        plane: str = "pca",
+        coordinates: tuple[int, int] = (0, 1),
+        chunk_seconds: float = 0.05,
     ):
         self.config = config if config is not None else make_config("default")
         self.capacity = capacity
         self.max_rate = max_rate
         self.stop_at_horizon = stop_at_horizon
+        self.chunk_seconds = chunk_seconds
+        self.scheduler = scheduler if scheduler is not None else Scheduler.shared()
+        self.budget = budget if budget is not None else Budget()
         self.notice: Notice | None = None
-        self.run: BackgroundRun | None = None
-        self.trainer: Trainer | None = None
-        self.history: History | None = None
-        self._fresh = False
-        self._shown_error = None
-        self._rate = collections.deque(maxlen=32)  # (wall clock, interval)
+        self.error: TrainingError | None = None  # the last training failure
         self.latest_eval: dict = {}
-        if not self.rebuild():
-            # The given settings cannot be built: fall back to the default run.
-            notice = self.notice
-            self.config = make_config("default")
-            self.rebuild()
-            self.notice = notice
-
-    # ------------------------------------------------------------ building
-    def rebuild(self, reason: str | None = None) -> bool:
-        """A new trainer from the settings; on bad settings keep the old one and say why."""
-        try:
-            trainer = Trainer(make_config(**self.config.values()))
-        except (ValueError, TypeError) as err:
-            self.notice = Notice(f"{err}. The previous model is kept.", "danger")
-            return False
-        playing = self.run is not None and self.run.playing
-        self.close()
-        self.trainer = trainer
-        self.run = BackgroundRun(trainer, max_rate=self.max_rate)
-        self.history = History(trainer.system.dim, TRACKED_COLUMNS, self._capacity(trainer))
-        self._restart_bookkeeping(trainer.last)
-        self.notice = Notice(reason, "info") if reason else None
-        if playing:
-            self.run.play()
-        return True
-
-    def _capacity(self, trainer: Trainer) -> int:
-        # Whole θ is kept per row: cap the history at about 64 MB for big models.
-        rows = int(64e6 / (4 * max(1, trainer.system.dim)))
-        rows = max(101, min(self.capacity, rows))
-        return rows if rows % 2 else rows - 1
-
-    def _restart_bookkeeping(self, first: Record) -> None:
-        self.history.clear()
-        self.history.extend([first])
-        self._fresh = True
-        self._shown_error = None
-        self._rate.clear()
-        self.latest_eval = {}
-        self._note_eval([first])
+        # Owned by the slices; the server's thread reads what they publish.
+        self.trainer: Trainer | None = None
+        self.pictures: Pictures | None = None
+        self._plane = (plane, tuple(coordinates))
+        self._per_interval = 0.01  # wall seconds per interval, learned as it runs
         self._horizon_passed = False
+        # Owned by the server's thread.
+        self.history: History | None = None
+        self._rate = collections.deque(maxlen=32)  # (wall clock, interval)
+        # Shared, under the lock: requests to the slices, and what they produced.
+        self._lock = threading.Lock()
+        self._requests: collections.deque[Callable[[], None]] = collections.deque()
+        self._outbox: list = []
+        self._steps = 0
+        self._playing = False
+        self._visible = True
+        self._closed = False
+        self._next_at = 0.0
+        values = self.config.values()
+        self.request(lambda: self._build(values, None, first=True))
+        self.scheduler.add(self)
+
+    # ------------------------------------------------------------ the server's side
+    @property
+    def ready(self) -> bool:
+        """A trainer was built and its first record has been polled."""
+        return self.history is not None
+
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    @property
+    def device(self) -> str:
+        trainer = self.trainer
+        return str(trainer.device) if trainer is not None else "…"
+
+    def request(self, action: Callable[[], None]) -> None:
+        """Run ``action`` in the session's next slice, ahead of other work."""
+        with self._lock:
+            self._requests.append(action)
+        self.scheduler.notify()
+
+    def play(self) -> None:
+        """Run; the banner's last message (an error, the horizon, a rebuild) is done with."""
+        self.notice = None
+        self.error = None
+        self._next_at = time.monotonic()
+        self._playing = True
+        self.scheduler.notify()
+
+    def pause(self) -> None:
+        """Stop, and return once the slice in flight has ended: after this, the next
+        ``poll`` has the last record there will be until ``play``."""
+        self.request(self._settle)
+        self._playing = False
+        self.scheduler.quiesce(self)
+
+    def step(self, n: int = 1) -> None:
+        """Integrate ``n`` intervals, then stay paused."""
+        self._playing = False
+        with self._lock:
+            self._steps += n
+        self.scheduler.notify()
+
+    def reset(self) -> None:
+        """Pause and go back to t = 0 (in the next slice)."""
+        self._playing = False
+        self.request(self._reset)
+        self.notice = None
+
+    def set_speed(self, max_rate: float | None) -> None:
+        """Cap in switching intervals per second (None: as fast as the machine goes)."""
+        if max_rate is not None and not max_rate > 0:
+            raise ValueError(f"Invalid speed: {max_rate!r} (must be > 0, or None for no cap)")
+        self.max_rate = max_rate
+        self._next_at = time.monotonic()
+        self.scheduler.notify()
+
+    def set_visible(self, visible: bool) -> None:
+        """A hidden tab's run waits (its work would be drawn by nobody)."""
+        self._visible = bool(visible)
+        self.scheduler.notify()
+
+    def set_tracked(self, seed: int) -> None:
+        """A new sample of tracked coordinates (θ history is kept, p starts now)."""
+        self.request(lambda: self._retrack(seed))
+
+    def set_plane(self, kind: str, coordinates: tuple[int, int], path: list) -> None:
+        """A new landscape plane; ``path`` (points with ``.t`` and ``.theta``) is the
+        stored path to draw on it."""
+        self._plane = (kind, tuple(coordinates))
+        self.request(lambda: self._new_plane(path))
+
+    def request_phase(self, index: int, q_extent, p_extent) -> None:
+        pictures = self.pictures
+        if pictures is not None:
+            pictures.request_phase(index, q_extent, p_extent)
+            self.scheduler.notify()
 
     def apply(self, **changes) -> None:
         """Settings changed in the sidebar: gains and solver settings go to the running
@@ -155,101 +240,80 @@ class LiveSession:
             return
         if structural:
             what = ", ".join(LABELS[k] for k in structural)
-            self.rebuild(f"Changed {what}: a new model was built and the run restarted at t = 0.")
+            reason = f"Changed {what}: a new model was built and the run restarted at t = 0."
+            self.rebuild(reason)
+            return
+        trainer = self.trainer
+        if trainer is None:  # the first build reads the settings anyway
             return
         if gains:
             try:
-                self.trainer.set_gains(**gains)
+                trainer.set_gains(**gains)
             except (ValueError, TypeError) as err:
                 self.notice = Notice(f"{err}", "danger")
                 return
+            self.request(lambda: self.pictures.refresh())
         for key, value in live.items():
-            setattr(self.trainer.config, key, value)
+            setattr(trainer.config, key, value)
 
-    def load_preset(self, name: str) -> None:
-        if name not in PRESETS:
-            self.notice = Notice(f"Unknown preset {name!r}.", "danger")
-            return
-        defaults = TrainingConfig()
-        values = {k: getattr(defaults, k) for k in REBUILD + GAINS + SOLVER_SETTINGS}
-        values.update(PRESETS[name])
-        values["horizon"] = PRESETS[name].get("horizon", defaults.horizon)
-        self.config.param.update(**values)
-        self.rebuild(f"Loaded the preset '{name}': the run restarted at t = 0.")
-
-    # ------------------------------------------------------------ controls
-    @property
-    def playing(self) -> bool:
-        return self.run.playing
-
-    @property
-    def device(self) -> str:
-        return str(self.trainer.device)
-
-    def play(self) -> None:
-        """Run; the banner's last message (an error, the horizon, a rebuild) is done with."""
-        self._shown_error = None
-        self.notice = None
-        self.run.play()
-
-    def pause(self) -> None:
-        self.run.pause()
-
-    def step(self, n: int = 1) -> None:
-        self.run.step(n)
-
-    def reset(self) -> None:
-        first = self.run.reset()
-        self._restart_bookkeeping(first)
-        self.notice = None
-
-    def set_speed(self, max_rate: float | None) -> None:
-        """Cap in switching intervals per second (None: as fast as the machine goes)."""
-        if max_rate is not None and not max_rate > 0:
-            raise ValueError(f"Invalid speed: {max_rate!r} (must be > 0, or None for no cap)")
-        self.max_rate = max_rate
-        self.run.max_rate = max_rate
-
-    def set_tracked(self, seed: int) -> None:
-        """A new sample of tracked coordinates (θ history is kept, p starts now)."""
-        trainer = self.trainer
-        n = trainer.system.dim
-        k = len(trainer.tracked)
-        tracked = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-        trainer.tracked = tracked
-        self.history.retrack(tracked)
-        self._fresh = True
+    def rebuild(self, reason: str | None = None) -> None:
+        """A new trainer from the current settings (in the next slice); on bad settings
+        the old one stays and the notice says why."""
+        values = self.config.values()
+        self.request(lambda: self._build(values, reason))
 
     def close(self) -> None:
-        if self.run is not None:
-            self.run.stop()
+        """Stop this session's work and forget it (a closed tab)."""
+        self._closed = True
+        self._playing = False
+        self.scheduler.remove(self)
 
-    # ------------------------------------------------------------ polling
     def poll(self) -> Tick:
-        """Drain the thread's records into the history; notice errors and the horizon."""
-        records = self.run.drain()
-        reset, self._fresh = self._fresh, False
-        update = self.history.extend(records)
+        """Take what the slices produced: records into the history, notices, errors."""
+        with self._lock:
+            items, self._outbox = self._outbox, []
+        reset = rebuilt = False
+        records: list[Record] = []
+        pending: list[Record] = []
+        for item in items:
+            if isinstance(item, Record):
+                pending.append(item)
+                records.append(item)
+            elif isinstance(item, _Built):
+                pending, records = [], []
+                self._adopt(item)
+                reset = True
+                rebuilt |= item.rebuilt
+            elif isinstance(item, _Retracked) and self.history is not None:
+                self.history.extend(pending)
+                pending = []
+                self.history.retrack(item.tracked)
+                reset = True
+            elif isinstance(item, TrainingError):
+                self.error = item
+                self.notice = Notice(f"{item}", "danger")
+            elif isinstance(item, Notice):
+                self.notice = item
+        if self.history is None:
+            return Tick(None, [], False, False)
+        update = self.history.extend(pending)
         if records:
             self._rate.append((time.monotonic(), records[-1].interval))
             self._note_eval(records)
-        error = self.run.error
-        if error is not None and error is not self._shown_error:
-            self._shown_error = error
-            self.notice = Notice(f"{error}", "danger")
-        horizon = self.trainer.config.horizon
-        if (
-            self.stop_at_horizon
-            and not self._horizon_passed
-            and horizon > 0
-            and self.history.last.t >= horizon - 1e-9
-        ):
-            self._horizon_passed = True
-            self.run.pause()
-            self.notice = Notice(
-                f"Reached the horizon T = {horizon:g}. Press Run to go on, or Reset.", "info"
-            )
-        return Tick(update, records, reset)
+        return Tick(update, records, reset, rebuilt)
+
+    def _adopt(self, built: _Built) -> None:
+        trainer = built.trainer
+        rows = self.budget.history_rows(trainer.system.dim, self.capacity)
+        if self.history is None or self.history.dim != trainer.system.dim:
+            self.history = History(trainer.system.dim, TRACKED_COLUMNS, rows)
+        self.history.clear()
+        self.history.extend([trainer.last])
+        self._rate.clear()
+        self.latest_eval = {}
+        self._note_eval([trainer.last])
+        if built.reason is not None:
+            self.notice = Notice(built.reason, "info")
 
     def _note_eval(self, records: list[Record]) -> None:
         for record in reversed(records):
@@ -263,17 +327,19 @@ class LiveSession:
 
     def steps_per_second(self) -> float:
         """Switching intervals per wall-clock second over the last few polls."""
+        if not self.playing:
+            return 0.0
         if len(self._rate) < 2:
             return math.nan
         (t0, i0), (t1, i1) = self._rate[0], self._rate[-1]
-        if not self.playing:
-            return 0.0
         if time.monotonic() - t1 > 1.0 or t1 <= t0:
             return math.nan
         return (i1 - i0) / (t1 - t0)
 
-    def status(self) -> dict:
-        """The status line's numbers."""
+    def status(self) -> dict | None:
+        """The status line's numbers (None before the first build)."""
+        if self.history is None:
+            return None
         last = self.history.last
         return {
             "t": last.t,
@@ -288,7 +354,160 @@ class LiveSession:
             "device": self.device,
         }
 
+    # ------------------------------------------------------------ the slices' side
+    def due(self) -> float:
+        if self._closed:
+            return math.inf
+        if self._requests or self._steps:
+            return NOW
+        if self.trainer is None or self.pictures is None or not self._visible:
+            return math.inf
+        due = self.pictures.due(self._playing)
+        return min(due, self._next_at) if self._playing else due
 
-def training_threads(n: int = 1) -> None:
-    """Keep torch to ``n`` threads so the server's own thread stays responsive."""
-    torch.set_num_threads(n)
+    def work(self) -> None:
+        with self._lock:
+            requests, self._requests = list(self._requests), collections.deque()
+        if requests:
+            for action in requests:
+                try:
+                    action()
+                except Exception as err:  # never a traceback in the page
+                    self._post(Notice(f"That did not work: {err}", "danger"))
+            return
+        if self.trainer is None:
+            return
+        now = time.monotonic()
+        if self._steps:  # a user's click goes first
+            self._train(now)
+        elif self.pictures.due(self._playing) <= now:
+            self.pictures.turn()
+        elif self._playing and self._next_at <= now:
+            self._train(now)
+
+    def _post(self, *items) -> None:
+        with self._lock:
+            self._outbox.extend(items)
+
+    def _train(self, now: float) -> None:
+        trainer = self.trainer
+        stepping = self._steps > 0
+        n = 1 if stepping else self._chunk_size()
+        started = time.perf_counter()
+        try:
+            records = trainer.advance(n)
+        except TrainingError as err:
+            self._stopped(err.records, err)
+            return
+        except Exception as err:  # out of memory, or a bug: said, never silent
+            kind = "out of memory" if "out of memory" in str(err).lower() else "error"
+            failure = TrainingError(f"Training stopped ({kind}): {err}", t=trainer.t, kind=kind)
+            self._stopped([], failure)
+            return
+        took = time.perf_counter() - started
+        self._per_interval = 0.7 * self._per_interval + 0.3 * took / max(1, len(records))
+        if stepping:
+            with self._lock:
+                self._steps = max(0, self._steps - len(records))
+        self.pictures.track(records)
+        self._post(*records)
+        horizon = trainer.config.horizon
+        if self.stop_at_horizon and not self._horizon_passed and 0 < horizon <= trainer.t + 1e-9:
+            self._horizon_passed = True
+            self._playing = False
+            self.pictures.settle()
+            text = f"Reached the horizon T = {horizon:g}. Press Run to go on, or Reset."
+            self._post(Notice(text))
+        if self.max_rate:
+            self._next_at = max(self._next_at, now) + len(records) / self.max_rate
+
+    def _stopped(self, records: list[Record], error: TrainingError) -> None:
+        self._playing = False
+        with self._lock:
+            self._steps = 0
+        self.pictures.track(records)
+        self.pictures.settle()
+        self._post(*records, error)
+
+    def _chunk_size(self) -> int:
+        """Intervals in one slice: about ``chunk_seconds`` of work, fewer under a cap."""
+        n = min(200, self.chunk_seconds / self._per_interval)
+        if self.max_rate:
+            n = min(n, self.max_rate * self.chunk_seconds)
+        return int(max(1, n))
+
+    def _settle(self) -> None:
+        if self.pictures is not None:
+            self.pictures.settle()
+
+    def _build(self, values: dict, reason: str | None, *, first: bool = False) -> None:
+        try:
+            trainer = self._new_trainer(values)
+        except (ValueError, TypeError) as err:
+            if not first:
+                self._post(Notice(f"{err}. The previous model is kept.", "danger"))
+                return
+            trainer = self._new_trainer(make_config("default").values())
+            reason = f"{err}. The default set-up is shown instead."
+        self._start(trainer, self._new_pictures(trainer), rebuilt=True, reason=reason)
+
+    def _new_trainer(self, values: dict) -> Trainer:
+        config = make_config(**values)
+        self.budget.check_data(config.n_samples)
+        dataset = make_dataset(
+            config.dataset,
+            n_samples=config.n_samples,
+            noise=config.noise,
+            train_fraction=config.train_fraction,
+            seed=config.data_seed,
+        )
+        self.budget.check_model(
+            config.architecture, config.hidden, dataset.input_dim, dataset.output_dim
+        )
+        return Trainer(config, dataset=dataset)
+
+    def _new_pictures(self, trainer: Trainer) -> Pictures:
+        kind, (x, y) = self._plane
+        dim = trainer.system.dim
+        coordinates = (min(x, dim - 1), min(y, dim - 1))
+        if coordinates[0] == coordinates[1]:
+            coordinates = (coordinates[0], (coordinates[0] + 1) % dim)
+        widths = [p.shape[0] for p in trainer.model.parameters() if p.dim() == 1] or [1]
+        chunk = self.budget.chunk_points(dim, len(trainer.dataset.x_train), widths)
+        return Pictures(
+            trainer,
+            plane=kind,
+            coordinates=coordinates,
+            resolution=self.budget.resolution(41),
+            chunk_size=chunk,
+        )
+
+    def _start(self, trainer: Trainer, pictures: Pictures, *, rebuilt: bool, reason) -> None:
+        with self._lock:
+            self._steps = 0
+            self._outbox.clear()  # records of the old run are not drawn any more
+        self.trainer, self.pictures = trainer, pictures
+        self._horizon_passed = False
+        self._post(_Built(trainer, pictures, rebuilt, reason))
+
+    def _reset(self) -> None:
+        trainer = self.trainer
+        if trainer is None:
+            return
+        trainer.reset()
+        self._start(trainer, self._new_pictures(trainer), rebuilt=False, reason=None)
+
+    def _retrack(self, seed: int) -> None:
+        trainer = self.trainer
+        n, k = trainer.system.dim, len(trainer.tracked)
+        tracked = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+        trainer.tracked = tracked
+        self._post(_Retracked(tracked))
+
+    def _new_plane(self, path: list) -> None:
+        if self.trainer is None:
+            return
+        pictures = self._new_pictures(self.trainer)
+        last = self.trainer.last
+        pictures.track([point for point in path if point.t < last.t] + [last])
+        self.pictures = pictures

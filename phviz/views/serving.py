@@ -1,14 +1,19 @@
-"""Server hygiene for ``panel serve``: a closed browser tab is not an error.
+"""Serving the explorer: how many sessions a process takes, and server hygiene.
 
-When a tab closes while a periodic callback is sending, Tornado's write fails with
-``WebSocketClosedError`` and asyncio logs the unretrieved task with a traceback.
-Nothing is wrong (the session is being destroyed), but a traceback in the server
-log reads as a failure; this filter drops exactly those records and no others.
+``SessionGate`` keeps an optional limit on concurrent sessions, with a plain
+"this server is full" page for newcomers over it.
+
+A closed browser tab is not an error. When a tab closes while a periodic callback
+is sending, Tornado's write fails with ``WebSocketClosedError`` and asyncio logs
+the unretrieved task with a traceback. Nothing is wrong (the session is being
+destroyed), but a traceback in the server log reads as a failure; this filter
+drops exactly those records and no others.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 _CLOSED = ("WebSocketClosedError", "StreamClosedError")
 
@@ -29,3 +34,55 @@ def quiet_closed_connections() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, ClosedConnectionFilter) for f in logger.filters):
             logger.addFilter(ClosedConnectionFilter())
+
+
+class SessionGate:
+    """At most ``limit`` live sessions in this process (None: no limit).
+
+    ``admit()`` takes a place for the session being built and frees it when that
+    session is destroyed (the tab closed); a newcomer over the limit is told so.
+    """
+
+    def __init__(self, limit: int | None = None):
+        self.limit = limit
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def admit(self, on_destroyed) -> bool:
+        """Take a place, or return False when the server is full. ``on_destroyed``
+        registers a callback for the session's end (``pn.state.on_session_destroyed``)."""
+        with self._lock:
+            if self.limit is not None and self.count >= self.limit:
+                return False
+            self.count += 1
+        on_destroyed(lambda _context: self.release())
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.count = max(0, self.count - 1)
+
+
+_gates: dict[int | None, SessionGate] = {}
+
+
+def session_gate(limit: int | None) -> SessionGate:
+    """The process's gate for ``limit`` (the app's module runs anew per session)."""
+    return _gates.setdefault(limit, SessionGate(limit))
+
+
+def full_page(limit: int):
+    """What a newcomer sees when the server already holds ``limit`` sessions."""
+    import panel as pn
+
+    return pn.Column(
+        pn.pane.Alert(
+            f"<b>This server is full.</b> It serves at most {limit} explorer sessions at "
+            "once, and all of them are in use. Try again in a few minutes, or ask whoever "
+            "runs it to start more servers.",
+            alert_type="warning",
+            css_classes=["phviz-full"],
+            styles={"font-size": "20px"},
+        ),
+        sizing_mode="stretch_width",
+    )

@@ -1,22 +1,19 @@
-"""The explorer's second thread: pictures that cost model evaluations.
+"""The explorer's pictures: everything on the page that costs model evaluations.
 
 The landscape surface, the task picture (decision regions, learned field, confusion
 matrix) and the phase portrait's energy contours all evaluate the model many times.
-``PictureWorker`` computes them off the server's thread, at most every ``period``
-seconds, and publishes each as one immutable object with a version number; the
-explorer's periodic callback sends whatever is newer than what it last sent. It also
-estimates, every few seconds, the stiffest curvature of the loss, so the explorer can
-say whether the damping is under or over critical for that mode. No GUI code here.
-
-The thread turns at most every ``min_gap`` seconds however often it is fed: on two
-cores every turn is time the training thread does not get.
+``Pictures`` makes them in the session's own slices of the process's worker pool,
+one picture per slice, and publishes each as one immutable object with a version
+number; the explorer's periodic callback sends whatever is newer than what it last
+sent. It also estimates, every few seconds, the stiffest curvature of the loss, so
+the explorer can say whether the damping is under or over critical for that mode.
+No GUI code here.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass
 
@@ -189,8 +186,20 @@ def task_picture(trainer, theta: np.ndarray, t: float, version: int) -> TaskPict
     return None
 
 
-class PictureWorker:
-    """A daemon thread that keeps the landscape, task and phase pictures current."""
+PICTURES = ("stiffness", "task", "phase")
+
+
+class Pictures:
+    """The landscape, task and phase pictures of one session, made in its slices.
+
+    Owned by the session's job: ``track``, ``refresh``, ``settle`` and ``turn`` run
+    only inside the job's slices, one at a time, while the server's thread reads the
+    published attributes (``window.state``, ``task``, ``phase``, ``stiffness``,
+    ``error``), each swapped in whole. ``turn`` makes one picture, the most overdue,
+    so a slice stays short. While a run plays the pictures follow it every
+    ``period``; paused, they move only for what the user did (a step, new gains, a
+    new plane), so a paused page stands still.
+    """
 
     def __init__(
         self,
@@ -200,130 +209,129 @@ class PictureWorker:
         coordinates: tuple[int, int] = (0, 1),
         period: float = 0.4,
         resolution: int = 41,
-        min_gap: float = 0.15,
+        chunk_size: int = 256,
         stiffness_period: float = 2.0,
     ):
         self.trainer = trainer
-        self.period = period
-        self.min_gap = min_gap
-        self.stiffness_period = stiffness_period
-        self.resolution = resolution
+        self.periods = {"task": period, "phase": period, "stiffness": stiffness_period}
         self.window = LandscapeWindow(
-            trainer, kind=plane, coordinates=coordinates, resolution=resolution, max_points=1000
+            trainer,
+            kind=plane,
+            coordinates=coordinates,
+            resolution=resolution,
+            max_points=1000,
+            chunk_size=chunk_size,
         )
         self.task: TaskPicture | None = None
         self.phase: PhasePicture | None = None
         self.stiffness: Stiffness | None = None
         self.error: str | None = None
-        self._pending: list = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._refresh = False
-        self._phase_request: tuple | None = None
-        self._phased: tuple | None = None
-        self._versions = 0
-        self._last_picture = self._last_phase = self._last_stiffness = -float("inf")
         self._latest = trainer.last
-        # The first pictures are made here, so that a view never starts empty.
-        first = trainer.last
-        theta = first.theta
-        self._pending = [first]
-        self._phase_request = (int(trainer.tracked[0]), _around(theta[trainer.tracked[0]]), (-1, 1))
-        self._turn()
-        self._thread = threading.Thread(target=self._loop, name="phviz-pictures", daemon=True)
-        self._thread.start()
+        self._state = 0  # version of the state the pictures should show
+        self._shown = dict.fromkeys(PICTURES, -1)  # state version each picture shows
+        self._made = dict.fromkeys(PICTURES, -math.inf)  # when each was last made
+        self._refresh_window = False
+        self._failed_at = -math.inf
+        self.retry = 1.0
+        self._versions = 0
+        index = int(trainer.tracked[0])
+        self._phase_request = (index, _around(self._latest.theta[index]), (-1.0, 1.0))
 
     # ------------------------------------------------------------ requests
-    def stale(self) -> bool:
-        return not self._thread.is_alive()
+    def request_phase(self, index: int, q_extent, p_extent) -> None:
+        """Contours for coordinate ``index`` over the given extents (any thread)."""
+        self._phase_request = (int(index), tuple(q_extent), tuple(p_extent))
 
-    def feed(self, records: list) -> None:
-        """New records (from any thread); the path and pictures follow."""
+    def due(self, playing: bool) -> float:
+        """When the next picture is wanted (``-inf``: now; ``inf``: none). After a
+        failure, not before ``retry`` seconds have passed."""
+        due = self._due(playing)
+        return max(due, self._failed_at + self.retry) if self.error else due
+
+    def _due(self, playing: bool) -> float:
+        if self._refresh_window or self.window.state.plane is None:
+            return -math.inf
+        if any(made == -math.inf for made in self._made.values()) or self._new_phase_index():
+            return -math.inf
+        times = [
+            self._made[k] + (self.periods[k] if playing else 0.0)
+            for k in PICTURES
+            if self._shown[k] < self._state
+        ]
+        return min(times, default=math.inf)
+
+    def _new_phase_index(self) -> bool:
+        return self.phase is not None and self._phase_request[0] != self.phase.index
+
+    # ------------------------------------------------------------ the job's side
+    def track(self, records: list) -> None:
+        """New records: the trail follows at once (and the surface, when the path
+        leaves it), so the path is never behind the status line."""
         if records:
-            with self._lock:
-                self._pending.extend(records)
-            self._wake.set()
+            self.window.update(records)
+            self._latest = records[-1]
+            self._state += 1
 
     def refresh(self) -> None:
-        """The potential changed (gains): rebuild the surface and the damping estimate
-        at the next turn."""
-        self._refresh = True
-        self._last_stiffness = -float("inf")
-        self._wake.set()
+        """The potential changed (gains): surface, pictures and damping estimate are
+        redone."""
+        self._refresh_window = True
+        self._state += 1
 
-    def request_phase(self, index: int, q_extent, p_extent) -> None:
-        """Contours for coordinate ``index`` over the given extents, at the next turn."""
-        self._phase_request = (int(index), tuple(q_extent), tuple(p_extent))
-        self._wake.set()
+    def settle(self) -> None:
+        """The run paused: what the pictures show now stays until something changes."""
+        self._shown = dict.fromkeys(PICTURES, self._state)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+    def turn(self) -> None:
+        """Make the most overdue picture; errors become ``error``, never raise."""
+        if self._refresh_window:
+            self._refresh_window = False
+            self._attempt(lambda: self.window.refresh("gains changed"))
+            return
+        if self.window.state.plane is None:
+            self._attempt(lambda: self.window.update([self._latest]))
+            return
+        kind = min(PICTURES, key=self._urgency)
+        state, record = self._state, self._latest
+        self._made[kind] = time.monotonic()
+        self._shown[kind] = state
+        self._attempt(lambda: getattr(self, "_make_" + kind)(record))
 
-    # ------------------------------------------------------------ the thread
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.period)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self._turn()
-                self.error = None
-            except Exception as err:  # a picture must never take the page down
-                log.exception("picture worker")
-                self.error = f"The pictures could not be updated: {err}"
-                self._stop.wait(self.period)
-            self._stop.wait(self.min_gap)  # records meanwhile wait for the next turn
+    def _urgency(self, kind: str) -> tuple:
+        never = self._made[kind] == -math.inf
+        moved = kind == "phase" and self._new_phase_index()
+        behind = self._shown[kind] < self._state
+        return (not never, not moved, not behind, self._made[kind] + self.periods[kind])
 
-    def _turn(self) -> None:
-        with self._lock:
-            records, self._pending = self._pending, []
-        window = self.window
-        if records:
-            window.update(records)
-            self._latest = records[-1]
-        if self._refresh:
-            self._refresh = False
-            window.refresh("gains changed")
-        last = records[-1] if records else None
-        now = time.monotonic()
-        if last is not None and (self.task is None or now - self._last_picture >= self.period):
-            self._last_picture = now
-            self._versions += 1
-            self.task = task_picture(self.trainer, last.theta, last.t, self._versions)
-        request = self._phase_request
-        due = last is not None and now - self._last_phase >= self.period
-        new_index = self._phased is None or request[0] != self._phased[0]
-        if request is not None and (self.phase is None or new_index or due):
-            self._phased, self._last_phase = request, now
-            self._phase(*request, last)
-        if now - self._last_stiffness >= self.stiffness_period:
-            self._last_stiffness = now
-            self._estimate_stiffness(self._latest)
+    def _attempt(self, make) -> None:
+        try:
+            make()
+            self.error = None
+        except Exception as err:  # a picture must never take the page down
+            log.exception("pictures")
+            self.error = f"The pictures could not be updated: {err}"
+            self._failed_at = time.monotonic()
 
-    def _estimate_stiffness(self, record) -> None:
+    def _make_task(self, record) -> None:
+        self._versions += 1
+        self.task = task_picture(self.trainer, record.theta, record.t, self._versions)
+
+    def _make_stiffness(self, record) -> None:
         trainer = self.trainer
         theta = torch.as_tensor(record.theta).to(device=trainer.device, dtype=trainer.dtype)
-        try:
-            curvature, critical = stiffness(trainer.system, theta)
-        except (RuntimeError, ValueError):  # a batch swapped mid-estimate: next time
-            return
+        curvature, critical = stiffness(trainer.system, theta)
         if math.isfinite(curvature):
             self._versions += 1
             self.stiffness = Stiffness(record.t, curvature, critical, self._versions)
 
-    def _phase(self, index, q_extent, p_extent, last) -> None:
+    def _make_phase(self, record) -> None:
+        index, q_extent, p_extent = self._phase_request
         trainer = self.trainer
-        theta = last.theta if last is not None else trainer.last.theta
         potential = Potential.from_trainer(trainer)
         inertia = trainer.system.inertia
         qs, ps, energy = phase_portrait(
             potential,
-            theta,
+            record.theta,
             index,
             q_extent=q_extent,
             p_extent=p_extent,

@@ -1,0 +1,172 @@
+"""One pool of worker threads per process that runs every session's work, fairly.
+
+A server holds many live runs (one per browser tab). Giving each its own threads
+makes them fight for the interpreter and the cores: ten tabs got less done together
+than one alone. Here every run is a ``Job`` with a ``due()`` time and a ``work()``
+method that does one short, bounded slice (a few switching intervals, or one
+picture). A fixed pool of workers, as many as there are cores, always takes the job
+that is due and was served longest ago, so n busy jobs each get 1/n of the pool,
+and a job that is not due (paused, hidden, capped in speed) costs nothing.
+
+A job is never worked on by two threads at once, so whatever a job owns (its
+trainer, its pictures) is only ever touched by the slice in flight: a thread that
+wants a change sends it as a request, or waits with ``quiesce`` until no slice of
+that job is running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import threading
+import time
+
+import torch
+
+log = logging.getLogger(__name__)
+
+NOW = -math.inf  # a job whose due() is NOW jumps ahead of every timed one
+
+
+class Job:
+    """Work that a ``Scheduler`` runs in slices; subclasses override both methods."""
+
+    def due(self) -> float:
+        """The ``time.monotonic()`` at which the next slice is wanted (``math.inf``:
+        none; ``NOW``: a request waits and goes first). Called under the scheduler's
+        lock: read a few attributes, never block."""
+        return math.inf
+
+    def work(self) -> None:
+        """One bounded slice of work (tens of milliseconds)."""
+
+
+class Scheduler:
+    """A fixed pool of daemon threads running registered jobs round-robin."""
+
+    _shared: Scheduler | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self, workers: int | None = None, *, torch_threads: int = 1):
+        if workers is None:
+            workers = max(
+                1,
+                len(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
+                else (os.cpu_count() or 1),
+            )
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"Invalid workers: {workers!r} (must be a whole number >= 1)")
+        # Each worker runs torch ops on one thread: the pool, not torch, uses the cores.
+        torch.set_num_threads(torch_threads)
+        self.workers = workers
+        self._cond = threading.Condition()
+        self._jobs: dict[Job, int] = {}  # job → turn at which it was last served
+        self._running: set[Job] = set()
+        self._turn = 0
+        self._closed = False
+        self.slices: dict[Job, int] = {}  # slices done per job (for fairness checks)
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"phviz-worker-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @classmethod
+    def shared(cls) -> Scheduler:
+        """The process's scheduler, created on first use."""
+        with cls._shared_lock:
+            if cls._shared is None or cls._shared._closed:
+                cls._shared = cls()
+                # Workers end before the interpreter does: a thread still inside
+                # torch while it shuts down aborts the process.
+                atexit.register(cls._shared.close)
+            return cls._shared
+
+    # ------------------------------------------------------------ jobs
+    def add(self, job: Job) -> None:
+        with self._cond:
+            self._jobs.setdefault(job, self._turn)
+            self.slices.setdefault(job, 0)
+            self._cond.notify_all()
+
+    def remove(self, job: Job, timeout: float = 10.0) -> None:
+        """Forget ``job`` after its slice in flight, if any, has ended."""
+        with self._cond:
+            self._jobs.pop(job, None)
+            self._cond.wait_for(lambda: job not in self._running, timeout)
+            self.slices.pop(job, None)
+
+    def notify(self) -> None:
+        """A job's ``due()`` may have moved earlier: look again."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def quiesce(self, job: Job, timeout: float = 10.0) -> bool:
+        """Wait until no slice of ``job`` is running (the next may start right after,
+        unless the caller first made the job not due)."""
+        if threading.current_thread() in self._threads:
+            return True  # called from a slice: nothing else of this job runs now
+        with self._cond:
+            return self._cond.wait_for(lambda: job not in self._running, timeout)
+
+    @property
+    def jobs(self) -> int:
+        with self._cond:
+            return len(self._jobs)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(5.0)
+
+    # ------------------------------------------------------------ workers
+    def _pick(self) -> tuple[Job | None, float]:
+        """The due job served longest ago, or (None, seconds until one is due)."""
+        now = time.monotonic()
+        best, best_key, wait = None, None, math.inf
+        for job, served in self._jobs.items():
+            if job in self._running:
+                continue
+            try:
+                due = job.due()
+            except Exception:  # a broken job must not stop the pool
+                log.exception("job.due")
+                continue
+            if due <= now:
+                key = (due != NOW, served)  # requests first, then round-robin
+                if best_key is None or key < best_key:
+                    best, best_key = job, key
+            else:
+                wait = min(wait, due - now)
+        return best, wait
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        return
+                    job, wait = self._pick()
+                    if job is not None:
+                        break
+                    self._cond.wait(None if math.isinf(wait) else wait)
+                self._running.add(job)
+                self._turn += 1
+                self._jobs[job] = self._turn
+            try:
+                job.work()
+            except Exception:  # jobs report their own errors; this is the last guard
+                log.exception("job.work")
+            finally:
+                with self._cond:
+                    self._running.discard(job)
+                    if job in self.slices:
+                        self.slices[job] += 1
+                    self._cond.notify_all()
