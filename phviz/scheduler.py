@@ -113,6 +113,11 @@ class Scheduler:
         with self._cond:
             return self._cond.wait_for(lambda: job not in self._running, timeout)
 
+    def running(self, job: Job) -> bool:
+        """Whether a slice of ``job`` is running now."""
+        with self._cond:
+            return job in self._running
+
     @property
     def jobs(self) -> int:
         with self._cond:

@@ -120,6 +120,7 @@ class Explorer(pn.viewable.Viewer):
         )
         self.task_kind = None
         self._loading = False
+        self._pausing = False  # Pause was pressed; the session's last slice is ending
         self._sent = {"landscape": -1, "trail": -1, "task": -1, "phase": -1, "stiffness": -1}
         self._unsent: Tick | None = None
         self.clock = FrameClock()
@@ -396,10 +397,11 @@ class Explorer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------ events
     def _on_run(self, _event=None) -> None:
+        if self._pausing:
+            return  # a click while the last slice ends: the pause stands
         if self.session.playing:
-            # Pause waits for the slice in flight; the last records and the label
-            # then reach the page in one message, and nothing follows them.
-            self.session.pause()
+            self.session.pause()  # the label turns to Run once the session settled
+            self._pausing = True
         else:
             self.session.play()
         self.update_view(force=True)
@@ -487,11 +489,18 @@ class Explorer(pn.viewable.Viewer):
         """Take what the session produced and, once the page has drawn the last update
         (or when ``force``d), send what changed; errors become the banner."""
         try:
+            # Settled before this poll: the poll has every record there will be.
+            settled = self._pausing and self.session.settled
             self._unsent = _merged(self._unsent, self.session.poll())
+            if settled:  # the last records and the label Run go out together, now
+                self._pausing = False
             if not self.session.ready:
                 self._show_controls()
                 return
-            if not (force or self.clock.ready()):
+            if not (force or settled or self.clock.ready()):
+                return
+            if not (force or settled or self._has_news(self._unsent)):
+                self._show_controls()  # a notice may have changed; nothing else did
                 return
             tick, self._unsent = self._unsent, None
             with pn.io.hold():
@@ -509,6 +518,24 @@ class Explorer(pn.viewable.Viewer):
             log.exception("explorer update")
             self.session.notice = Notice(f"The view could not be updated: {err}", "danger")
             self._show_controls()
+
+    def _has_news(self, tick: Tick | None) -> bool:
+        """Whether anything drawn would change (an idle paused page sends nothing)."""
+        if tick is not None and (tick.records or tick.reset or tick.rebuilt):
+            return True
+        pictures = self.worker
+        if pictures is None:
+            return False
+        sent = self._sent
+        return (
+            pictures.window.state.version != sent["landscape"]
+            or (pictures.task is not None and pictures.task.version != sent["task"])
+            or (pictures.phase is not None and pictures.phase.version != sent["phase"])
+            or (
+                pictures.stiffness is not None
+                and (pictures.stiffness.version, float(self.settings.damping)) != sent["stiffness"]
+            )
+        )
 
     def _stream(self, tick) -> None:
         history = self.session.history
@@ -705,7 +732,7 @@ class Explorer(pn.viewable.Viewer):
         self.device_note.object = f"in use: **{s['device']}**"
 
     def _show_controls(self) -> None:
-        playing = self.session.playing
+        playing = self.session.playing or self._pausing
         self.run_button.name = "Pause" if playing else "Run"
         self.run_button.button_type = "warning" if playing else "primary"
         if not self.session.ready:

@@ -179,11 +179,15 @@ class LiveSession(Job):
         self.scheduler.notify()
 
     def pause(self) -> None:
-        """Stop, and return once the slice in flight has ended: after this, the next
-        ``poll`` has the last record there will be until ``play``."""
-        self.request(self._settle)
+        """Stop after the slice in flight; ``settled`` tells when that has ended."""
         self._playing = False
-        self.scheduler.quiesce(self)
+        self.request(self._settle)  # after any picture already due: then all stands still
+
+    @property
+    def settled(self) -> bool:
+        """Paused, and no slice runs or waits: every record there will be until
+        ``play`` is in the outbox, and the pictures stand still."""
+        return not (self._playing or self._requests or self.scheduler.running(self))
 
     def step(self, n: int = 1) -> None:
         """Integrate ``n`` intervals, then stay paused."""
