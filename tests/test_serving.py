@@ -1,0 +1,227 @@
+"""Serving many sessions: the shared worker pool, Pause, budgets and the session limit."""
+
+import math
+import threading
+import time
+
+import pytest
+
+from phviz import make_config
+from phviz.budget import Budget, parameter_count
+from phviz.scheduler import NOW, Job, Scheduler
+from phviz.views import Explorer
+from phviz.views.live import LiveSession
+from phviz.views.serving import SessionGate
+
+
+def wait_for(condition, timeout=30.0):
+    """``condition()``'s first truthy value, polled until ``timeout`` (else False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)
+
+
+class Busy(Job):
+    """Always due; each slice takes about ``seconds`` and is counted."""
+
+    def __init__(self, seconds=0.002, due=-1.0):
+        self.seconds, self._due, self.done = seconds, due, 0
+
+    def due(self):
+        return self._due
+
+    def work(self):
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:
+            pass
+        self.done += 1
+
+
+@pytest.fixture
+def pool():
+    scheduler = Scheduler(workers=1)
+    yield scheduler
+    scheduler.close()
+
+
+def test_busy_jobs_get_equal_shares_and_idle_ones_none(pool):
+    a, b, idle = Busy(), Busy(), Busy(due=math.inf)
+    for job in (a, b, idle):
+        pool.add(job)
+    assert wait_for(lambda: a.done + b.done >= 200)
+    pool.remove(a)
+    pool.remove(b)
+    assert abs(a.done - b.done) <= 1  # round-robin: one slice each in turn
+    assert idle.done == 0
+
+
+def test_requests_go_ahead_of_timed_work(pool):
+    busy = [Busy() for _ in range(3)]
+
+    class Urgent(Busy):
+        def work(self):
+            self.others = sum(j.done for j in busy)  # what ran before this request
+            self._due = math.inf  # one slice, then idle
+            super().work()
+
+    urgent = Urgent(due=math.inf)
+    for job in (*busy, urgent):
+        pool.add(job)
+    assert wait_for(lambda: min(j.done for j in busy) >= 5)
+    before = sum(j.done for j in busy)
+    urgent._due = NOW
+    pool.notify()
+    assert wait_for(lambda: urgent.done == 1)
+    # it went first: at most the slice in flight (and one begun as it was asked) ran
+    assert urgent.others - before <= 2
+
+
+def test_no_job_runs_on_two_workers_at_once():
+    scheduler = Scheduler(workers=2)
+    overlaps, inside = [], threading.Semaphore(1)
+
+    class Exclusive(Busy):
+        def work(self):
+            if not inside.acquire(blocking=False):
+                overlaps.append(1)
+                return
+            try:
+                super().work()
+            finally:
+                inside.release()
+
+    job = Exclusive()
+    scheduler.add(job)
+    assert wait_for(lambda: job.done >= 100)
+    scheduler.close()
+    assert not overlaps
+
+
+def test_a_removed_job_is_forgotten_after_its_slice(pool):
+    job = Busy(seconds=0.05)
+    pool.add(job)
+    assert wait_for(lambda: pool.running(job))
+    pool.remove(job)
+    assert not pool.running(job) and pool.jobs == 0
+    done = job.done
+    time.sleep(0.1)  # a window in which a forgotten job would have run again
+    assert job.done == done
+
+
+def test_invalid_pool_size():
+    with pytest.raises(ValueError, match="Invalid workers: 0"):
+        Scheduler(workers=0)
+
+
+# ------------------------------------------------------------------ sessions
+def ready_session(scheduler, **kw) -> LiveSession:
+    session = LiveSession(make_config("default", horizon=0.0), scheduler=scheduler, **kw)
+    assert wait_for(lambda: session.poll() is not None and session.ready)
+    return session
+
+
+def test_pause_is_final_once_settled(pool):
+    session = ready_session(pool, max_rate=None)
+    session.play()
+    assert wait_for(lambda: session.poll().records)
+    session.pause()
+    assert wait_for(lambda: session.settled)
+    tick = session.poll()  # everything the run made before it stopped
+    t = session.status()["t"]
+    assert session.history.last.t == t and tick.update is not None
+    # Settled means the job is not due at all: nothing can run until Play.
+    assert session.due() == math.inf and not pool.running(session)
+    assert not session.poll().records and session.status()["t"] == t
+    session.play()
+    assert wait_for(lambda: session.poll() is not None and session.status()["t"] > t)
+    session.close()
+
+
+def test_a_hidden_page_stops_its_work(pool):
+    session = ready_session(pool, max_rate=None)
+    session.play()
+    session.set_visible(False)
+    assert wait_for(lambda: not pool.running(session))
+    assert session.due() == math.inf
+    session.set_visible(True)
+    assert session.due() < math.inf
+    session.close()
+
+
+def test_two_sessions_share_the_pool_evenly(pool):
+    one, two = (ready_session(pool, max_rate=None) for _ in range(2))
+    one.play()
+    two.play()
+    assert wait_for(lambda: pool.slices[one] + pool.slices[two] >= 80, timeout=60)
+    slices = pool.slices[one], pool.slices[two]
+    one.close()
+    two.close()
+    assert abs(slices[0] - slices[1]) <= 2
+
+
+def test_a_closed_session_leaves_the_pool(pool):
+    explorer = Explorer(make_config("default", horizon=0.0), live=False, scheduler=pool)
+    assert pool.jobs == 1
+    explorer.close()
+    assert pool.jobs == 0
+
+
+# ------------------------------------------------------------------ budget
+def test_parameter_count_from_the_widths():
+    assert parameter_count("mlp", "16,16", 2, 2) == 2 * 16 + 16 + 16 * 16 + 16 + 16 * 2 + 2
+    assert parameter_count("linear", "16,16", 2, 2) == 6
+
+
+def test_a_model_over_the_budget_is_refused_by_name(pool):
+    session = ready_session(pool, budget=Budget(max_parameters=200_000))
+    trainer = session.trainer
+    session.apply(hidden="4000,4000,4000")
+    assert wait_for(lambda: session.poll() and session.notice and session.notice.kind == "danger")
+    assert "at most 200,000 parameters on this server" in session.notice.text
+    assert session.trainer is trainer  # nothing was built; the old run stays
+    session.apply(hidden="8")  # fixed: the banner says what is true now
+    assert wait_for(lambda: session.poll() and session.trainer is not trainer)
+    assert session.notice.kind == "info" and "hidden widths" in session.notice.text
+    session.close()
+
+
+def test_too_many_points_are_refused_by_name(pool):
+    session = ready_session(pool, budget=Budget(max_samples=1000))
+    session.apply(n_samples=4000)
+    assert wait_for(lambda: session.poll() and session.notice and session.notice.kind == "danger")
+    assert "at most 1,000 points on this server" in session.notice.text
+    session.close()
+
+
+def test_budget_from_arguments_and_environment():
+    budget = Budget.from_settings(
+        ["--max-parameters", "5000", "--max-sessions", "3"], {"PHVIZ_MEMORY_MB": "64"}
+    )
+    assert budget.max_parameters == 5000 and budget.max_sessions == 3
+    assert budget.memory_mb == 64.0 and budget.max_samples == Budget().max_samples
+    with pytest.raises(ValueError, match="Invalid max_parameters: 'many'"):
+        Budget.from_settings(["--max-parameters", "many"], {})
+    with pytest.raises(ValueError, match="Invalid max_sessions: 0"):
+        Budget(max_sessions=0)
+
+
+def test_allocations_follow_the_byte_budget():
+    small, large = Budget(memory_mb=16), Budget(memory_mb=1024)
+    # a wide model on many points: few grid points per batched evaluation
+    assert small.chunk_points(300_000, 1500, [256, 256, 10]) < 16
+    assert large.chunk_points(338, 399, [16, 16, 2]) > small.chunk_points(338, 399, [16, 16, 2])
+    rows = small.history_rows(200_000, 2001)
+    assert rows % 2 == 1 and rows * 200_000 * 4 <= 16 * 2**20 or rows == 101
+
+
+def test_the_gate_admits_up_to_its_limit_and_frees_closed_places():
+    gate = SessionGate(2)
+    endings = []
+    assert gate.admit(endings.append) and gate.admit(endings.append)
+    assert not gate.admit(endings.append)  # full
+    endings[0](None)  # a tab closed
+    assert gate.admit(endings.append)
+    assert SessionGate(None).admit(endings.append)
