@@ -332,6 +332,7 @@ class Explorer(pn.viewable.Viewer):
             self.surface, self.surface_lines, self.trail, self.head
         )
         placeholder = figures.new_figure("Preparing the run…", "", "")
+        placeholder.text(x=[0], y=[0], text=["building the model…"], text_font_size="18px")
         self.task_pane = pn.pane.Bokeh(placeholder, sizing_mode="stretch_both")
 
     def _task_figure(self):
