@@ -20,9 +20,12 @@ budget = Budget.from_settings(sys.argv[1:])
 title = "phviz · port-Hamiltonian training"
 if session_gate(budget.max_sessions).admit(pn.state.on_session_destroyed):
     explorer = Explorer(budget=budget)
+    # One root per template area: each root added to a Bokeh document walks every
+    # model already in it, so forty sidebar roots cost seconds per page.
+    sidebar = pn.Column(*explorer.sidebar(), sizing_mode="stretch_width")
     pn.template.BootstrapTemplate(
         title=title,
-        sidebar=explorer.sidebar(),
+        sidebar=[sidebar],
         main=[explorer],
         sidebar_width=340,
         header_background="#1f4e79",

@@ -18,7 +18,6 @@ import statistics
 import time
 
 import numpy as np
-import torch
 
 ROWS_PER_TICK = 4  # 40 intervals/s (the default speed) over 10 ticks/s
 FILLED_ROWS = 1000  # a history half full, as after a minute of training
@@ -101,6 +100,9 @@ def live_explorer(seconds: float, changes: int):
 
     explorer = Explorer(live=False)
     pn.panel(explorer).get_root()  # the Bokeh models exist, as in a served page
+    while not explorer.session.ready:  # the first build runs on the worker pool
+        explorer.update_view(force=True)
+        time.sleep(0.01)
     explorer.session.play()
     costs, with_data = [], 0
     started = due = time.monotonic()
@@ -112,7 +114,7 @@ def live_explorer(seconds: float, changes: int):
         time.sleep(due - now)
         before = len(explorer.series.data["t"])
         t0 = time.perf_counter()
-        explorer._tick()
+        explorer.update_view(force=True)  # no page here to acknowledge frames
         costs.append(time.perf_counter() - t0)
         with_data += len(explorer.series.data["t"]) != before
     rate = with_data / (time.monotonic() - started)
@@ -125,14 +127,13 @@ def live_explorer(seconds: float, changes: int):
             time.sleep(0.001)
         latencies.append(time.perf_counter() - t0)
         time.sleep(0.2)
-        explorer._tick()
+        explorer.update_view(force=True)
     status = explorer.session.status()
     explorer.close()
     return rate, costs, latencies, status
 
 
 def report(quick: bool = False) -> None:
-    torch.set_num_threads(1)
     from ..views.explorer import TICK_SECONDS
 
     ticks = 30 if quick else 100
