@@ -77,10 +77,17 @@ class Scheduler:
 
     @classmethod
     def shared(cls) -> Scheduler:
-        """The process's scheduler, created on first use."""
+        """The process's scheduler, created on first use, with ``PHVIZ_WORKERS``
+        workers if that is set (e.g. a share of the cores under ``--num-procs``)."""
         with cls._shared_lock:
             if cls._shared is None or cls._shared._closed:
-                cls._shared = cls()
+                workers = os.environ.get("PHVIZ_WORKERS")
+                try:
+                    cls._shared = cls(int(workers) if workers else None)
+                except ValueError:
+                    raise ValueError(
+                        f"Invalid PHVIZ_WORKERS: {workers!r} (must be a whole number >= 1)"
+                    ) from None
                 # Workers end before the interpreter does: a thread still inside
                 # torch while it shuts down aborts the process.
                 atexit.register(cls._shared.close)
