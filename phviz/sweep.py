@@ -245,7 +245,8 @@ def sweep(
     then runs in chunks of ``chunk_size`` members (default: one chunk per worker thread).
     ``curvature``: also find the extreme curvatures of L at the initial weights and at the
     final weights of the best cell (Lanczos), stored in the attributes.
-    ``progress(done, total)`` is called as member-intervals complete.
+    ``progress(done, total)`` is called as member-intervals complete; an exception
+    raised there stops the sweep (and propagates), which is how a view cancels one.
     """
     config = config if config is not None else TrainingConfig()
     grid = check_axes(axes)
@@ -445,7 +446,7 @@ def write_png(ds: xr.Dataset, path) -> None:
     x, y = ds[first].values, ds[second].values
     z = np.log10(ds.final_train_loss.transpose(second, first).values)
     fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
-    mesh = ax.pcolormesh(_edges(x), _edges(y), np.ma.masked_invalid(z), cmap="viridis")
+    mesh = ax.pcolormesh(cell_edges(x), cell_edges(y), np.ma.masked_invalid(z), cmap="viridis")
     fig.colorbar(mesh, ax=ax, label="log10 final training loss")
     diverged = ds.diverged.transpose(second, first).values
     for i, j in zip(*np.nonzero(diverged), strict=True):
@@ -458,8 +459,8 @@ def write_png(ds: xr.Dataset, path) -> None:
         ax.plot(cx, cy, style, color="white", lw=2, label=f"critical, {curve['label']}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(_edges(x)[0], _edges(x)[-1])
-    ax.set_ylim(_edges(y)[0], _edges(y)[-1])
+    ax.set_xlim(cell_edges(x)[0], cell_edges(x)[-1])
+    ax.set_ylim(cell_edges(y)[0], cell_edges(y)[-1])
     ax.set_xlabel(first.replace("_", " "))
     ax.set_ylabel(second.replace("_", " "))
     ax.set_title(f"{json.loads(ds.attrs['config'])['dataset']} · T = {ds.attrs['horizon']:g}")
@@ -469,7 +470,7 @@ def write_png(ds: xr.Dataset, path) -> None:
     plt.close(fig)
 
 
-def _edges(values: np.ndarray) -> np.ndarray:
+def cell_edges(values: np.ndarray) -> np.ndarray:
     """Cell edges on a log scale around each value (geometric midpoints)."""
     v = np.asarray(values, dtype=float)
     if len(v) == 1:
