@@ -11,6 +11,7 @@ products (``torch.func``): the Hessian itself is never formed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,7 @@ def curvature_extremes(
     ``loss`` maps a flat θ to the scalar loss. A non-convex loss can have λ_min < 0
     (a saddle direction); it is returned as it is. Deterministic for a given ``seed``.
     """
-    from scipy.sparse.linalg import eigsh
+    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
     op = hessian_operator(loss, theta, potential_gain=potential_gain, weight_decay=weight_decay)
     n = op.shape[0]
@@ -76,7 +77,10 @@ def curvature_extremes(
     v0 = np.random.default_rng(seed).standard_normal(n)
     extremes = []
     for which in ("SA", "LA"):
-        values = eigsh(op, k=1, which=which, v0=v0, tol=tol, return_eigenvectors=False)
+        try:
+            values = eigsh(op, k=1, which=which, v0=v0, tol=tol, return_eigenvectors=False)
+        except ArpackNoConvergence as err:  # keep what it has, NaN if nothing
+            values = err.eigenvalues if len(err.eigenvalues) else [math.nan]
         extremes.append(float(values[0]))
     return extremes[0], extremes[1]
 

@@ -379,6 +379,8 @@ def critical_curves(ds: xr.Dataset, samples: int = 200) -> list[dict]:
     One curve per stored curvature (λ_min and λ_max, initial and final): B = 2√((a·λ +
     c)·m) against the other axis, sampled log-evenly over its range, the remaining gains
     from the config. Each curve: ``{"label", "curvature", <axis>: array, "damping": array}``.
+    Where a·λ + c ≤ 0 (a saddle direction, common at a network's initial weights) the
+    curve is B = 0: that direction never oscillates, and nothing lies below it.
     Empty when damping is not an axis.
     """
     axes = [d for d in ds.final_train_loss.dims]
@@ -451,7 +453,8 @@ def write_png(ds: xr.Dataset, path) -> None:
     diverged = ds.diverged.transpose(second, first).values
     for i, j in zip(*np.nonzero(diverged), strict=True):
         ax.text(x[j], y[i], "×", ha="center", va="center", color="red", fontsize=14)
-    for curve, style in zip(critical_curves(ds), ("--", "-", ":", "-."), strict=False):
+    curves = [c for c in critical_curves(ds) if (c["damping"] > 0).any()]  # λ ≤ 0: no curve
+    for curve, style in zip(curves, ("--", "-", ":", "-."), strict=False):
         other = second if first == "damping" else first
         cx, cy = curve["damping"], curve[other]
         if first != "damping":

@@ -84,12 +84,12 @@ def test_time_to_target_is_the_first_record_at_or_below_it():
     assert time_to_target(loss, t, 1.0)[0] == 0.0  # reached at the start already
 
     config = small_config()
-    ds = phviz.sweep(config, damping=[0.2, 1.0], inertia=[0.5, 1.0], horizon=2.0, curvature=False)
+    ds = phviz.sweep(config, damping=[0.2, 1.0], inertia=[0.5, 1.0], horizon=1.0, curvature=False)
     initial = float(ds.train_loss.isel(t=0)[0, 0])
     assert ds.attrs["target"] == pytest.approx(0.01 * initial)  # the default: 1 % of L(0)
     target = float(ds.final_train_loss.max()) * 1.01  # every run gets there
     timed = phviz.sweep(
-        config, damping=[0.2, 1.0], inertia=[0.5, 1.0], horizon=2.0, target=target, curvature=False
+        config, damping=[0.2, 1.0], inertia=[0.5, 1.0], horizon=1.0, target=target, curvature=False
     )
     for loss, reached in zip(
         timed.train_loss.values.reshape(4, -1), timed.time_to_target.values.ravel(), strict=True
@@ -227,7 +227,7 @@ def test_critical_damping_and_its_curves_over_the_map():
 
 def test_cli_writes_the_promised_json_netcdf_and_png(tmp_path):
     out, nc, png = tmp_path / "sweep.json", tmp_path / "sweep.nc", tmp_path / "map.png"
-    args = ["--preset", "default", "--damping", "0.5,2", "--inertia", "1,2,4"]
+    args = ["--preset", "paper-blobs", "--damping", "0.5,2", "--inertia", "1,2,4"]
     args += ["--horizon", "0.3", "--out", str(out), "--netcdf", str(nc), "--png", str(png)]
     result = subprocess.run(
         [sys.executable, "-m", "phviz", "sweep", *args],

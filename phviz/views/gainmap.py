@@ -153,6 +153,8 @@ class GainMap(pn.viewable.Viewer):
         layers = [rects]
         other = second if first == "damping" else first
         for curve in critical_curves(result):
+            if not (curve["damping"] > 0).any():  # a·λ + c ≤ 0: B = 0, off the log axis
+                continue
             xs, ys = curve["damping"], curve[other]
             if first != "damping":
                 xs, ys = ys, xs
