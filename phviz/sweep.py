@@ -184,7 +184,7 @@ def integrate_members(
         start = theta, p
         for _ in range(steps):
             theta, p, _ = conformal_symplectic_step(theta, p, force, h, damping, inertia)
-        alive = _freeze_diverged(force, alive, theta, p)
+        alive = _freeze_diverged(force, alive, theta, p, inertia)
         if not bool(alive.all()):
             keep = alive[:, None]
             theta = torch.where(keep, theta, start[0])
@@ -202,10 +202,11 @@ def integrate_members(
     }
 
 
-def _freeze_diverged(force: EnsembleForce, alive, theta, p) -> torch.Tensor:
-    """Members still finite after an interval; the others stop moving from now on."""
-    finite = torch.isfinite(theta).all(-1) & torch.isfinite(p).all(-1)
-    finite &= torch.isfinite(force.losses(theta))
+def _freeze_diverged(force: EnsembleForce, alive, theta, p, inertia) -> torch.Tensor:
+    """Members whose state and energy are still finite after an interval; the others
+    stop moving from now on."""
+    energy = force.losses(theta) + (theta * theta).sum(-1) + (p * p / inertia).sum(-1)
+    finite = torch.isfinite(theta).all(-1) & torch.isfinite(p).all(-1) & torch.isfinite(energy)
     still = alive & finite
     force.moving = still[:, None].to(theta.dtype)
     return still
