@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.func import grad, jvp
+from torch.func import grad, vjp
 
 if TYPE_CHECKING:  # scipy is imported when a curvature is asked for, not with phviz
     from scipy.sparse.linalg import LinearOperator
@@ -40,12 +40,14 @@ def hessian_operator(
     def potential(x):
         return potential_gain * loss(x) + 0.5 * weight_decay * (x * x).sum()
 
-    gradient = grad(potential)
+    # reverse over reverse: the gradient's graph is built once and pulled back per v
+    with torch.enable_grad():
+        _, pullback = vjp(grad(potential), theta)
 
     def matvec(v):
         tangent = torch.as_tensor(np.ravel(v), dtype=theta.dtype).to(theta.device)
         with torch.enable_grad():
-            _, hv = jvp(gradient, (theta,), (tangent,))
+            (hv,) = pullback(tangent)
         return hv.detach().to("cpu", torch.float64).numpy()
 
     n = theta.numel()
