@@ -378,7 +378,7 @@ def critical_curves(ds: xr.Dataset, samples: int = 200) -> list[dict]:
     """The critical-damping curves over a map whose axes include damping.
 
     One curve per stored curvature (λ_min and λ_max, initial and final): B = 2√((a·λ +
-    c)·m) against the other axis, sampled log-evenly over its range, the remaining gains
+    c)·m) against the other axis, sampled log-evenly across the map, the remaining gains
     from the config. Each curve: ``{"label", "curvature", <axis>: array, "damping": array}``.
     Where a·λ + c ≤ 0 (a saddle direction, common at a network's initial weights) the
     curve is B = 0: that direction never oscillates, and nothing lies below it.
@@ -389,9 +389,8 @@ def critical_curves(ds: xr.Dataset, samples: int = 200) -> list[dict]:
         return []
     other = axes[1] if axes[0] == "damping" else axes[0]
     config = json.loads(ds.attrs["config"])
-    lo, hi = float(ds[other].min()), float(ds[other].max())
-    lo = lo if lo > 0 else hi * 1e-3 if hi > 0 else 1e-3
-    values = np.geomspace(lo, max(hi, lo), samples)
+    edges = cell_edges(ds[other].values)  # across the whole map, not only cell centres
+    values = np.geomspace(edges[0], edges[-1], samples)
     curves = []
     for key, label in (
         ("curvature_min_initial", "λ_min initial"),
@@ -475,11 +474,15 @@ def write_png(ds: xr.Dataset, path) -> None:
 
 
 def cell_edges(values: np.ndarray) -> np.ndarray:
-    """Cell edges on a log scale around each value (geometric midpoints)."""
+    """Cell edges on a log scale around each value (geometric midpoints).
+
+    A value of 0 (no damping, no weight decay) sits a decade below the smallest
+    positive one, so that it has a cell on log axes.
+    """
     v = np.asarray(values, dtype=float)
-    if len(v) == 1:
-        return np.array([v[0] / 2, v[0] * 2]) if v[0] > 0 else np.array([-0.5, 0.5])
     v = np.where(v > 0, v, v[v > 0].min() / 10 if (v > 0).any() else 1e-3)
+    if len(v) == 1:
+        return np.array([v[0] / 2, v[0] * 2])
     mid = np.sqrt(v[:-1] * v[1:])
     return np.concatenate([[v[0] ** 2 / mid[0]], mid, [v[-1] ** 2 / mid[-1]]])
 
@@ -532,7 +535,7 @@ def sweep_command(args) -> int:
     config = make_config(
         args.preset, step_size=args.step_size, switching_interval=args.dt, device=args.device
     )
-    bar = tqdm(total=1, unit="run", disable=args.quiet, file=sys.stderr)
+    bar = tqdm(total=1, unit=" member-intervals", disable=args.quiet, file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         bar.total = total

@@ -224,7 +224,7 @@ def test_critical_damping_and_its_curves_over_the_map():
     top = curves[1]
     m = top["inertia"]
     np.testing.assert_allclose(top["damping"], 2 * np.sqrt(ds.attrs["curvature_max_initial"] * m))
-    assert m.min() == pytest.approx(0.5) and m.max() == pytest.approx(2.0)
+    assert m.min() == pytest.approx(0.25) and m.max() == pytest.approx(4.0)  # the cell edges
 
 
 def test_cli_writes_the_promised_json_netcdf_and_png(tmp_path):
