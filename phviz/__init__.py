@@ -9,6 +9,7 @@ from .data import Dataset, make_dataset
 from .dynamics import Energy, PortHamiltonianSystem
 from .models import build_model
 from .optim import PortHamiltonianSGD
+from .sweep import sweep
 from .training import BackgroundRun, Record, Trainer, TrainingError
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "build_model",
     "make_config",
     "make_dataset",
+    "sweep",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,209 @@
+"""The gain map: final loss (or time to target) over two gains, to pick gains by eye.
+
+A ``GainMap`` runs ``phviz.sweep`` in a background thread with a progress bar and a
+Cancel button, then draws the map with HoloViews: one rectangle per cell on log
+axes, coloured by log10 of the chosen quantity, numbers on hover, the critical-damping
+curves on top. A click on a cell calls ``on_pick(gains)`` with that cell's gains.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (registers the renderer the options need)
+import numpy as np
+import panel as pn
+import param
+
+from ..config import TrainingConfig
+from ..sweep import GAINS, cell_edges, critical_curves, sweep
+
+QUANTITIES = {"final_train_loss": "final training loss", "time_to_target": "time to target"}
+
+
+class Cancelled(Exception):
+    """Raised from the sweep's progress callback to stop it."""
+
+
+class GainMap(pn.viewable.Viewer):
+    """A gain map of ``config`` over two gains; ``on_pick(gains)`` on a click."""
+
+    x_gain = param.Selector(default="damping", objects=list(GAINS), doc="Gain along x.")
+    y_gain = param.Selector(default="inertia", objects=list(GAINS), doc="Gain along y.")
+    x_values = param.List(default=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4], doc="Values along x.")
+    y_values = param.List(default=[0.25, 0.5, 1.0, 2.0, 4.0], doc="Values along y.")
+    horizon = param.Number(default=10.0, bounds=(0.0, None), doc="End time T of every run.")
+    quantity = param.Selector(
+        default="final_train_loss", objects=list(QUANTITIES), doc="What the colour shows."
+    )
+    running = param.Boolean(default=False, constant=True, doc="A sweep is being computed.")
+    status = param.String(default="Press Compute to draw the map.", doc="One line of news.")
+    result = param.Parameter(default=None, doc="The last map (an xarray.Dataset) or None.")
+
+    def __init__(
+        self,
+        config: TrainingConfig | None = None,
+        *,
+        on_pick: Callable[[dict], None] | None = None,
+        **params,
+    ):
+        super().__init__(**params)
+        self.config = config if config is not None else TrainingConfig()
+        self.on_pick = on_pick
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.progress = pn.indicators.Progress(value=0, max=100, visible=False, width=240)
+        self.map = hv.DynamicMap(pn.bind(self.element, self.param.result, self.param.quantity))
+        self.tap = hv.streams.Tap(source=self.map, x=None, y=None)
+        self.tap.add_subscriber(self._on_tap)
+
+    # ------------------------------------------------------------ computing
+    def start(self) -> None:
+        """Compute the map in a background thread (a running one is cancelled first)."""
+        self.cancel()
+        if self.x_gain == self.y_gain:
+            self.status = f"Choose two different gains (both are {self.x_gain})."
+            return
+        self._cancel = threading.Event()
+        axes = {self.x_gain: list(self.x_values), self.y_gain: list(self.y_values)}
+        with param.edit_constant(self):
+            self.running = True
+        self.progress.value, self.progress.visible = 0, True
+        self.status = f"Computing {len(self.x_values) * len(self.y_values)} runs …"
+        self._thread = threading.Thread(
+            target=self._compute, args=(axes, self._cancel), name="phviz-gainmap", daemon=True
+        )
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Stop the sweep in flight, if any (it stops within one switching interval)."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the sweep in flight has finished or stopped."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _compute(self, axes: dict, cancel: threading.Event) -> None:
+        def progress(done: int, total: int) -> None:
+            if cancel.is_set():
+                raise Cancelled
+            self.progress.value = int(100 * done / max(total, 1))
+
+        try:
+            ds = sweep(self.config, horizon=self.horizon, progress=progress, **axes)
+        except Cancelled:
+            self.status = "Cancelled."
+        except (ValueError, TypeError) as err:
+            self.status = f"Could not compute the map: {err}"
+        else:
+            n_diverged = int(ds.diverged.sum())
+            self.status = (
+                f"{ds.final_train_loss.size} runs to T = {ds.attrs['horizon']:g} in "
+                f"{ds.attrs['wall_seconds']:.1f} s"
+                + (f" · {n_diverged} diverged (×)" if n_diverged else "")
+                + " · click a cell to use its gains"
+            )
+            self.result = ds
+        finally:
+            self.progress.visible = False
+            with param.edit_constant(self):
+                self.running = False
+
+    # ------------------------------------------------------------ drawing
+    def element(self, result=None, quantity: str | None = None) -> hv.Overlay:
+        """The map as HoloViews elements (empty axes before the first result)."""
+        result = self.result if result is None else result
+        quantity = quantity or self.quantity
+        if result is None:
+            return hv.Overlay([hv.Rectangles([]).opts(logx=True, logy=True)])
+        first, second = result.final_train_loss.dims
+        x, y = result[first].values, result[second].values
+        xe, ye = cell_edges(x), cell_edges(y)
+        rows = []
+        for i in range(len(x)):
+            for j in range(len(y)):
+                cell = result.isel({first: i, second: j})
+                value = float(cell[quantity])
+                rows.append(
+                    (xe[i], ye[j], xe[i + 1], ye[j + 1], float(x[i]), float(y[j]),
+                     np.log10(value) if value > 0 else np.nan,
+                     float(cell.final_train_loss), float(cell.time_to_target),
+                     bool(cell.diverged))
+                )  # fmt: skip
+        label = QUANTITIES[quantity]
+        vdims = [first, second, f"log10 {label}", "final_train_loss", "time_to_target", "diverged"]
+        rects = hv.Rectangles(rows, kdims=["x0", "y0", "x1", "y1"], vdims=vdims).opts(
+            color=f"log10 {label}",
+            cmap="viridis",
+            colorbar=True,
+            line_color=None,
+            logx=True,
+            logy=True,
+            tools=["hover", "tap"],
+            xlabel=first.replace("_", " "),
+            ylabel=second.replace("_", " "),
+            title=f"{label} over {first.replace('_', ' ')} × {second.replace('_', ' ')}",
+            responsive=True,
+            min_height=360,
+            fontscale=1.3,
+        )
+        layers = [rects]
+        other = second if first == "damping" else first
+        for curve in critical_curves(result):
+            if not (curve["damping"] > 0).any():  # a·λ + c ≤ 0: B = 0, off the log axis
+                continue
+            xs, ys = curve["damping"], curve[other]
+            if first != "damping":
+                xs, ys = ys, xs
+            layers.append(
+                hv.Curve((xs, ys), first, second, label=f"critical, {curve['label']}").opts(
+                    color="white", line_width=3, line_dash="dashed", logx=True, logy=True
+                )
+            )
+        return hv.Overlay(layers).opts(legend_position="bottom_right")
+
+    # ------------------------------------------------------------ picking
+    def pick(self, x: float, y: float) -> dict | None:
+        """The gains of the cell nearest (x, y) on the log axes; calls ``on_pick`` with them."""
+        if self.result is None or x is None or y is None:
+            return None
+        first, second = self.result.final_train_loss.dims
+        gains = {
+            first: _nearest(self.result[first].values, x),
+            second: _nearest(self.result[second].values, y),
+        }
+        if self.on_pick is not None:
+            self.on_pick(gains)
+        return gains
+
+    def _on_tap(self, x=None, y=None) -> None:
+        self.pick(x, y)
+
+    # ------------------------------------------------------------ layout
+    def __panel__(self):
+        compute = pn.widgets.Button(name="Compute", button_type="primary")
+        stop = pn.widgets.Button(name="Cancel")
+        compute.on_click(lambda _: self.start())
+        stop.on_click(lambda _: self.cancel())
+        controls = pn.Row(
+            compute,
+            stop,
+            pn.widgets.Select.from_param(self.param.quantity, name="colour"),
+            self.progress,
+        )
+        return pn.Column(
+            controls,
+            pn.pane.Str(self.param.status),
+            pn.pane.HoloViews(self.map, sizing_mode="stretch_both", min_height=400),
+            sizing_mode="stretch_both",
+        )
+
+
+def _nearest(values: np.ndarray, target: float) -> float:
+    v = np.asarray(values, dtype=float)
+    if target > 0 and (v > 0).all():
+        return float(v[np.argmin(np.abs(np.log(v) - np.log(target)))])
+    return float(v[np.argmin(np.abs(v - target))])
