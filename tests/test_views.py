@@ -235,3 +235,61 @@ def test_a_solver_that_cannot_keep_its_tolerance_pauses_with_a_banner():
         assert wait_for(lambda: session.poll() is not None and session.status()["t"] > t)
     finally:
         session.close()
+
+
+def test_the_refresh_period_from_the_query_string():
+    from phviz.views.explorer import TICK_SECONDS, refresh_ms
+
+    assert refresh_ms({}) == round(1000 * TICK_SECONDS)
+    assert refresh_ms({"refresh": [b"250"]}) == 250
+    assert refresh_ms({"refresh": [b"5"]}) == 40  # clamped to [40, 2000]
+    assert refresh_ms({"refresh": [b"99999"]}) == 2000
+    assert refresh_ms({"refresh": [b"fast"]}) == round(1000 * TICK_SECONDS)
+
+
+@pytest.fixture
+def explorer():
+    e = Explorer(make_config("default", horizon=0.0), live=False)
+    assert wait_for(lambda: e.update_view(force=True) or e.session.ready)
+    yield e
+    e.close()
+
+
+def shown(explorer, condition):
+    explorer.update_view(force=True)
+    return condition()
+
+
+def test_a_preset_from_the_sidebar_rebuilds_the_run(explorer):
+    explorer.preset = "paper-duffing"
+    assert explorer.settings.dataset == "duffing"
+    assert wait_for(lambda: shown(explorer, lambda: explorer.task_kind == "field"), timeout=60)
+    assert explorer.session.trainer.dataset.name == "duffing"
+    assert "paper-duffing" in explorer.session.notice.text
+
+
+def test_the_plane_follows_the_sidebar_and_bad_indices_are_named(explorer):
+    explorer.param.update(plane="coordinates", plane_x=0, plane_y=3)
+
+    def on_new_plane():
+        state = explorer.worker.window.state
+        return state.plane is not None and state.plane.kind == "coordinates"
+
+    assert wait_for(lambda: shown(explorer, on_new_plane), timeout=60)
+    assert explorer.worker.window.coordinates == (0, 3)
+    explorer.plane_y = 0  # the same parameter twice
+    assert "Invalid plane coordinates: (0, 0)" in explorer.session.notice.text
+
+
+def test_a_new_sample_tracks_other_coordinates(explorer):
+    before = explorer.session.trainer.tracked.copy()
+    explorer.sample_seed += 1
+
+    def retracked():  # the plots show the new coordinates' θ, rebuilt from whole θ
+        tracked = explorer.session.trainer.tracked
+        column = explorer.series.data[theta_column(0)]
+        stored = explorer.session.history.thetas[0, tracked[0]]
+        return not np.array_equal(tracked, before) and len(column) and column[0] == stored
+
+    assert wait_for(lambda: shown(explorer, retracked))
+    assert len(explorer.session.trainer.tracked) == len(before)
