@@ -51,12 +51,13 @@ def check_gain_value(name: str, value, where: str = "") -> float:
     return value
 
 
-def resolve_gain(name: str, value: Gain, layout: ParameterLayout, like: torch.Tensor):
+def resolve_gain(name: str, value: Gain, layout: ParameterLayout, like: torch.Tensor, current=None):
     """A gain as a float (scalar) or as a tensor with one entry per scalar parameter.
 
     ``value`` is a number, a mapping from parameter name (or module prefix such as
     ``"0"`` for ``"0.weight"`` and ``"0.bias"``) to number, or a 1-D tensor with
-    ``layout.size`` entries.
+    ``layout.size`` entries. Parameters a mapping does not name keep ``current``, the
+    gain in force (the run's scalar gain; a float or a per-parameter tensor).
     """
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
@@ -75,7 +76,7 @@ def resolve_gain(name: str, value: Gain, layout: ParameterLayout, like: torch.Te
             )
         return value.detach().to(device=like.device, dtype=like.dtype)
     if isinstance(value, Mapping):
-        return layout.expand(name, value, like)
+        return layout.expand(name, value, like, current)
     return check_gain_value(name, value)
 
 
@@ -102,14 +103,22 @@ class ParameterLayout:
         i = self.names.index(name)
         return slice(self.offsets[i], self.offsets[i + 1])
 
-    def expand(self, gain: str, mapping: Mapping[str, float], like: torch.Tensor) -> torch.Tensor:
+    def expand(
+        self, gain: str, mapping: Mapping[str, float], like: torch.Tensor, current=None
+    ) -> torch.Tensor:
         """A per-name (or per-module-prefix) mapping as one value per scalar parameter.
 
-        Parameters the mapping does not name take the neutral value: 1 for inertia and
-        potential gain, 0 for damping and weight decay.
+        Parameters the mapping does not name keep ``current`` (a float, or a tensor of
+        one value per parameter): the run's scalar gain, never an unnoticed 0 that
+        would leave a layer undamped. Without ``current``: 1 for inertia and potential
+        gain, 0 for weight decay, 1 for damping (the system's defaults).
         """
-        neutral = 1.0 if gain in ("inertia", "potential_gain") else 0.0
-        out = torch.full((self.size,), neutral, device=like.device, dtype=like.dtype)
+        if current is None:
+            current = 0.0 if gain == "weight_decay" else 1.0
+        if isinstance(current, torch.Tensor):
+            out = current.detach().to(device=like.device, dtype=like.dtype).clone()
+        else:
+            out = torch.full((self.size,), float(current), device=like.device, dtype=like.dtype)
         for key, value in mapping.items():
             hits = [n for n in self.names if n == key or n.startswith(f"{key}.")]
             if not hits:
@@ -189,7 +198,8 @@ class PortHamiltonianSystem:
             if name == "potential_gain":  # a scales the loss, a scalar
                 resolved[name] = check_gain_value(name, value)
             else:
-                resolved[name] = resolve_gain(name, value, self.layout, self._like)
+                current = getattr(self, name)
+                resolved[name] = resolve_gain(name, value, self.layout, self._like, current)
         return resolved
 
     def set_gains(self, **gains) -> None:
@@ -322,9 +332,19 @@ class PortHamiltonianSystem:
         supplied = (v * u).sum().reshape(1) if u is not None else dissipated.new_zeros(1)
         return torch.cat([v, self.momentum_rate(grad, p, u), dissipated, supplied])
 
-    def critical_damping(self, curvature: float, inertia: float = 1.0) -> float:
-        """B = 2√(λ·a·m): the damping that neither oscillates nor creeps for one mode."""
-        return 2.0 * math.sqrt(max(curvature, 0.0) * self.potential_gain * inertia)
+    def critical_damping(
+        self, curvature: float, inertia: float = 1.0, weight_decay: float | None = None
+    ) -> float:
+        """B = 2√((a·λ + c)·m): the damping that neither oscillates nor creeps for one mode.
+
+        ``curvature`` is λ, an eigenvalue of ∇²L; the weight decay c adds to the mode's
+        stiffness (``weight_decay``: c, default the system's own when it is a number).
+        """
+        if weight_decay is None:
+            c = self.weight_decay
+            weight_decay = c if not isinstance(c, torch.Tensor) else float(c.max())
+        stiffness = self.potential_gain * max(curvature, 0.0) + weight_decay
+        return 2.0 * math.sqrt(max(stiffness, 0.0) * inertia)
 
     def top_curvature(self, theta: torch.Tensor, iterations: int = 30, seed: int = 0) -> float:
         """The largest eigenvalue λ of ∇²L(θ) on the current batch, by power iteration.

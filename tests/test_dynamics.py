@@ -214,13 +214,33 @@ def test_per_layer_and_per_coordinate_gains():
     damping = system.damping
     for name, n in zip(system.layout.names, system.layout.numels, strict=True):
         s = system.layout.slice(name)
-        expected = 2.0 if name.startswith("0.") else 3.0 if name == "4.bias" else 0.0
+        # unnamed layers keep the gain in force (the system's default damping 1)
+        expected = 2.0 if name.startswith("0.") else 3.0 if name == "4.bias" else 1.0
         assert torch.all(damping[s] == expected), name
         assert torch.all(system.inertia[s] == (4.0 if name == "2.weight" else 1.0))
         assert damping[s].numel() == n
     xi = system.initial_state(momentum=torch.ones(system.dim, dtype=torch.float64))
     v = 1.0 / system.inertia
     assert float(system.dissipation(xi)) == pytest.approx(float((damping * v * v).sum()))
+
+
+def test_a_mapping_leaves_unnamed_layers_at_the_runs_scalar_gain():
+    system = moons_system(damping=0.7, weight_decay=0.01)
+    system.set_gains(damping={"0": 2.0}, weight_decay={"2.bias": 0.5})
+    first = system.layout.slice("0.weight")
+    last = system.layout.slice("4.weight")
+    assert torch.all(system.damping[first] == 2.0)
+    assert torch.all(system.damping[last] == 0.7)  # damped as before, never 0
+    assert torch.all(system.weight_decay[last] == 0.01)
+    system.set_gains(damping={"4": 3.0})  # a second mapping changes only what it names
+    assert torch.all(system.damping[first] == 2.0) and torch.all(system.damping[last] == 3.0)
+
+
+def test_critical_damping_counts_weight_decay():
+    system = moons_system(potential_gain=2.0, weight_decay=0.3)
+    # B = 2√((a·λ + c)·m)
+    assert system.critical_damping(1.5, inertia=0.5) == pytest.approx(2 * math.sqrt(3.3 * 0.5))
+    assert system.critical_damping(1.5, 0.5, weight_decay=0.0) == pytest.approx(2 * math.sqrt(1.5))
 
 
 @pytest.mark.parametrize(
