@@ -294,9 +294,7 @@ def test_gain_changes_are_booked_so_the_ledger_balances_through_all_of_them():
 
 
 def leapfrog_run(step_size, **overrides):
-    values = dict(
-        solver="conformal_leapfrog", step_size=step_size, dtype="float64", horizon=4.0
-    )
+    values = dict(solver="conformal_leapfrog", step_size=step_size, dtype="float64", horizon=4.0)
     values.update(overrides)
     trainer = Trainer(small(**values))
     trainer.run()
