@@ -138,6 +138,7 @@ class Trainer:
         generator = np.random.default_rng(config.model_seed)
         n = self.system.dim
         self.tracked = np.sort(generator.choice(n, size=min(config.n_tracked, n), replace=False))
+        self._tracked_index = torch.as_tensor(self.tracked, device=self.device)
         self._pending: dict = {}
         self._pending_lock = threading.Lock()
         self.reset()
@@ -149,12 +150,11 @@ class Trainer:
 
     @property
     def batch_size(self) -> int:
-        b = self.config.batch_size
-        return self.n_train if b <= 0 or b >= self.n_train else b
+        return self._batch_size
 
     @property
     def full_batch(self) -> bool:
-        return self.batch_size == self.n_train
+        return self._batch_size == self.n_train
 
     @property
     def batches_per_epoch(self) -> int:
@@ -171,7 +171,12 @@ class Trainer:
         return torch.zeros_like(like)
 
     def reset(self) -> None:
-        """Back to t = 0: initial weights and momenta, first batch, empty ledger."""
+        """Back to t = 0: initial weights and momenta, first batch, empty ledger.
+
+        The batch size is read from the config here (once a run, not every interval).
+        """
+        b, n = self.config.batch_size, self.n_train
+        self._batch_size = n if b <= 0 or b >= n else b
         self.xi = torch.cat([self.initial_theta, self.initial_momentum])
         self.t = 0.0
         self.interval = 0
@@ -183,6 +188,7 @@ class Trainer:
         self._order = self._permutation()
         self._hold_batch()
         self.h0 = float(self.system.hamiltonian(self.xi))
+        self._h_now = self.h0  # H at self.xi on the batch held, with the gains in force
         self.last = self._record(switched=False, evaluate=True)
 
     def _permutation(self) -> torch.Tensor:
@@ -226,7 +232,8 @@ class Trainer:
         if pending:
             h_before = float(self.system.hamiltonian(self.xi))
             self.system.set_gains(**pending)
-            self.gain_jumps += float(self.system.hamiltonian(self.xi)) - h_before
+            self._h_now = float(self.system.hamiltonian(self.xi))
+            self.gain_jumps += self._h_now - h_before
             for k, v in pending.items():
                 if isinstance(v, (int, float)):
                     setattr(self.config, k, float(v))
@@ -277,16 +284,21 @@ class Trainer:
     def _solve(self, n: int, *, switch: bool, progress) -> list[Record]:
         cfg, system = self.config, self.system
         started, nfe_start = time.perf_counter(), system.nfe
+        splitting = cfg.solver in SPLITTING_SOLVERS
         if switch:
-            h_before = float(system.hamiltonian(self.xi))
+            h_before = self._h_now
             self._next_batch()
-            self.switch_jumps += float(system.hamiltonian(self.xi)) - h_before
+            if not splitting:  # the splitting books the jump from its first gradient
+                self.switch_jumps += float(system.hamiltonian(self.xi)) - h_before
         dt, t0 = cfg.switching_interval, self.t
         y0 = torch.cat([self.xi, self.xi.new_zeros(2)])
+        losses = [None] * (n + 1)
         try:
             with torch.no_grad():
-                if cfg.solver in SPLITTING_SOLVERS:
-                    ys = self._integrate_splitting(y0, t0, n, progress)
+                if splitting:
+                    ys = self._integrate_splitting(
+                        y0, t0, n, progress, losses, h_before if switch else None
+                    )
                 else:
                     ys = self._integrate_odeint(y0, t0, n, progress)
         except _SolverStop as stop:
@@ -302,8 +314,10 @@ class Trainer:
         for k in range(1, n + 1):
             y = ys[k]
             xi = y[:-2]
-            with torch.no_grad():
-                batch_loss = system.loss(xi[: system.dim])
+            batch_loss = losses[k]
+            if batch_loss is None:
+                with torch.no_grad():
+                    batch_loss = system.loss(xi[: system.dim])
             energy = system.energy(xi, batch_loss)
             if not math.isfinite(float(energy.total)):
                 raise self._failure("nonfinite", self.t)  # finite state, energy overflows
@@ -319,6 +333,7 @@ class Trainer:
             self.last = self._record(
                 switched=switch and k == 1, evaluate=evaluate, energy=energy, batch_loss=batch_loss
             )
+            self._h_now = self.last.hamiltonian
             records.append(self.last)
         return records
 
@@ -343,12 +358,17 @@ class Trainer:
         )
         return odeint(field, y0, ts, method=cfg.solver, **kwargs)
 
-    def _integrate_splitting(self, y0, t0: float, n: int, progress) -> torch.Tensor:
+    def _integrate_splitting(
+        self, y0, t0: float, n: int, progress, losses: list, h_before: float | None
+    ) -> torch.Tensor:
         """[ξ; D; S] at the n interval ends by the conformal-symplectic splitting.
 
         round(Δt/h) steps of ``conformal_symplectic_step`` an interval: the damping is
         solved exactly (its dissipated energy comes from the step, so that part of the
         ledger is exact), the rest by leapfrog, whose energy error is the residual.
+        One gradient a step: each step's last force is the next one's first, and the
+        losses those gradients come with fill ``losses`` (the records' energies) and,
+        after a batch switch (``h_before`` given), the switch's jump of H.
         """
         cfg, system = self.config, self.system
         dt = cfg.switching_interval
@@ -359,14 +379,19 @@ class Trainer:
         theta, p = system.split(y0[:-2])
         dissipated = y0.new_zeros(())
         supplied = y0.new_zeros(())
-        cache: list = [None, None]  # the last θ and its force: one gradient a step
+        cache: list = [None, None, None]  # the last θ, its loss and force
 
         def conservative_force(q):
             if cache[0] is not q:
                 system.nfe += 1
-                cache[0], cache[1] = q, -system.potential_gradient(q)
-            return cache[1]
+                loss, grad = system.loss_and_gradient(q)
+                cache[0], cache[1], cache[2] = q, loss, grad.neg_()
+            return cache[2]
 
+        if h_before is not None:
+            conservative_force(theta)
+            h_after = float(system.energy(y0[:-2], cache[1]).total)
+            self.switch_jumps += h_after - h_before
         out = [y0]
         for k in range(n):
             for j in range(steps):
@@ -388,6 +413,8 @@ class Trainer:
             if not (bool(torch.isfinite(theta).all()) and bool(torch.isfinite(p).all())):
                 raise _SolverStop("nonfinite", t0 + k * dt)
             out.append(torch.cat([theta, p, dissipated.reshape(1), supplied.reshape(1)]))
+            if cache[0] is theta:
+                losses[k + 1] = cache[1]
             if progress is not None:
                 progress(t0 + (k + 1) * dt)
         return torch.stack(out)
@@ -485,7 +512,7 @@ class Trainer:
         else:
             metrics = {"train_loss": self._train_loss(theta)}
         theta_cpu = theta.detach().to("cpu", torch.float32).numpy().copy()
-        p_sample = p[torch.as_tensor(self.tracked, device=p.device)].to("cpu", torch.float32)
+        p_sample = p[self._tracked_index].to("cpu", torch.float32)
         return Record(
             t=self.t,
             interval=self.interval,
