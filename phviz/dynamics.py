@@ -219,7 +219,9 @@ class PortHamiltonianSystem:
         self.device, self.dtype = first.device, first.dtype
         self._like = first.detach()
         self._buffers = dict(model.named_buffers())
-        self._fast = callable(getattr(model, "functional_forward", None))
+        self._fast = callable(getattr(model, "functional_forward", None)) and all(
+            p.requires_grad for p in model.parameters()
+        )
         self._flat = FlatParameters(model)
         self.inputs = self.targets = None
         self.nfe = 0
@@ -322,9 +324,7 @@ class PortHamiltonianSystem:
         """L(θ) on the current batch and ∂H/∂θ = a∇L(θ) + cθ, from one backward pass."""
         if self.inputs is None:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
-        loss, grad = self._flat.loss_and_gradient(
-            theta, lambda: self.loss_fn(self.model(self.inputs), self.targets)
-        )
+        loss, grad = self._flat.loss_and_gradient(theta, self._closure)
         return loss, self.potential_gain * grad + self.weight_decay * theta
 
     def velocity(self, p: torch.Tensor) -> torch.Tensor:
@@ -350,7 +350,11 @@ class PortHamiltonianSystem:
         return out
 
     def _closure(self) -> torch.Tensor:
-        return self.loss_fn(self.model(self.inputs), self.targets)
+        if self._fast:  # the same network without nn.Module's per-call hooks
+            out = self.model.functional_forward(self._flat.params, self.inputs)
+        else:
+            out = self.model(self.inputs)
+        return self.loss_fn(out, self.targets)
 
     def _rates_into(self, t, theta, p, velocity, rate):
         """θ̇ = M⁻¹p into ``velocity`` and ṗ = −a∇L − cθ − BM⁻¹p + u into ``rate``.
