@@ -19,8 +19,12 @@ SOLVERS = (
     "midpoint",
     "euler",
     "conformal_leapfrog",
+    "radau",
 )
 ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun")
+# Implicit, through torchdiffeq's scipy_solver (SciPy's Radau IIA): for stiff damping on
+# small models (its Jacobian is estimated column by column, one evaluation a parameter).
+IMPLICIT_SOLVERS = ("radau",)
 # Fixed step: damping solved exactly, so its cost does not grow with B (stiff damping).
 SPLITTING_SOLVERS = ("conformal_leapfrog",)
 INITIAL_STATES = ("seeded", "paper-notebook")
@@ -95,7 +99,8 @@ class TrainingConfig(param.Parameterized):
     solver = param.Selector(
         default="dopri5",
         objects=list(SOLVERS),
-        doc="torchdiffeq method, or conformal_leapfrog (fixed step, for stiff damping).",
+        doc="torchdiffeq method; conformal_leapfrog (fixed step) or radau (implicit, "
+        "small models) for stiff damping.",
     )
     rtol = param.Number(default=1e-4, bounds=(1e-12, 1.0), doc="Relative tolerance (adaptive).")
     atol = param.Number(default=1e-6, bounds=(1e-14, 1.0), doc="Absolute tolerance (adaptive).")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torchdiffeq import odeint
 
-from .config import ADAPTIVE_SOLVERS, SPLITTING_SOLVERS, TrainingConfig
+from .config import ADAPTIVE_SOLVERS, IMPLICIT_SOLVERS, SPLITTING_SOLVERS, TrainingConfig
 from .data import Dataset, accuracy, make_dataset
 from .dynamics import PortHamiltonianSystem, conformal_symplectic_step
 from .models import build_model
@@ -343,7 +344,12 @@ class Trainer:
         dt = cfg.switching_interval
         times = [t0 + k * dt for k in range(n + 1)]
         ts = torch.tensor(times, dtype=self.dtype, device=self.device)
-        if cfg.solver in ADAPTIVE_SOLVERS:
+        method = cfg.solver
+        if cfg.solver in IMPLICIT_SOLVERS:
+            # SciPy's solver offers no step callback: phviz counts evaluations instead
+            method = "scipy_solver"
+            kwargs = dict(rtol=cfg.rtol, atol=cfg.atol, options=dict(solver="Radau"))
+        elif cfg.solver in ADAPTIVE_SOLVERS:
             # torchdiffeq counts max_num_steps per output time, i.e. per interval; one
             # more than ours, so that phviz's check (which names the gains) stops first
             options = dict(max_num_steps=cfg.max_steps + 1)
@@ -356,7 +362,12 @@ class Trainer:
         field = _GuardedField(
             self.system.ledger_field, times, cfg.max_steps, adaptive=adaptive, progress=progress
         )
-        return odeint(field, y0, ts, method=cfg.solver, **kwargs)
+        if method == "scipy_solver":
+            field.max_evaluations = cfg.max_steps * (2 * self.system.dim + 10)
+            with warnings.catch_warnings():  # SciPy's note that Radau ignores `vectorized`
+                warnings.simplefilter("ignore", UserWarning)
+                return odeint(field, y0, ts, method=method, **kwargs)
+        return odeint(field, y0, ts, method=method, **kwargs)
 
     def _integrate_splitting(
         self, y0, t0: float, n: int, progress, losses: list, h_before: float | None
@@ -591,10 +602,18 @@ class _GuardedField:
         self.field, self.ends, self.max_steps = field, times[1:], max_steps
         self.adaptive, self.progress = adaptive, progress
         self.interval = self.steps = 0
+        self.max_evaluations = None  # set for solvers without a step callback
+        self.evaluations = 0
 
     def __call__(self, t, y):
         if self.progress is not None:
             self.progress(float(t))
+        if self.max_evaluations is not None:
+            self.evaluations += 1
+            if self.evaluations > self.max_evaluations * len(self.ends):
+                raise _SolverStop("steps", float(t))
+            if not bool(torch.isfinite(y).all()):
+                raise _SolverStop("nonfinite", float(t))
         return self.field(t, y)
 
     def callback_step(self, t0, y0, dt):

@@ -351,3 +351,26 @@ def test_notebook_initial_state_lands_in_the_linear_models_layout():
     trainer.step()
     trainer.step()
     assert torch.equal(trainer.system.inputs, x[1:2])  # the data's own order
+
+
+def test_radau_solves_stiff_damping_with_far_fewer_evaluations_and_keeps_the_ledger():
+    def run(solver):
+        trainer = Trainer(
+            small(
+                dataset="paper-blobs",
+                n_samples=200,
+                architecture="linear",
+                damping=100.0,
+                inertia=0.5,
+                solver=solver,
+                switching_interval=0.5,
+                dtype="float64",
+            )
+        )
+        trainer.advance(2)
+        return trainer
+
+    radau, dopri5 = run("radau"), run("dopri5")
+    assert radau.last.nfe < dopri5.last.nfe / 3
+    assert abs(radau.last.ledger_residual) <= 1e-3 * radau.h0
+    np.testing.assert_allclose(radau.last.theta, dopri5.last.theta, atol=1e-3)
