@@ -374,3 +374,30 @@ def test_radau_solves_stiff_damping_with_far_fewer_evaluations_and_keeps_the_led
     assert radau.last.nfe < dopri5.last.nfe / 3
     assert abs(radau.last.ledger_residual) <= 1e-3 * radau.h0
     np.testing.assert_allclose(radau.last.theta, dopri5.last.theta, atol=1e-3)
+
+
+def test_out_of_memory_is_reported_as_such(monkeypatch):
+    trainer = Trainer(small())
+
+    def exhausted(t, y):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(trainer.system, "ledger_field", exhausted)
+    message = r"Out of memory on cpu at t = 0.*smaller batch"
+    with pytest.raises(TrainingError, match=message) as info:
+        trainer.step()
+    assert info.value.kind == "memory"
+
+
+def test_step_limit_holds_under_python_O_where_asserts_vanish():
+    import subprocess
+    import sys
+
+    code = (
+        "from phviz import Trainer, TrainingError, make_config\n"
+        "t = Trainer(make_config(dataset='paper-blobs', n_samples=200, architecture='linear',"
+        " damping=500.0, max_steps=10))\n"
+        "try:\n    t.step()\nexcept TrainingError as e:\n    print(e.kind)\n"
+    )
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "solver", out.stderr
