@@ -75,7 +75,7 @@ class TrainingConfig(param.Parameterized):
         default=0, bounds=(0, None), doc="Seed of uniform initial momenta."
     )
 
-    # gains (DESIGN §1)
+    # gains
     damping = param.Number(default=0.5, bounds=(0.0, None), doc="Damping B (>= 0).")
     inertia = param.Number(
         default=1.0, bounds=(1e-6, None), inclusive_bounds=(True, True), doc="Inertia M (> 0)."
@@ -147,7 +147,7 @@ PRESETS: dict[str, dict] = {
         solver="dopri5",
         horizon=60.0,
     ),
-    # DESIGN §4.1: two Gaussian classes, linear 2→2 on one-hot targets, squared error.
+    # The paper's linear boundary: two Gaussian classes, linear 2→2, squared error.
     # The paper's code uses a = 1, b = 1, c = 0.001 in J* = a‖ŷ − f‖² + b‖ω‖² + c‖θ‖²;
     # with the squared error averaged over the 2 outputs that is a = 2, M = 1/(2b) = 0.5,
     # weight decay 2c = 0.002 here. Its damping β = 100 with one sample per batch makes
@@ -193,7 +193,7 @@ PRESETS: dict[str, dict] = {
         eval_every=1500,
         dtype="float64",
     ),
-    # DESIGN §4.2: Duffing field, MLP 2-16-16-2 softplus(β=10), full batch, B = 0.5, T = 100.
+    # The paper's Duffing field, MLP 2-16-16-2 softplus(β=10), full batch, B = 0.5, T = 100.
     # As the authors' code: b = 1 (M = 0.5) and initial momenta uniform in [0, 1).
     # Changed from it: one adaptive solve (dopri5, rtol 1e-4) instead of a scipy solver
     # restarted every 0.01 of time; the initial weights are PyTorch's seeded defaults.

@@ -24,11 +24,11 @@ DATASETS = (
 )
 LOSSES = ("cross_entropy", "mse_onehot", "mse")
 
-# The paper's two Gaussian classes (DESIGN §4.1).
+# The paper's two Gaussian classes (the paper's linear boundary).
 BLOB_MEANS = ((0.6, 0.7), (0.1, 0.2))
 BLOB_COVARIANCE = ((0.025, 0.0), (0.0, 0.01))
 
-# The Duffing oscillator u'' = -alpha u - k u' - beta u^3 (DESIGN §4.2).
+# The Duffing oscillator u'' = -alpha u - k u' - beta u^3 (the paper's second experiment).
 DUFFING = {"alpha": 1.0, "k": 0.5, "beta": 1.0, "x0": (1.5, 1.0), "t_end": 8.0, "dt": 0.02}
 
 

@@ -1,4 +1,4 @@
-"""The port-Hamiltonian vector field of a network's training (DESIGN §1).
+"""The port-Hamiltonian vector field of a network's training.
 
 State ξ = [θ; p]: θ are the parameters of a ``torch.nn.Module`` flattened into one
 vector, p their momenta. With a loss L over the current batch,

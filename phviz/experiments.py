@@ -1,4 +1,4 @@
-"""The paper's two experiments (DESIGN §4), their numbers and their figures.
+"""The paper's two experiments, their numbers and their figures.
 
     python -m phviz reproduce --out assets
 
@@ -42,7 +42,7 @@ def from_paper_gains(a: float, b: float, c: float, beta: float, *, outputs: int 
     """phviz gains for the paper's J* = a‖ŷ − f‖² + b‖ω‖² + c‖θ‖² and damping β.
 
     The paper's ‖ŷ − f‖² sums over the ``outputs`` of one sample where phviz's squared
-    error averages them, hence a·outputs; M⁻¹ = 2b, B = β and weight decay 2c (DESIGN §1).
+    error averages them, hence a·outputs; M⁻¹ = 2b, B = β and weight decay 2c.
     """
     for name, value in (("a", a), ("b", b), ("beta", beta)):
         if not value > 0:
@@ -103,7 +103,7 @@ def ridge_solution(dataset: Dataset, potential_gain: float, weight_decay: float)
 
 
 def linear_boundary(*, horizon: float | None = None, **overrides) -> Run:
-    """DESIGN §4.1 with the 'paper-blobs' preset."""
+    """The linear boundary with the 'paper-blobs' preset."""
     return run_preset("paper-blobs", horizon=horizon, **overrides)
 
 
@@ -140,7 +140,7 @@ def weight_decay_sweep(
 
 # ------------------------------------------------------------------ Duffing
 def duffing(*, horizon: float | None = None, **overrides) -> Run:
-    """DESIGN §4.2 with the 'paper-duffing' preset."""
+    """The Duffing field with the 'paper-duffing' preset."""
     return run_preset("paper-duffing", horizon=horizon, **overrides)
 
 
@@ -290,7 +290,7 @@ def format_numbers(numbers: dict) -> str:
 
 
 # ------------------------------------------------------------------ figures
-# One colour per quantity everywhere (DESIGN §6): potential blue, kinetic orange,
+# One colour per quantity everywhere: potential blue, kinetic orange,
 # dissipated grey, total H black.
 COLOURS = {"potential": "#1f77b4", "kinetic": "#ff7f0e", "dissipated": "#7f7f7f", "H": "black"}
 CLASS_COLOURS = ("#d62728", "#1f77b4")
@@ -506,7 +506,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "reproduce",
         help="rerun the paper's two experiments and write their figures",
-        description="Run the linear-boundary and Duffing presets (DESIGN §4), print their "
+        description="Run the linear-boundary and Duffing presets, print their "
         "numbers and write PNG figures into --out.",
     )
     p.add_argument("--out", default="assets", help="folder for the PNGs (default: assets)")

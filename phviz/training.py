@@ -1,7 +1,7 @@
 """Training as a hybrid (switched) port-Hamiltonian system, producing records.
 
 Each mini-batch k defines its own Hamiltonian H_k and is held for one switching
-interval Δt; at a switch θ and p are continuous while H jumps (DESIGN §1). Full-batch
+interval Δt; at a switch θ and p are continuous while H jumps. Full-batch
 training is the autonomous system: several intervals are integrated in one solve, the
 interval boundaries being only the times at which records are taken.
 
@@ -561,7 +561,7 @@ class Trainer:
         return float(ds.loss_fn(self.system.forward(theta, ds.x_train), ds.y_train))
 
     def summary(self) -> dict:
-        """The run's outcome as plain numbers (the JSON of DESIGN §3)."""
+        """The run's outcome as plain numbers (the JSON the CLI writes)."""
         final = self.evaluate()
         last = self.last
         out = {

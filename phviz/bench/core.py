@@ -1,5 +1,5 @@
 """The engine's cost: one vector-field evaluation against one plain training step,
-and the paper's Duffing experiment to T = 100 (DESIGN §4.2, §5)."""
+and the paper's Duffing experiment to T = 100."""
 
 from __future__ import annotations
 
