@@ -47,6 +47,7 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--rtol", type=float)
     p.add_argument("--atol", type=float)
     p.add_argument("--step-size", type=float, help="step of the fixed-step solvers")
+    p.add_argument("--max-steps", type=int, help="most solver steps in one switching interval")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--out", help="write the summary as JSON here")
@@ -82,6 +83,7 @@ def config_from_args(args):
         rtol=args.rtol,
         atol=args.atol,
         step_size=args.step_size,
+        max_steps=args.max_steps,
         device=args.device,
         dtype=args.dtype,
         initial_momentum=args.initial_momentum,
