@@ -75,6 +75,9 @@ class Dataset:
         )
 
 
+_IDENTITIES: dict = {}  # (classes, dtype, device) → identity matrix, for one-hot targets
+
+
 def loss_function(name: str, n_classes: int = 0):
     """The scalar mean loss ``loss(outputs, targets)`` called ``name``."""
     if name == "cross_entropy":
@@ -84,10 +87,16 @@ def loss_function(name: str, n_classes: int = 0):
     if name == "mse_onehot":
 
         def mse_onehot(outputs, labels):
-            # scatter, not F.one_hot: the same targets without one_hot's checks of the
-            # labels' range, which cost more than the loss on small batches
-            onehot = torch.zeros_like(outputs).scatter_(-1, labels.unsqueeze(-1), 1.0)
-            return F.mse_loss(outputs, onehot)
+            # rows of an identity matrix, not F.one_hot: the same targets without
+            # one_hot's checks of the labels' range, which cost more than the loss on
+            # small batches (an out-of-range label still raises in index_select)
+            key = (outputs.shape[-1], outputs.dtype, outputs.device)
+            eye = _IDENTITIES.get(key)
+            if eye is None:
+                eye = _IDENTITIES[key] = torch.eye(key[0], dtype=key[1], device=key[2])
+            return F.mse_loss(
+                outputs, torch.index_select(eye, 0, labels.reshape(-1)).view_as(outputs)
+            )
 
         return mse_onehot
     raise ValueError(f"Invalid loss: {name!r} (choose one of {', '.join(LOSSES)})")
