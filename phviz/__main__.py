@@ -26,7 +26,7 @@ def add_train_parser(subparsers) -> None:
         help="train one model as a port-Hamiltonian system",
         description="Train one model; prints a summary and writes it as JSON with --out.",
     )
-    p.add_argument("--preset", choices=list(PRESETS), help="start from a preset (DESIGN §4)")
+    p.add_argument("--preset", choices=list(PRESETS), help="start from a preset")
     p.add_argument("--dataset", choices=list(DATASETS))
     p.add_argument("--n-samples", type=int, help="points in all (train + test)")
     p.add_argument("--noise", type=float)
@@ -47,9 +47,17 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--rtol", type=float)
     p.add_argument("--atol", type=float)
     p.add_argument("--step-size", type=float, help="step of the fixed-step solvers")
+    p.add_argument("--max-steps", type=int, help="most solver steps in one switching interval")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--out", help="write the summary as JSON here")
+    p.add_argument(
+        "--initial-momentum", choices=["zero", "uniform"], help="p(0): zero or uniform in [0, 1)"
+    )
+    p.add_argument("--momentum-seed", type=int, help="seed of uniform initial momenta")
+    p.add_argument(
+        "--no-shuffle", action="store_true", help="batches in the data's own order every epoch"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train_command)
 
@@ -75,9 +83,14 @@ def config_from_args(args):
         rtol=args.rtol,
         atol=args.atol,
         step_size=args.step_size,
+        max_steps=args.max_steps,
         device=args.device,
         dtype=args.dtype,
+        initial_momentum=args.initial_momentum,
+        momentum_seed=args.momentum_seed,
     )
+    if args.no_shuffle:
+        overrides["shuffle"] = False
     if args.linear:
         overrides["architecture"] = "linear"
     elif args.hidden is not None:

@@ -12,14 +12,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("paper-blobs", "moons", "circles", "xor", "spiral", "duffing", "digits")
+DATASETS = (
+    "paper-blobs",
+    "paper-notebook",
+    "moons",
+    "circles",
+    "xor",
+    "spiral",
+    "duffing",
+    "digits",
+)
 LOSSES = ("cross_entropy", "mse_onehot", "mse")
 
-# The paper's two Gaussian classes (DESIGN §4.1).
+# The paper's two Gaussian classes (the paper's linear boundary).
 BLOB_MEANS = ((0.6, 0.7), (0.1, 0.2))
 BLOB_COVARIANCE = ((0.025, 0.0), (0.0, 0.01))
 
-# The Duffing oscillator u'' = -alpha u - k u' - beta u^3 (DESIGN §4.2).
+# The Duffing oscillator u'' = -alpha u - k u' - beta u^3 (the paper's second experiment).
 DUFFING = {"alpha": 1.0, "k": 0.5, "beta": 1.0, "x0": (1.5, 1.0), "t_end": 8.0, "dt": 0.02}
 
 
@@ -66,6 +75,9 @@ class Dataset:
         )
 
 
+_IDENTITIES: dict = {}  # (classes, dtype, device) → identity matrix, for one-hot targets
+
+
 def loss_function(name: str, n_classes: int = 0):
     """The scalar mean loss ``loss(outputs, targets)`` called ``name``."""
     if name == "cross_entropy":
@@ -75,8 +87,16 @@ def loss_function(name: str, n_classes: int = 0):
     if name == "mse_onehot":
 
         def mse_onehot(outputs, labels):
-            onehot = F.one_hot(labels, outputs.shape[-1]).to(outputs.dtype)
-            return F.mse_loss(outputs, onehot)
+            # rows of an identity matrix, not F.one_hot: the same targets without
+            # one_hot's checks of the labels' range, which cost more than the loss on
+            # small batches (an out-of-range label still raises in index_select)
+            key = (outputs.shape[-1], outputs.dtype, outputs.device)
+            eye = _IDENTITIES.get(key)
+            if eye is None:
+                eye = _IDENTITIES[key] = torch.eye(key[0], dtype=key[1], device=key[2])
+            return F.mse_loss(
+                outputs, torch.index_select(eye, 0, labels.reshape(-1)).view_as(outputs)
+            )
 
         return mse_onehot
     raise ValueError(f"Invalid loss: {name!r} (choose one of {', '.join(LOSSES)})")
@@ -111,6 +131,8 @@ def make_dataset(
         raise ValueError(f"Invalid noise: {noise!r} (must be in [0, 10))")
     if not 0.0 < frac <= 1.0:
         raise ValueError(f"Invalid train_fraction: {frac!r} (must be in (0, 1])")
+    if "build" in spec:
+        return spec["build"](name, spec)
     rng = np.random.default_rng(seed)
     x, y = spec["make"](n, noise, rng)
     return _split(name, spec, x, y, frac, rng)
@@ -119,22 +141,27 @@ def make_dataset(
 def _split(name, spec, x, y, frac, rng) -> Dataset:
     order = rng.permutation(len(x)) if frac < 1.0 else np.arange(len(x))
     n_train = max(1, int(round(frac * len(x))))
-    tr, te = order[:n_train], order[n_train:]
+    return _dataset(
+        name, spec, x[order[:n_train]], y[order[:n_train]], x[order[n_train:]], y[order[n_train:]]
+    )
+
+
+def _dataset(name, spec, x_train, y_train, x_test, y_test, real=torch.float32) -> Dataset:
     classification = spec["task"] == "classification"
     ydt = torch.long if classification else torch.float32
 
-    def t(a, dt=torch.float32):
+    def t(a, dt=real):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dt)
 
     return Dataset(
         name=name,
         task=spec["task"],
         loss=spec["loss"],
-        x_train=t(x[tr]),
-        y_train=t(y[tr], ydt),
-        x_test=t(x[te]),
-        y_test=t(y[te], ydt),
-        n_classes=int(y.max()) + 1 if classification else 0,
+        x_train=t(x_train),
+        y_train=t(y_train, ydt),
+        x_test=t(x_test),
+        y_test=t(y_test, ydt),
+        n_classes=int(max(y_train.max(), y_test.max(initial=0))) + 1 if classification else 0,
     )
 
 
@@ -146,6 +173,26 @@ def _paper_blobs(n, noise, rng):
     x = np.concatenate([rng.multivariate_normal(m, cov, size=half) for m in BLOB_MEANS])
     y = np.repeat([0, 1], half)
     return x, y
+
+
+def _paper_notebook(name, spec) -> Dataset:
+    """The authors' notebook data, drawn exactly as it draws them (float64 samples).
+
+    Class one from NumPy's legacy generator seeded 1, class two seeded 2, 1000 points
+    each, then scikit-learn's ``train_test_split(test_size=0.25, random_state=42)``: the
+    same points in the same order, so a run can be checked against their code.
+    """
+    from sklearn.model_selection import train_test_split
+
+    # RandomState(seed) is the stream np.random.seed(seed) gives, without the global state
+    classes = [
+        np.random.RandomState(seed).multivariate_normal(mean, BLOB_COVARIANCE, 1000)
+        for seed, mean in zip((1, 2), BLOB_MEANS, strict=True)
+    ]
+    x = np.concatenate(classes)
+    y = np.repeat([0, 1], 1000)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=42)
+    return _dataset(name, spec, x_train, y_train, x_test, y_test, torch.float64)
 
 
 def _moons(n, noise, rng):
@@ -232,6 +279,15 @@ def _sk_seed(rng) -> int:
 _DEFAULTS = {
     "paper-blobs": dict(
         make=_paper_blobs,
+        n_samples=2000,
+        noise=1.0,
+        train_fraction=0.75,
+        task="classification",
+        loss="mse_onehot",
+    ),
+    # size, noise and split are the notebook's and cannot be changed
+    "paper-notebook": dict(
+        build=_paper_notebook,
         n_samples=2000,
         noise=1.0,
         train_fraction=0.75,

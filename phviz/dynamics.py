@@ -1,4 +1,4 @@
-"""The port-Hamiltonian vector field of a network's training (DESIGN §1).
+"""The port-Hamiltonian vector field of a network's training.
 
 State ξ = [θ; p]: θ are the parameters of a ``torch.nn.Module`` flattened into one
 vector, p their momenta. With a loss L over the current batch,
@@ -51,12 +51,13 @@ def check_gain_value(name: str, value, where: str = "") -> float:
     return value
 
 
-def resolve_gain(name: str, value: Gain, layout: ParameterLayout, like: torch.Tensor):
+def resolve_gain(name: str, value: Gain, layout: ParameterLayout, like: torch.Tensor, current=None):
     """A gain as a float (scalar) or as a tensor with one entry per scalar parameter.
 
     ``value`` is a number, a mapping from parameter name (or module prefix such as
     ``"0"`` for ``"0.weight"`` and ``"0.bias"``) to number, or a 1-D tensor with
-    ``layout.size`` entries.
+    ``layout.size`` entries. Parameters a mapping does not name keep ``current``, the
+    gain in force (the run's scalar gain; a float or a per-parameter tensor).
     """
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
@@ -75,7 +76,7 @@ def resolve_gain(name: str, value: Gain, layout: ParameterLayout, like: torch.Te
             )
         return value.detach().to(device=like.device, dtype=like.dtype)
     if isinstance(value, Mapping):
-        return layout.expand(name, value, like)
+        return layout.expand(name, value, like, current)
     return check_gain_value(name, value)
 
 
@@ -102,14 +103,22 @@ class ParameterLayout:
         i = self.names.index(name)
         return slice(self.offsets[i], self.offsets[i + 1])
 
-    def expand(self, gain: str, mapping: Mapping[str, float], like: torch.Tensor) -> torch.Tensor:
+    def expand(
+        self, gain: str, mapping: Mapping[str, float], like: torch.Tensor, current=None
+    ) -> torch.Tensor:
         """A per-name (or per-module-prefix) mapping as one value per scalar parameter.
 
-        Parameters the mapping does not name take the neutral value: 1 for inertia and
-        potential gain, 0 for damping and weight decay.
+        Parameters the mapping does not name keep ``current`` (a float, or a tensor of
+        one value per parameter): the run's scalar gain, never an unnoticed 0 that
+        would leave a layer undamped. Without ``current``: 1 for inertia and potential
+        gain, 0 for weight decay, 1 for damping (the system's defaults).
         """
-        neutral = 1.0 if gain in ("inertia", "potential_gain") else 0.0
-        out = torch.full((self.size,), neutral, device=like.device, dtype=like.dtype)
+        if current is None:
+            current = 0.0 if gain == "weight_decay" else 1.0
+        if isinstance(current, torch.Tensor):
+            out = current.detach().to(device=like.device, dtype=like.dtype).clone()
+        else:
+            out = torch.full((self.size,), float(current), device=like.device, dtype=like.dtype)
         for key, value in mapping.items():
             hits = [n for n in self.names if n == key or n.startswith(f"{key}.")]
             if not hits:
@@ -123,14 +132,69 @@ class ParameterLayout:
         return out
 
 
+class FlatParameters:
+    """A module's trainable parameters and gradients as views into two flat buffers.
+
+    ``loss_and_gradient(theta, closure)`` copies θ into the parameters, runs
+    ``closure().backward()`` and returns the loss and a copy of the flat gradient: the
+    module runs exactly as written, at the cost of a plain training step (no
+    ``functional_call`` bookkeeping, no gather of per-parameter gradients). The
+    parameters keep the θ of the latest evaluation (``write_to_model`` sets them).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        with torch.no_grad():
+            self.theta = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.grad = torch.zeros_like(self.theta)
+        self.theta_views, self.grad_views = [], []
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            self.theta_views.append(self.theta[offset : offset + n].view_as(p))
+            self.grad_views.append(self.grad[offset : offset + n].view_as(p))
+            offset += n
+        for p, view in zip(self.params, self.theta_views, strict=True):
+            p.data = view
+        self.pointers = [v.data_ptr() for v in self.theta_views]
+
+    def loss_and_gradient(self, theta: torch.Tensor, closure):
+        loss = self.backward(theta, closure)
+        return loss, self.grad.clone()
+
+    def backward(self, theta: torch.Tensor, closure) -> torch.Tensor:
+        """L(θ), leaving ∇L(θ) in ``self.grad`` (overwritten by the next call)."""
+        views = zip(self.params, self.theta_views, self.grad_views, self.pointers, strict=True)
+        for p, view, g, pointer in views:
+            if p.data_ptr() != pointer:  # someone rebound it (.data = ...): bind again
+                with torch.no_grad():
+                    view.copy_(p.data)
+                p.data = view
+            if p.grad is not g:  # zero_grad(set_to_none=True) drops the views
+                p.grad = g
+        with torch.no_grad():
+            self.theta.copy_(theta)
+            self.grad.zero_()
+        with torch.enable_grad():
+            loss = closure()
+            loss.backward()
+        return loss.detach()
+
+
 class PortHamiltonianSystem:
     """The vector field ξ̇ = (J − R)∇H + G·u of a model's training.
 
     ``system(t, xi)`` returns dξ/dt, so ``torchdiffeq.odeint(system, xi0, ts)``
-    integrates the equations in the module docstring exactly as written. The model is
-    evaluated functionally from the flat θ (nothing is written into the module while
-    integrating); a model that offers ``functional_forward(tensors, x)`` (phviz's own
-    MLPs do) skips ``torch.func.functional_call``'s per-call bookkeeping.
+    integrates the equations in the module docstring exactly as written.
+
+    Any ``nn.Module`` runs as it is: its trainable parameters (and their gradients)
+    become views into one flat buffer, so ∇L(θ) is "copy θ in, forward, backward, read
+    the flat gradient", the cost of a plain training step. The module's parameters
+    therefore hold the θ of the latest gradient evaluation (``write_to_model(xi)`` sets
+    them to a chosen state). Outputs without gradient
+    (energies, records) are evaluated functionally from θ; a model that offers
+    ``functional_forward(tensors, x)`` (phviz's own MLPs do) skips
+    ``torch.func.functional_call``'s per-call bookkeeping.
 
     Gradients are taken with respect to θ only: the solve itself is not differentiated.
     """
@@ -155,7 +219,10 @@ class PortHamiltonianSystem:
         self.device, self.dtype = first.device, first.dtype
         self._like = first.detach()
         self._buffers = dict(model.named_buffers())
-        self._fast = callable(getattr(model, "functional_forward", None))
+        self._fast = callable(getattr(model, "functional_forward", None)) and all(
+            p.requires_grad for p in model.parameters()
+        )
+        self._flat = FlatParameters(model)
         self.inputs = self.targets = None
         self.nfe = 0
         self.damping = self.inertia = 1.0
@@ -189,7 +256,8 @@ class PortHamiltonianSystem:
             if name == "potential_gain":  # a scales the loss, a scalar
                 resolved[name] = check_gain_value(name, value)
             else:
-                resolved[name] = resolve_gain(name, value, self.layout, self._like)
+                current = getattr(self, name)
+                resolved[name] = resolve_gain(name, value, self.layout, self._like, current)
         return resolved
 
     def set_gains(self, **gains) -> None:
@@ -250,10 +318,14 @@ class PortHamiltonianSystem:
 
     def potential_gradient(self, theta: torch.Tensor) -> torch.Tensor:
         """∂H/∂θ = a∇L(θ) + cθ."""
-        with torch.enable_grad():
-            leaf = theta.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.loss(leaf), leaf)
-        return self.potential_gain * grad + self.weight_decay * theta
+        return self.loss_and_gradient(theta)[1]
+
+    def loss_and_gradient(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L(θ) on the current batch and ∂H/∂θ = a∇L(θ) + cθ, from one backward pass."""
+        if self.inputs is None:
+            raise RuntimeError("No batch: call set_batch(inputs, targets) first")
+        loss, grad = self._flat.loss_and_gradient(theta, self._closure)
+        return loss, self.potential_gain * grad + self.weight_decay * theta
 
     def velocity(self, p: torch.Tensor) -> torch.Tensor:
         """∂H/∂p = M⁻¹p."""
@@ -272,11 +344,36 @@ class PortHamiltonianSystem:
 
     def __call__(self, t, xi: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        theta, p = self.split(xi)
-        grad = self.potential_gradient(theta)
-        return torch.cat(
-            [self.velocity(p), self.momentum_rate(grad, p, self.port_force(t, theta, p))]
-        )
+        n = self.dim
+        out = torch.empty_like(xi)
+        self._rates_into(t, xi[:n], xi[n:], out[:n], out[n:])
+        return out
+
+    def _closure(self) -> torch.Tensor:
+        if self._fast:  # the same network without nn.Module's per-call hooks
+            out = self.model.functional_forward(self._flat.params, self.inputs)
+        else:
+            out = self.model(self.inputs)
+        return self.loss_fn(out, self.targets)
+
+    def _rates_into(self, t, theta, p, velocity, rate):
+        """θ̇ = M⁻¹p into ``velocity`` and ṗ = −a∇L − cθ − BM⁻¹p + u into ``rate``.
+
+        One backward pass and a few in-place operations on the flat gradient: the
+        field costs little more than a plain training step. Returns u (or None).
+        """
+        if self.inputs is None:
+            raise RuntimeError("No batch: call set_batch(inputs, targets) first")
+        self._flat.backward(theta, self._closure)
+        grad = self._flat.grad
+        torch.mul(p, self.inverse_inertia, out=velocity)
+        torch.mul(grad, -self.potential_gain, out=rate)
+        _subtract_scaled(rate, self.weight_decay, theta)
+        _subtract_scaled(rate, self.damping, velocity)
+        u = self.port_force(t, theta, p)
+        if u is not None:
+            rate.add_(u)
+        return u
 
     def energy(self, xi: torch.Tensor, loss: torch.Tensor | None = None) -> Energy:
         """Kinetic ½pᵀM⁻¹p, potential a·L + (c/2)‖θ‖², and their sum H.
@@ -314,17 +411,32 @@ class PortHamiltonianSystem:
         """
         self.nfe += 1
         n = self.dim
-        theta, p = y[:n], y[n : 2 * n]
-        grad = self.potential_gradient(theta)
-        v = self.velocity(p)
-        u = self.port_force(t, theta, p)
-        dissipated = (v * self.damping * v).sum().reshape(1)
-        supplied = (v * u).sum().reshape(1) if u is not None else dissipated.new_zeros(1)
-        return torch.cat([v, self.momentum_rate(grad, p, u), dissipated, supplied])
+        out = torch.empty_like(y)
+        v = out[:n]
+        u = self._rates_into(t, y[:n], y[n : 2 * n], v, out[n : 2 * n])
+        if isinstance(self.damping, torch.Tensor):
+            out[2 * n] = (v * self.damping * v).sum()
+        else:
+            out[2 * n] = self.damping * torch.dot(v, v)
+        if u is None:
+            out[2 * n + 1] = 0.0
+        else:
+            out[2 * n + 1] = (v * u).sum()
+        return out
 
-    def critical_damping(self, curvature: float, inertia: float = 1.0) -> float:
-        """B = 2√(λ·a·m): the damping that neither oscillates nor creeps for one mode."""
-        return 2.0 * math.sqrt(max(curvature, 0.0) * self.potential_gain * inertia)
+    def critical_damping(
+        self, curvature: float, inertia: float = 1.0, weight_decay: float | None = None
+    ) -> float:
+        """B = 2√((a·λ + c)·m): the damping that neither oscillates nor creeps for one mode.
+
+        ``curvature`` is λ, an eigenvalue of ∇²L; the weight decay c adds to the mode's
+        stiffness (``weight_decay``: c, default the system's own when it is a number).
+        """
+        if weight_decay is None:
+            c = self.weight_decay
+            weight_decay = c if not isinstance(c, torch.Tensor) else float(c.max())
+        stiffness = self.potential_gain * max(curvature, 0.0) + weight_decay
+        return 2.0 * math.sqrt(max(stiffness, 0.0) * inertia)
 
     def top_curvature(self, theta: torch.Tensor, iterations: int = 30, seed: int = 0) -> float:
         """The largest eigenvalue λ of ∇²L(θ) on the current batch, by power iteration.
@@ -346,6 +458,14 @@ class PortHamiltonianSystem:
                 shifted = _power_iteration(lambda v: hvp(v) - largest * v, theta, iterations, seed)
                 largest = shifted + largest
         return largest
+
+
+def _subtract_scaled(out: torch.Tensor, gain, x: torch.Tensor) -> None:
+    """out −= gain·x in place, for a float or a per-coordinate tensor gain."""
+    if isinstance(gain, torch.Tensor):
+        out.addcmul_(gain, x, value=-1.0)
+    elif gain != 0.0:
+        out.add_(x, alpha=-gain)
 
 
 def _power_iteration(matvec, like: torch.Tensor, iterations: int, seed: int) -> float:

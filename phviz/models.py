@@ -47,7 +47,7 @@ class MLP(nn.Sequential):
 
     ``functional_forward`` evaluates the same network from given parameter tensors,
     which the port-Hamiltonian system uses instead of ``functional_call`` to save its
-    per-call overhead on small networks (DESIGN §5).
+    per-call overhead on small networks.
     """
 
     def __init__(

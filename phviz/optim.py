@@ -12,13 +12,23 @@ With scalar gains this is exactly heavy-ball momentum, ``torch.optim.SGD`` with
 
 whose buffer is b = −p/(h·a): substituting gives b ← momentum·b + ∇L + (c/a)θ and
 θ ← θ − lr·b, SGD's update step for step (``tests/test_optim.py`` checks it).
+
+Its momentum 1 − h·B/m turns negative once h·B/m > 1 (stiff damping). The conformal
+scheme solves the damping exactly instead,
+
+    p ← e^{−h·B/m}·(p − h·(a∇L(θ) + cθ)),  θ ← θ + h·M⁻¹p,
+
+which is heavy-ball momentum with momentum = e^{−h·B/m} ∈ (0, 1] for any B, and
+lr = a·h²·e^{−h·B/m}/m (buffer b = −p/(h·a·e^{−h·B/m})).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .dynamics import check_gain_value
+from .dynamics import check_gain_value, damping_decay
+
+SCHEMES = ("euler", "conformal")
 
 
 def symplectic_euler_step(theta, p, grad, *, h, damping, inertia, potential_gain, weight_decay):
@@ -28,6 +38,16 @@ def symplectic_euler_step(theta, p, grad, *, h, damping, inertia, potential_gain
     theta.add_(p, alpha=h / inertia)
 
 
+def conformal_euler_step(theta, p, grad, *, h, damping, inertia, potential_gain, weight_decay):
+    """Update ``theta`` and ``p`` in place: a kick, the exact damping flow, a drift."""
+    p.sub_(h * (potential_gain * grad + weight_decay * theta))
+    p.mul_(damping_decay(damping, inertia, h))
+    theta.add_(p, alpha=h / inertia)
+
+
+_STEPS = {"euler": symplectic_euler_step, "conformal": conformal_euler_step}
+
+
 class PortHamiltonianSGD(torch.optim.Optimizer):
     """Semi-implicit Euler on H = a·L + (c/2)‖θ‖² + ½pᵀM⁻¹p with damping B.
 
@@ -35,6 +55,8 @@ class PortHamiltonianSGD(torch.optim.Optimizer):
         params: parameters or parameter groups (groups may set their own gains).
         step_size: the time step h > 0.
         damping: B ≥ 0. inertia: m > 0. potential_gain: a > 0. weight_decay: c ≥ 0.
+        scheme: "euler" (semi-implicit Euler) or "conformal" (damping solved exactly,
+            stable for any damping).
 
     The momenta p live in ``state[param]["momentum"]`` and start at zero.
     """
@@ -48,10 +70,14 @@ class PortHamiltonianSGD(torch.optim.Optimizer):
         inertia: float = 1.0,
         potential_gain: float = 1.0,
         weight_decay: float = 0.0,
+        scheme: str = "euler",
     ):
         if not isinstance(step_size, (int, float)) or not step_size > 0:
             raise ValueError(f"Invalid step_size: {step_size!r} (must be > 0)")
+        if scheme not in SCHEMES:
+            raise ValueError(f"Invalid scheme: {scheme!r} (choose one of {', '.join(SCHEMES)})")
         defaults = dict(
+            scheme=scheme,
             step_size=float(step_size),
             damping=check_gain_value("damping", damping),
             inertia=check_gain_value("inertia", inertia),
@@ -73,7 +99,7 @@ class PortHamiltonianSGD(torch.optim.Optimizer):
                 state = self.state[param]
                 if "momentum" not in state:
                     state["momentum"] = torch.zeros_like(param)
-                symplectic_euler_step(
+                _STEPS[group["scheme"]](
                     param,
                     state["momentum"],
                     param.grad,
@@ -87,11 +113,38 @@ class PortHamiltonianSGD(torch.optim.Optimizer):
 
     @staticmethod
     def heavy_ball_equivalent(
-        step_size, *, damping=1.0, inertia=1.0, potential_gain=1.0, weight_decay=0.0
+        step_size,
+        *,
+        damping=1.0,
+        inertia=1.0,
+        potential_gain=1.0,
+        weight_decay=0.0,
+        scheme="euler",
     ) -> dict:
-        """The ``torch.optim.SGD`` settings that take exactly the same steps."""
+        """The ``torch.optim.SGD`` settings that take exactly the same steps.
+
+        The Euler scheme's momentum 1 − h·B/m is refused when h·B/m > 1 (it would be
+        negative: each step would reverse the velocity); the conformal scheme's
+        momentum e^{−h·B/m} is in (0, 1] for any damping.
+        """
+        if scheme not in SCHEMES:
+            raise ValueError(f"Invalid scheme: {scheme!r} (choose one of {', '.join(SCHEMES)})")
+        ratio = step_size * damping / inertia
+        if scheme == "conformal":
+            decay = damping_decay(damping, inertia, step_size)
+            return {
+                "lr": potential_gain * step_size**2 * decay / inertia,
+                "momentum": decay,
+                "weight_decay": weight_decay / potential_gain,
+            }
+        if ratio > 1.0:
+            raise ValueError(
+                f"Invalid step for heavy-ball momentum: h·B/m = {ratio:g} > 1 gives momentum "
+                f"1 − h·B/m = {1.0 - ratio:g} < 0. Use scheme='conformal' (momentum "
+                "e^{−h·B/m}, damping solved exactly), less damping or a smaller step."
+            )
         return {
             "lr": potential_gain * step_size**2 / inertia,
-            "momentum": 1.0 - step_size * damping / inertia,
+            "momentum": 1.0 - ratio,
             "weight_decay": weight_decay / potential_gain,
         }

@@ -1,7 +1,7 @@
 """Training as a hybrid (switched) port-Hamiltonian system, producing records.
 
 Each mini-batch k defines its own Hamiltonian H_k and is held for one switching
-interval Δt; at a switch θ and p are continuous while H jumps (DESIGN §1). Full-batch
+interval Δt; at a switch θ and p are continuous while H jumps. Full-batch
 training is the autonomous system: several intervals are integrated in one solve, the
 interval boundaries being only the times at which records are taken.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 from torchdiffeq import odeint
 
-from .config import ADAPTIVE_SOLVERS, TrainingConfig
+from .config import ADAPTIVE_SOLVERS, IMPLICIT_SOLVERS, SPLITTING_SOLVERS, TrainingConfig
 from .data import Dataset, accuracy, make_dataset
-from .dynamics import PortHamiltonianSystem
+from .dynamics import PortHamiltonianSystem, conformal_symplectic_step
 from .models import build_model
 
 
@@ -33,7 +34,7 @@ class TrainingError(RuntimeError):
     def __init__(self, message: str, *, t: float, kind: str):
         super().__init__(message)
         self.t = t
-        self.kind = kind  # "diverged" or "solver"
+        self.kind = kind  # "diverged", "solver" or "memory"
         self.records: list[Record] = []  # intervals completed before the failure
 
 
@@ -53,7 +54,8 @@ class Record:
     dissipated: float  # ∫ vᵀBv dt since the start
     supplied: float  # ∫ vᵀu dt since the start
     switch_jumps: float  # Σ (H_k − H_{k−1}) at the switches
-    ledger_residual: float  # H(t) − H(0) + dissipated − supplied − switch_jumps
+    # H(t) − H(0) + dissipated − supplied − switch_jumps − gain_jumps
+    ledger_residual: float
     momentum_norm: float  # ‖p‖
     nfe: int  # vector-field evaluations since the start
     wall: float  # seconds of computing since the start
@@ -63,6 +65,7 @@ class Record:
     test_loss: float = math.nan  # evaluated every config.eval_every intervals
     accuracy: float = math.nan  # test accuracy (classification)
     train_accuracy: float = math.nan
+    gain_jumps: float = 0.0  # Σ jumps of H when a, c or M changed while running
 
     def scalars(self) -> dict:
         """The record's numbers, without the arrays."""
@@ -72,9 +75,19 @@ class Record:
         return d
 
 
-def resolve_device(name: str) -> torch.device:
+# "auto" sends a run to the GPU only when one evaluation has this many multiply-adds
+# (parameters × points in a batch) or more. Below it, as for the paper's 6- and
+# 338-parameter models, a GPU's kernel launches (~10 µs each, dozens per evaluation)
+# cost more than the arithmetic they save. A rule from operation counts: it was not
+# measured on a GPU here.
+GPU_WORK_THRESHOLD = 2**22
+
+
+def resolve_device(name: str, work: int | None = None) -> torch.device:
+    """The device called ``name``; "auto" weighs ``work`` (parameters × batch points)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        large = work is None or work >= GPU_WORK_THRESHOLD
+        return torch.device("cuda" if torch.cuda.is_available() and large else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("Invalid device: 'cuda' (no CUDA device is available here; use 'cpu')")
     if name not in ("cpu", "cuda"):
@@ -87,7 +100,6 @@ class Trainer:
 
     def __init__(self, config: TrainingConfig | None = None, *, dataset: Dataset | None = None):
         self.config = config = config if config is not None else TrainingConfig()
-        self.device = resolve_device(config.device)
         self.dtype = getattr(torch, config.dtype)
         if dataset is None:
             dataset = make_dataset(
@@ -97,18 +109,23 @@ class Trainer:
                 train_fraction=config.train_fraction,
                 seed=config.data_seed,
             )
-        self.dataset = dataset.to(self.device, self.dtype)
-        self.model = build_model(
-            self.dataset.input_dim,
-            self.dataset.output_dim,
+        model = build_model(
+            dataset.input_dim,
+            dataset.output_dim,
             architecture=config.architecture,
             hidden=config.hidden,
             activation=config.activation,
             softplus_beta=config.softplus_beta,
             seed=config.model_seed,
-            device=self.device,
             dtype=self.dtype,
         )
+        n_parameters = sum(p.numel() for p in model.parameters())
+        batch = len(dataset.x_train) if config.batch_size <= 0 else config.batch_size
+        self.device = resolve_device(config.device, n_parameters * batch)
+        self.dataset = dataset.to(self.device, self.dtype)
+        self.model = model.to(self.device)
+        if config.initial_state == "paper-notebook":
+            _notebook_weights(self.model)
         self.system = PortHamiltonianSystem(
             self.model,
             self.dataset.loss_fn,
@@ -118,9 +135,11 @@ class Trainer:
             weight_decay=config.weight_decay,
         )
         self.initial_theta = self.system.initial_state()[: self.system.dim].clone()
+        self.initial_momentum = self._initial_momentum()
         generator = np.random.default_rng(config.model_seed)
         n = self.system.dim
         self.tracked = np.sort(generator.choice(n, size=min(config.n_tracked, n), replace=False))
+        self._tracked_index = torch.as_tensor(self.tracked, device=self.device)
         self._pending: dict = {}
         self._pending_lock = threading.Lock()
         self.reset()
@@ -132,23 +151,37 @@ class Trainer:
 
     @property
     def batch_size(self) -> int:
-        b = self.config.batch_size
-        return self.n_train if b <= 0 or b >= self.n_train else b
+        return self._batch_size
 
     @property
     def full_batch(self) -> bool:
-        return self.batch_size == self.n_train
+        return self._batch_size == self.n_train
 
     @property
     def batches_per_epoch(self) -> int:
         return math.ceil(self.n_train / self.batch_size)
 
+    def _initial_momentum(self) -> torch.Tensor:
+        """p(0) as configured: zero, uniform in [0, 1) (seeded), or the notebook's."""
+        cfg, like = self.config, self.initial_theta
+        if cfg.initial_state == "paper-notebook":
+            return _notebook_momenta(self.model).to(like)
+        if cfg.initial_momentum == "uniform":
+            g = torch.Generator().manual_seed(cfg.momentum_seed)
+            return torch.rand(like.shape, generator=g, dtype=torch.float64).to(like)
+        return torch.zeros_like(like)
+
     def reset(self) -> None:
-        """Back to t = 0: initial weights, p = 0, first batch, empty ledger."""
-        self.xi = torch.cat([self.initial_theta, torch.zeros_like(self.initial_theta)])
+        """Back to t = 0: initial weights and momenta, first batch, empty ledger.
+
+        The batch size is read from the config here (once a run, not every interval).
+        """
+        b, n = self.config.batch_size, self.n_train
+        self._batch_size = n if b <= 0 or b >= n else b
+        self.xi = torch.cat([self.initial_theta, self.initial_momentum])
         self.t = 0.0
         self.interval = 0
-        self.dissipated = self.supplied = self.switch_jumps = 0.0
+        self.dissipated = self.supplied = self.switch_jumps = self.gain_jumps = 0.0
         self.wall = 0.0
         self.system.nfe = 0
         self._shuffle = torch.Generator().manual_seed(self.config.data_seed + 1)
@@ -156,10 +189,11 @@ class Trainer:
         self._order = self._permutation()
         self._hold_batch()
         self.h0 = float(self.system.hamiltonian(self.xi))
+        self._h_now = self.h0  # H at self.xi on the batch held, with the gains in force
         self.last = self._record(switched=False, evaluate=True)
 
     def _permutation(self) -> torch.Tensor:
-        if self.full_batch:
+        if self.full_batch or not self.config.shuffle:
             return torch.arange(self.n_train)
         return torch.randperm(self.n_train, generator=self._shuffle)
 
@@ -185,7 +219,9 @@ class Trainer:
         """Change gains (damping, inertia, potential_gain, weight_decay).
 
         They are checked now and take effect at the start of the next interval, so a
-        running thread can be told without a reset.
+        running thread can be told without a reset. A change of a, c or M moves H at
+        once (θ and p stay): the jump is booked in ``gain_jumps``, as a batch switch is,
+        so the ledger's residual stays the integrator's alone.
         """
         self.system.resolve_gains(**gains)  # raises on bad values, changes nothing
         with self._pending_lock:
@@ -195,7 +231,10 @@ class Trainer:
         with self._pending_lock:
             pending, self._pending = self._pending, {}
         if pending:
+            h_before = float(self.system.hamiltonian(self.xi))
             self.system.set_gains(**pending)
+            self._h_now = float(self.system.hamiltonian(self.xi))
+            self.gain_jumps += self._h_now - h_before
             for k, v in pending.items():
                 if isinstance(v, (int, float)):
                     setattr(self.config, k, float(v))
@@ -246,27 +285,29 @@ class Trainer:
     def _solve(self, n: int, *, switch: bool, progress) -> list[Record]:
         cfg, system = self.config, self.system
         started, nfe_start = time.perf_counter(), system.nfe
+        splitting = cfg.solver in SPLITTING_SOLVERS
         if switch:
-            h_before = float(system.hamiltonian(self.xi))
+            h_before = self._h_now
             self._next_batch()
-            self.switch_jumps += float(system.hamiltonian(self.xi)) - h_before
+            if not splitting:  # the splitting books the jump from its first gradient
+                self.switch_jumps += float(system.hamiltonian(self.xi)) - h_before
         dt, t0 = cfg.switching_interval, self.t
-        ts = torch.tensor([t0 + k * dt for k in range(n + 1)], dtype=self.dtype, device=self.device)
         y0 = torch.cat([self.xi, self.xi.new_zeros(2)])
-        field_fn = system.ledger_field
-        if progress is not None:
-
-            def field_fn(t, y):
-                progress(float(t))
-                return system.ledger_field(t, y)
-
+        losses = [None] * (n + 1)
         try:
             with torch.no_grad():
-                ys = odeint(field_fn, y0, ts, method=cfg.solver, **self._solver_options(n))
-        except (AssertionError, RuntimeError) as err:
-            raise self._failure(err) from err
+                if splitting:
+                    ys = self._integrate_splitting(
+                        y0, t0, n, progress, losses, h_before if switch else None
+                    )
+                else:
+                    ys = self._integrate_odeint(y0, t0, n, progress)
+        except _SolverStop as stop:
+            raise self._failure(stop.reason, stop.t) from None
+        except (torch.cuda.OutOfMemoryError, MemoryError) as err:
+            raise self._failure("memory", self.t, err) from None
         if not bool(torch.isfinite(ys).all()):
-            raise self._failure(None)
+            raise self._failure("nonfinite", self.t)
         records = []
         base_dissipated, base_supplied, base_wall = self.dissipated, self.supplied, self.wall
         elapsed = time.perf_counter() - started
@@ -274,11 +315,13 @@ class Trainer:
         for k in range(1, n + 1):
             y = ys[k]
             xi = y[:-2]
-            with torch.no_grad():
-                batch_loss = system.loss(xi[: system.dim])
+            batch_loss = losses[k]
+            if batch_loss is None:
+                with torch.no_grad():
+                    batch_loss = system.loss(xi[: system.dim])
             energy = system.energy(xi, batch_loss)
             if not math.isfinite(float(energy.total)):
-                raise self._failure(None)  # finite state, but its energy overflows
+                raise self._failure("nonfinite", self.t)  # finite state, energy overflows
             self.xi = xi.clone()
             self.dissipated = base_dissipated + float(y[-2])
             self.supplied = base_supplied + float(y[-1])
@@ -291,45 +334,157 @@ class Trainer:
             self.last = self._record(
                 switched=switch and k == 1, evaluate=evaluate, energy=energy, batch_loss=batch_loss
             )
+            self._h_now = self.last.hamiltonian
             records.append(self.last)
         return records
 
-    def _solver_options(self, n_intervals: int) -> dict:
+    def _integrate_odeint(self, y0, t0: float, n: int, progress) -> torch.Tensor:
+        """[ξ; D; S] at the n interval ends, by torchdiffeq, under phviz's own checks."""
         cfg = self.config
-        if cfg.solver in ADAPTIVE_SOLVERS:  # max_steps is per interval, the solve spans n
-            steps = cfg.max_steps * n_intervals
-            return dict(rtol=cfg.rtol, atol=cfg.atol, options=dict(max_num_steps=steps))
-        return dict(options=dict(step_size=cfg.step_size))
+        dt = cfg.switching_interval
+        times = [t0 + k * dt for k in range(n + 1)]
+        ts = torch.tensor(times, dtype=self.dtype, device=self.device)
+        method = cfg.solver
+        if cfg.solver in IMPLICIT_SOLVERS:
+            # SciPy's solver offers no step callback: phviz counts evaluations instead
+            method = "scipy_solver"
+            kwargs = dict(rtol=cfg.rtol, atol=cfg.atol, options=dict(solver="Radau"))
+        elif cfg.solver in ADAPTIVE_SOLVERS:
+            # torchdiffeq counts max_num_steps per output time, i.e. per interval; one
+            # more than ours, so that phviz's check (which names the gains) stops first
+            options = dict(max_num_steps=cfg.max_steps + 1)
+            kwargs = dict(rtol=cfg.rtol, atol=cfg.atol, options=options)
+        else:
+            if math.ceil(dt / cfg.step_size - 1e-9) > cfg.max_steps:
+                raise _SolverStop("steps", t0)
+            kwargs = dict(options=dict(step_size=cfg.step_size))
+        adaptive = cfg.solver in ADAPTIVE_SOLVERS
+        field = _GuardedField(
+            self.system.ledger_field, times, cfg.max_steps, adaptive=adaptive, progress=progress
+        )
+        if method == "scipy_solver":
+            field.max_evaluations = cfg.max_steps * (2 * self.system.dim + 10)
+            with warnings.catch_warnings():  # SciPy's note that Radau ignores `vectorized`
+                warnings.simplefilter("ignore", UserWarning)
+                return odeint(field, y0, ts, method=method, **kwargs)
+        return odeint(field, y0, ts, method=method, **kwargs)
 
-    def _failure(self, err: Exception | None) -> TrainingError:
+    def _integrate_splitting(
+        self, y0, t0: float, n: int, progress, losses: list, h_before: float | None
+    ) -> torch.Tensor:
+        """[ξ; D; S] at the n interval ends by the conformal-symplectic splitting.
+
+        round(Δt/h) steps of ``conformal_symplectic_step`` an interval: the damping is
+        solved exactly (its dissipated energy comes from the step, so that part of the
+        ledger is exact), the rest by leapfrog, whose energy error is the residual.
+        One gradient a step: each step's last force is the next one's first, and the
+        losses those gradients come with fill ``losses`` (the records' energies) and,
+        after a batch switch (``h_before`` given), the switch's jump of H.
+        """
+        cfg, system = self.config, self.system
+        dt = cfg.switching_interval
+        steps = max(1, round(dt / cfg.step_size))
+        if steps > cfg.max_steps:
+            raise _SolverStop("steps", t0)
+        h = dt / steps
+        theta, p = system.split(y0[:-2])
+        dissipated = y0.new_zeros(())
+        supplied = y0.new_zeros(())
+        cache: list = [None, None, None]  # the last θ, its loss and force
+
+        def conservative_force(q):
+            if cache[0] is not q:
+                system.nfe += 1
+                loss, grad = system.loss_and_gradient(q)
+                cache[0], cache[1], cache[2] = q, loss, grad.neg_()
+            return cache[2]
+
+        if h_before is not None:
+            conservative_force(theta)
+            h_after = float(system.energy(y0[:-2], cache[1]).total)
+            self.switch_jumps += h_after - h_before
+        out = [y0]
+        for k in range(n):
+            for j in range(steps):
+                t = t0 + k * dt + j * h
+                u = system.port_force(t, theta, p)
+                force = conservative_force
+                if u is not None:
+
+                    def force(q, u=u):
+                        return conservative_force(q) + u
+
+                before = theta
+                theta, p, drained = conformal_symplectic_step(
+                    theta, p, force, h, system.damping, system.inertia
+                )
+                dissipated = dissipated + drained
+                if u is not None:  # work of a force held over the step
+                    supplied = supplied + (u * (theta - before)).sum()
+            if not (bool(torch.isfinite(theta).all()) and bool(torch.isfinite(p).all())):
+                raise _SolverStop("nonfinite", t0 + k * dt)
+            out.append(torch.cat([theta, p, dissipated.reshape(1), supplied.reshape(1)]))
+            if cache[0] is theta:
+                losses[k + 1] = cache[1]
+            if progress is not None:
+                progress(t0 + (k + 1) * dt)
+        return torch.stack(out)
+
+    def _failure(self, reason: str, t: float, err: Exception | None = None) -> TrainingError:
+        """A ``TrainingError`` naming the gains, the time and what to try."""
         cfg = self.config
         gains = (
             f"damping={cfg.damping:g}, inertia={cfg.inertia:g}, "
             f"potential gain={cfg.potential_gain:g}, weight decay={cfg.weight_decay:g}, "
             f"Δt={cfg.switching_interval:g}, solver={cfg.solver}"
         )
-        when = f"t = {self.t:.4g} (interval {self.interval}, epoch {self._epoch})"
-        if err is None or "non-finite" in str(err) or "nan" in str(err).lower():
+        when = f"t = {t:.4g} (interval {self.interval}, epoch {self._epoch})"
+        stiff = cfg.damping / cfg.inertia
+        if reason == "memory":
             return TrainingError(
-                f"Training diverged after {when}: the state became NaN or infinite "
+                f"Out of memory on {self.device} at {when} ({err}). The last good state is "
+                "kept. Try a smaller batch or model, or the CPU.",
+                t=t,
+                kind="memory",
+            )
+        if reason == "nonfinite":
+            if cfg.solver in SPLITTING_SOLVERS:
+                hint = f"a smaller step_size (now {cfg.step_size:g})"
+            else:
+                hint = "a smaller step or switching interval, or the adaptive solver dopri5"
+            return TrainingError(
+                f"Training diverged at {when}: the state became NaN or infinite "
                 f"with {gains}. The last finite state is kept. Try more damping, a smaller "
-                "potential gain or larger inertia, a smaller step or switching interval, "
-                "or the adaptive solver dopri5.",
-                t=self.t,
+                f"potential gain or larger inertia, or {hint}.",
+                t=t,
                 kind="diverged",
             )
-        if cfg.solver in ADAPTIVE_SOLVERS:
-            hint = (
+        if reason == "underflow":
+            what = f"The solver {cfg.solver}'s step size shrank to nothing"
+        elif cfg.solver in ADAPTIVE_SOLVERS:
+            what = (
                 f"The solver {cfg.solver} could not keep rtol={cfg.rtol:g}, atol={cfg.atol:g} "
-                f"within {cfg.max_steps} steps"
+                f"within {cfg.max_steps} steps in one switching interval"
             )
         else:
-            hint = f"The solver {cfg.solver} failed ({err})"
+            steps = math.ceil(cfg.switching_interval / cfg.step_size - 1e-9)
+            what = (
+                f"The step {cfg.step_size:g} needs {steps} steps per switching interval, "
+                f"more than max_steps={cfg.max_steps}"
+            )
+        if stiff > 20 and cfg.solver not in SPLITTING_SOLVERS:
+            remedy = (
+                f"The damping is stiff (damping/inertia = {stiff:g}): try the solver "
+                "conformal_leapfrog, which solves the damping exactly, or less damping."
+            )
+        else:
+            remedy = (
+                "Try looser tolerances, a larger step or max_steps, a smaller potential "
+                "gain or more inertia (a less stiff system), or the solver conformal_leapfrog."
+            )
         return TrainingError(
-            f"{hint} after {when}, with {gains}. The last good state is kept. Try looser "
-            "tolerances, a smaller potential gain or more inertia (a less stiff system), "
-            "or a fixed-step solver with a small step.",
-            t=self.t,
+            f"{what} at {when}, with {gains}. The last good state is kept. {remedy}",
+            t=t,
             kind="solver",
         )
 
@@ -368,7 +523,7 @@ class Trainer:
         else:
             metrics = {"train_loss": self._train_loss(theta)}
         theta_cpu = theta.detach().to("cpu", torch.float32).numpy().copy()
-        p_sample = p[torch.as_tensor(self.tracked, device=p.device)].to("cpu", torch.float32)
+        p_sample = p[self._tracked_index].to("cpu", torch.float32)
         return Record(
             t=self.t,
             interval=self.interval,
@@ -381,7 +536,10 @@ class Trainer:
             dissipated=self.dissipated,
             supplied=self.supplied,
             switch_jumps=self.switch_jumps,
-            ledger_residual=h - self.h0 + self.dissipated - self.supplied - self.switch_jumps,
+            gain_jumps=self.gain_jumps,
+            ledger_residual=(
+                h - self.h0 + self.dissipated - self.supplied - self.switch_jumps - self.gain_jumps
+            ),
             momentum_norm=float(p.norm()),
             nfe=system.nfe,
             wall=self.wall,
@@ -403,7 +561,7 @@ class Trainer:
         return float(ds.loss_fn(self.system.forward(theta, ds.x_train), ds.y_train))
 
     def summary(self) -> dict:
-        """The run's outcome as plain numbers (the JSON of DESIGN §3)."""
+        """The run's outcome as plain numbers (the JSON the CLI writes)."""
         final = self.evaluate()
         last = self.last
         out = {
@@ -422,6 +580,54 @@ class Trainer:
             if key in final:
                 out[key] = final[key]
         return out
+
+
+class _SolverStop(Exception):
+    """Raised by phviz's own checks inside a solve (never an ``assert``)."""
+
+    def __init__(self, reason: str, t: float):
+        super().__init__(reason)
+        self.reason, self.t = reason, t  # "steps", "underflow" or "nonfinite"
+
+
+class _GuardedField:
+    """A vector field with phviz's checks at every solver step (torchdiffeq's callback).
+
+    Counts steps (accepted and rejected) per switching interval, and stops on a step
+    that underflows or a state that is no longer finite: explicit checks that also hold
+    under ``python -O``, where torchdiffeq's own asserts vanish.
+    """
+
+    def __init__(self, field, times: list[float], max_steps: int, *, adaptive: bool, progress):
+        self.field, self.ends, self.max_steps = field, times[1:], max_steps
+        self.adaptive, self.progress = adaptive, progress
+        self.interval = self.steps = 0
+        self.max_evaluations = None  # set for solvers without a step callback
+        self.evaluations = 0
+
+    def __call__(self, t, y):
+        if self.progress is not None:
+            self.progress(float(t))
+        if self.max_evaluations is not None:
+            self.evaluations += 1
+            if self.evaluations > self.max_evaluations * len(self.ends):
+                raise _SolverStop("steps", float(t))
+            if not bool(torch.isfinite(y).all()):
+                raise _SolverStop("nonfinite", float(t))
+        return self.field(t, y)
+
+    def callback_step(self, t0, y0, dt):
+        t0, dt = float(t0), float(dt)
+        while self.interval < len(self.ends) - 1 and t0 >= self.ends[self.interval]:
+            self.interval, self.steps = self.interval + 1, 0
+        self.steps += 1
+        if not (math.isfinite(dt) and bool(torch.isfinite(y0).all())):
+            raise _SolverStop("nonfinite", t0)
+        # (a fixed grid may end on a step of length zero: only adaptive steps underflow)
+        if self.adaptive and not t0 + dt > t0:
+            raise _SolverStop("underflow", t0)
+        if self.steps > self.max_steps:
+            raise _SolverStop("steps", t0)
 
 
 class BackgroundRun:
@@ -536,3 +742,33 @@ class BackgroundRun:
                     self._steps_requested = max(0, self._steps_requested - 1)
             if self.max_rate:
                 time.sleep(max(0.0, len(records) / self.max_rate - took))
+
+
+# The authors' notebook (linear boundary) starts from these, in its order w11, w12,
+# bias1, w21, w22, bias2, where output i = wi1·u1 + wi2·u2 + biasi.
+NOTEBOOK_WEIGHTS = (0.6, -2.3, -0.1, -1.1, -1.2, 0.3)
+NOTEBOOK_MOMENTA = (-1.2, 0.3, 0.1, 1.6, -0.4, 1.6)
+
+
+def _notebook_layout(values, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a 2→2 linear layer from six values in the notebook's order."""
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    if shapes != [(2, 2), (2,)]:
+        raise ValueError(
+            "Invalid initial_state: 'paper-notebook' needs the linear 2→2 model "
+            f"(architecture='linear' on a 2-class, 2-feature dataset), got shapes {shapes}"
+        )
+    rows = torch.tensor(values, dtype=torch.float64).view(2, 3)
+    return rows[:, :2].contiguous(), rows[:, 2].contiguous()
+
+
+def _notebook_weights(model: torch.nn.Module) -> None:
+    weight, bias = _notebook_layout(NOTEBOOK_WEIGHTS, model)
+    with torch.no_grad():
+        for param, value in zip(model.parameters(), (weight, bias), strict=True):
+            param.copy_(value)
+
+
+def _notebook_momenta(model: torch.nn.Module) -> torch.Tensor:
+    weight, bias = _notebook_layout(NOTEBOOK_MOMENTA, model)
+    return torch.cat([weight.reshape(-1), bias])

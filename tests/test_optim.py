@@ -1,5 +1,7 @@
 """The discrete optimizer is heavy-ball momentum, step for step."""
 
+import math
+
 import pytest
 import torch
 
@@ -90,3 +92,23 @@ def test_bad_hyperparameters_are_named(kwargs, message):
     model = build_model(2, 2, architecture="linear")
     with pytest.raises(ValueError, match=message):
         PortHamiltonianSGD(model.parameters(), **kwargs)
+
+
+@pytest.mark.parametrize("damping", [0.3, 40.0])
+def test_conformal_scheme_equals_sgd_with_momentum_e_to_the_minus_hb_over_m(damping):
+    h, gains = 0.5, dict(damping=damping, inertia=2.0, potential_gain=3.0, weight_decay=0.05)
+    ph_model = build_model(2, 2, hidden="6", activation="tanh", seed=0, dtype=torch.float64)
+    sgd_model = build_model(2, 2, hidden="6", activation="tanh", seed=0, dtype=torch.float64)
+    ph = PortHamiltonianSGD(ph_model.parameters(), step_size=h, scheme="conformal", **gains)
+    settings = PortHamiltonianSGD.heavy_ball_equivalent(h, scheme="conformal", **gains)
+    decay = math.exp(-h * damping / 2.0)
+    assert settings["momentum"] == pytest.approx(decay) and 0 < settings["momentum"] <= 1
+    sgd = torch.optim.SGD(sgd_model.parameters(), **settings)
+    ph_losses = train(ph_model, ph)
+    assert ph_losses == pytest.approx(train(sgd_model, sgd), rel=1e-9, abs=1e-12)
+    assert ph_losses[-1] < ph_losses[0]
+
+
+def test_heavy_ball_mapping_refuses_negative_momentum():
+    with pytest.raises(ValueError, match=r"h·B/m = 2 > 1.*scheme='conformal'"):
+        PortHamiltonianSGD.heavy_ball_equivalent(0.5, damping=8.0, inertia=2.0)

@@ -270,3 +270,134 @@ def test_every_solver_learns_and_its_ledger_measures_its_error(solver, rtol, led
     assert abs(last.ledger_residual) < ledger_tolerance
     if solver == "euler":  # a first-order method leaves a visible ledger error
         assert abs(last.ledger_residual) > 1e-6
+
+
+def test_gain_changes_are_booked_so_the_ledger_balances_through_all_of_them():
+    trainer = Trainer(small(batch_size=30, rtol=1e-8, atol=1e-10, dtype="float64"))
+    h0 = trainer.last.hamiltonian
+    changes = [
+        dict(inertia=0.5, potential_gain=2.0),
+        dict(damping=1.5, weight_decay=0.01),
+        dict(inertia=2.0),
+        dict(potential_gain=0.5, weight_decay=0.0, damping=0.2),
+        dict(inertia={"0": 0.3}, weight_decay={"2": 0.05}),
+    ]
+    for change in changes:
+        trainer.advance(3)
+        trainer.set_gains(**change)
+    records = trainer.advance(3)
+    last = records[-1]
+    assert abs(last.gain_jumps) > 0.01 * h0  # the changes did move H
+    assert abs(last.ledger_residual) <= 1e-3 * h0
+    books = last.hamiltonian - h0 + last.dissipated - last.supplied
+    assert books - last.switch_jumps - last.gain_jumps == pytest.approx(last.ledger_residual)
+
+
+def leapfrog_run(step_size, **overrides):
+    values = dict(solver="conformal_leapfrog", step_size=step_size, dtype="float64", horizon=4.0)
+    values.update(overrides)
+    trainer = Trainer(small(**values))
+    trainer.run()
+    return trainer
+
+
+def test_conformal_leapfrog_ledger_error_shrinks_at_second_order():
+    coarse = leapfrog_run(0.05).last
+    fine = leapfrog_run(0.025).last
+    assert fine.dissipated > 0 and abs(coarse.ledger_residual) > 0
+    ratio = abs(coarse.ledger_residual) / abs(fine.ledger_residual)
+    assert 3.0 < ratio < 5.5  # halving h quarters the error
+    assert fine.nfe == 8 * 20 + 1  # one gradient a step (the last one reused)
+
+
+def test_conformal_leapfrog_is_stable_for_stiff_damping():
+    trainer = leapfrog_run(0.05, damping=1e4, batch_size=30)
+    last = trainer.last
+    assert math.isfinite(last.hamiltonian) and last.hamiltonian <= trainer.h0
+    assert last.momentum_norm < 1e-3  # the damping drains p within a step
+    assert abs(last.ledger_residual) <= 1e-3 * trainer.h0
+
+
+def test_too_many_steps_is_reported_with_the_gains_and_what_to_try():
+    trainer = Trainer(
+        small(dataset="paper-blobs", n_samples=200, architecture="linear", damping=500.0)
+    )
+    trainer.config.max_steps = 10
+    with pytest.raises(TrainingError, match=r"within 10 steps.*damping=500.*conformal_leapfrog"):
+        trainer.step()
+    fixed = Trainer(small(solver="rk4", step_size=0.001, max_steps=50))
+    with pytest.raises(TrainingError, match=r"needs 200 steps.*max_steps=50"):
+        fixed.step()
+
+
+def test_uniform_initial_momenta_are_seeded_and_in_the_unit_interval():
+    a = Trainer(small(initial_momentum="uniform", momentum_seed=3))
+    b = Trainer(small(initial_momentum="uniform", momentum_seed=3))
+    _, p = a.system.split(a.xi)
+    assert torch.equal(a.xi, b.xi) and float(p.min()) >= 0 and float(p.max()) < 1
+    assert float(p.std()) > 0.2
+    assert a.last.kinetic == pytest.approx(0.5 * float(p @ p))
+
+
+def test_notebook_initial_state_lands_in_the_linear_models_layout():
+    trainer = Trainer(make_config("paper-blobs-online", dtype="float64"))
+    weight, bias = trainer.model[0].weight, trainer.model[0].bias
+    # the notebook's output i is w_i1·u1 + w_i2·u2 + bias_i
+    assert weight.tolist() == [[0.6, -2.3], [-1.1, -1.2]] and bias.tolist() == [-0.1, 0.3]
+    _, p = trainer.system.split(trainer.xi)
+    assert p.tolist() == [-1.2, 0.3, 1.6, -0.4, 0.1, 1.6]
+    assert trainer.batch_size == 1 and trainer.config.shuffle is False
+    x = trainer.dataset.x_train
+    trainer.step()
+    trainer.step()
+    assert torch.equal(trainer.system.inputs, x[1:2])  # the data's own order
+
+
+def test_radau_solves_stiff_damping_with_far_fewer_evaluations_and_keeps_the_ledger():
+    def run(solver):
+        trainer = Trainer(
+            small(
+                dataset="paper-blobs",
+                n_samples=200,
+                architecture="linear",
+                damping=100.0,
+                inertia=0.5,
+                solver=solver,
+                switching_interval=0.5,
+                dtype="float64",
+            )
+        )
+        trainer.advance(2)
+        return trainer
+
+    radau, dopri5 = run("radau"), run("dopri5")
+    assert radau.last.nfe < dopri5.last.nfe / 3
+    assert abs(radau.last.ledger_residual) <= 1e-3 * radau.h0
+    np.testing.assert_allclose(radau.last.theta, dopri5.last.theta, atol=1e-3)
+
+
+def test_out_of_memory_is_reported_as_such(monkeypatch):
+    trainer = Trainer(small())
+
+    def exhausted(t, y):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(trainer.system, "ledger_field", exhausted)
+    message = r"Out of memory on cpu at t = 0.*smaller batch"
+    with pytest.raises(TrainingError, match=message) as info:
+        trainer.step()
+    assert info.value.kind == "memory"
+
+
+def test_step_limit_holds_under_python_O_where_asserts_vanish():
+    import subprocess
+    import sys
+
+    code = (
+        "from phviz import Trainer, TrainingError, make_config\n"
+        "t = Trainer(make_config(dataset='paper-blobs', n_samples=200, architecture='linear',"
+        " damping=500.0, max_steps=10))\n"
+        "try:\n    t.step()\nexcept TrainingError as e:\n    print(e.kind)\n"
+    )
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "solver", out.stderr

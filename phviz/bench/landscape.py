@@ -25,6 +25,7 @@ import torch
 from ..config import make_config
 from ..landscape import Plane, Potential
 from ..training import Trainer
+from .core import users_module
 
 DIGITS_HIDDEN = "32,32"
 
@@ -43,10 +44,10 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
-def _module_loop(trainer: Trainer, plane: Plane, grid: np.ndarray) -> None:
+def _module_loop(model, ds, plane: Plane, grid: np.ndarray) -> None:
     """The grid point by point, writing each θ into the module (the cheapest loop)."""
-    model, ds = trainer.model, trainer.dataset
-    points = plane.to(trainer.device, trainer.dtype)
+    first = next(model.parameters())
+    points = plane.to(first.device, first.dtype)
     saved = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
     try:
         with torch.no_grad():
@@ -57,23 +58,24 @@ def _module_loop(trainer: Trainer, plane: Plane, grid: np.ndarray) -> None:
         torch.nn.utils.vector_to_parameters(saved, model.parameters())
 
 
-def duffing(quick: bool = False) -> dict:
+def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
+    """``model``: "phviz" (its MLP) or "module" (the same network as a plain nn.Sequential)."""
     trainer = Trainer(make_config("paper-duffing", device="cpu"))
-    potential = Potential.from_trainer(trainer, chunk_size=256)
-    plane = Plane.random(trainer.model, seed=0)
+    ds = trainer.dataset
+    net = trainer.model if model == "phviz" else users_module()
+    potential = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
+    plane = Plane.random(net, seed=0)
     extent, resolution = (-1.0, 1.0, -1.0, 1.0), 51
     xs, ys = np.linspace(-1, 1, resolution), np.linspace(-1, 1, resolution)
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
-    looped = Potential.from_trainer(trainer, chunk_size=256)
-    looped.batched = False
-    model, ds = trainer.model, trainer.dataset
+    looped = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256, batched=False)
     pairs, targets = ds.x_train.repeat(256, 1), ds.y_train.repeat(256, 1)
     n_chunks = -(-len(grid) // 256)
 
     def forward_floor():
         with torch.no_grad():
             for _ in range(n_chunks):
-                ds.loss_fn(model(pairs), targets)
+                ds.loss_fn(net(pairs), targets)
 
     potential.surface(plane, extent, 5)  # warm-up
     repeats = 2 if quick else 5
@@ -81,7 +83,7 @@ def duffing(quick: bool = False) -> dict:
     for _ in range(repeats):  # interleaved, so that noise from other work hits all alike
         batched_times.append(_median_seconds(lambda: potential.surface(plane, extent, 51), 1))
         loop_times.append(_median_seconds(lambda: looped.surface(plane, extent, 51), 1))
-        module_times.append(_median_seconds(lambda: _module_loop(trainer, plane, grid), 1))
+        module_times.append(_median_seconds(lambda: _module_loop(net, ds, plane, grid), 1))
         floor_times.append(_median_seconds(forward_floor, 1))
     return dict(
         batched=statistics.median(batched_times),
@@ -89,6 +91,7 @@ def duffing(quick: bool = False) -> dict:
         module_loop=statistics.median(module_times),
         floor=statistics.median(floor_times),
         repeats=repeats,
+        model=model,
     )
 
 
@@ -115,12 +118,14 @@ def report(quick: bool = False) -> None:
     torch.set_num_threads(1)
     print(f"landscape · torch {torch.__version__} · {platform.machine()}")
     d = digits(quick)  # first: the peak-memory figure is a high-water mark of the process
-    _print_duffing(duffing(quick), 1)
+    for model in ("phviz", "module"):
+        _print_duffing(duffing(quick, model=model), 1)
     cores = os.cpu_count() or 1
     if cores > 1:  # batched work spreads over the cores; a per-point loop of tiny ops cannot
         torch.set_num_threads(cores)
         try:
-            _print_duffing(duffing(quick), cores)
+            for model in ("phviz", "module"):
+                _print_duffing(duffing(quick, model=model), cores)
         finally:
             torch.set_num_threads(1)
     print(
@@ -133,8 +138,10 @@ def report(quick: bool = False) -> None:
 
 
 def _print_duffing(r: dict, threads: int) -> None:
+    label = "phviz MLP" if r["model"] == "phviz" else "plain nn.Sequential"
     print(
-        f"Duffing MLP 2-16-16-2, 399 points, 51×51 surface, {threads} torch thread(s) "
+        f"Duffing MLP 2-16-16-2 as a {label}, 399 points, 51×51 surface, "
+        f"{threads} torch thread(s) "
         f"(median of {r['repeats']}, interleaved):\n"
         f"  vmap, chunks of 256          {r['batched'] * 1e3:8.1f} ms\n"
         f"  loop over points (functional) {r['loop'] * 1e3:7.1f} ms   "

@@ -84,10 +84,11 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
         ("kinetic", "kinetic", style.KINETIC, "solid"),
         ("dissipated", "dissipated ∫vᵀBv dt", style.DISSIPATED, "solid"),
         ("residual", "|ledger residual|", style.RESIDUAL, "dashed"),
+        ("gain_jumps", "|gain-change jumps|", style.HAMILTONIAN, "dotted"),
     ]
     renderers = []
     for column, label, colour, dash in lines:
-        width = 2 if dash == "dashed" else style.LINE_WIDTH
+        width = 2 if dash != "solid" else style.LINE_WIDTH
         renderers.append(
             energy.line(
                 "t",
@@ -118,6 +119,7 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
                 ("kinetic", "@kinetic{0.0000e}"),
                 ("dissipated", "@dissipated{0.0000e}"),
                 ("|residual|", "@residual{0.0e}"),
+                ("|gain jumps|", "@gain_jumps{0.0e}"),
             ],
             mode="vline",
         )

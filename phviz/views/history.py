@@ -30,10 +30,19 @@ SCALARS = (
     "dissipated",
     "residual",
     "switch",
+    "gain_jumps",
     "nfe",
 )
 # Quantities drawn on a log axis: zero or negative values become NaN (a gap).
-LOG_COLUMNS = ("hamiltonian", "kinetic", "potential", "dissipated", "residual", "switch")
+LOG_COLUMNS = (
+    "hamiltonian",
+    "kinetic",
+    "potential",
+    "dissipated",
+    "residual",
+    "switch",
+    "gain_jumps",
+)
 
 
 def theta_column(i: int) -> str:
@@ -66,6 +75,8 @@ def record_row(record: Record, switched: bool | None = None) -> dict[str, float]
         "dissipated": record.dissipated,
         "residual": abs(record.ledger_residual),
         "switch": record.hamiltonian if switched else math.nan,
+        # |Σ jumps of H from changes of a, c or M|: booked in the ledger, not dissipated
+        "gain_jumps": abs(record.gain_jumps),
         "nfe": float(record.nfe),
     }
     for key in LOG_COLUMNS:

@@ -66,13 +66,12 @@ def stiffness(system, theta: torch.Tensor, *, iterations: int = 20) -> tuple[flo
     """(λ, critical damping) of the stiffest mode at θ (DESIGN §1).
 
     Weight decay c adds c to every curvature of the potential a·L + (c/2)‖θ‖², so the
-    critical damping of the mode is 2√((a·λ + c)·m) = ``critical_damping(λ + c/a, m)``.
+    critical damping of the mode is 2√((a·λ + c)·m), which ``critical_damping`` computes.
     Per-parameter gains are bounded by their largest entries.
     """
     curvature = system.top_curvature(theta, iterations=iterations)
-    a = float(system.potential_gain)
     decay, inertia = (_largest(g) for g in (system.weight_decay, system.inertia))
-    return curvature, system.critical_damping(curvature + decay / a, inertia)
+    return curvature, system.critical_damping(curvature, inertia, weight_decay=decay)
 
 
 def _largest(gain) -> float:
