@@ -68,6 +68,25 @@ def test_each_cell_equals_the_single_run_reference():
     assert json.loads(ds.attrs["config"])["weight_decay"] == 0.01
 
 
+def test_each_cell_equals_the_trainers_own_run_with_its_gains():
+    config = small_config(weight_decay=0.01, potential_gain=4.0)
+    ds = phviz.sweep(config, damping=[0.1, 50.0], inertia=[0.5, 2.0], horizon=0.5, curvature=False)
+    for b in ds.damping.values:
+        for m in ds.inertia.values:
+            single = phviz.make_config(
+                **{**config.values(), "solver": "conformal_leapfrog", "damping": b, "inertia": m}
+            )
+            trainer = phviz.Trainer(single)
+            records = [trainer.last, *trainer.run(0.5)]
+            cell = ds.sel(damping=b, inertia=m)
+            np.testing.assert_allclose(
+                cell.train_loss.values, [r.train_loss for r in records], rtol=1e-3
+            )
+            np.testing.assert_allclose(
+                cell.hamiltonian.values, [r.hamiltonian for r in records], rtol=1e-3
+            )
+
+
 def test_other_axes_and_gains_from_the_config():
     config = small_config(damping=1.0, inertia=2.0)
     ds = phviz.sweep(
