@@ -85,13 +85,3 @@ def curvature_extremes(
             values = err.eigenvalues if len(err.eigenvalues) else [math.nan]
         extremes.append(float(values[0]))
     return extremes[0], extremes[1]
-
-
-def critical_damping(curvature, *, inertia=1.0, potential_gain=1.0, weight_decay=0.0):
-    """B = 2√((a·λ + c)·m) for curvature λ of L; 0 where a·λ + c ≤ 0 (no oscillation).
-
-    Works on floats and NumPy arrays alike (broadcasting).
-    """
-    stiffness = np.maximum(potential_gain * np.asarray(curvature, dtype=float) + weight_decay, 0)
-    value = 2.0 * np.sqrt(stiffness * inertia)
-    return float(value) if np.ndim(value) == 0 else value

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.func import functional_call
 
@@ -435,8 +436,12 @@ class PortHamiltonianSystem:
         if weight_decay is None:
             c = self.weight_decay
             weight_decay = c if not isinstance(c, torch.Tensor) else float(c.max())
-        stiffness = self.potential_gain * max(curvature, 0.0) + weight_decay
-        return 2.0 * math.sqrt(max(stiffness, 0.0) * inertia)
+        return critical_damping(
+            curvature,
+            inertia=inertia,
+            potential_gain=self.potential_gain,
+            weight_decay=weight_decay,
+        )
 
     def top_curvature(self, theta: torch.Tensor, iterations: int = 30, seed: int = 0) -> float:
         """The largest eigenvalue λ of ∇²L(θ) on the current batch, by power iteration.
@@ -523,3 +528,13 @@ def conformal_symplectic_step(theta, p, force, h: float, damping, inertia):
     damped = decay * p
     dissipated = dissipated + kinetic(p) - kinetic(damped)
     return theta, damped, dissipated
+
+
+def critical_damping(curvature, *, inertia=1.0, potential_gain=1.0, weight_decay=0.0):
+    """B = 2√((a·λ + c)·m) for curvature λ of L; 0 where a·λ + c ≤ 0 (no oscillation).
+
+    The one home of this formula; works on floats and NumPy arrays alike (broadcasting).
+    """
+    stiffness = np.maximum(potential_gain * np.asarray(curvature, dtype=float) + weight_decay, 0)
+    value = 2.0 * np.sqrt(stiffness * inertia)
+    return float(value) if np.ndim(value) == 0 else value

@@ -4,7 +4,7 @@ A ``Plane`` is an origin and two directions in θ-space; the point at plane
 coordinates (x, y) is origin + x·d1 + y·d2. Planes come from a trajectory (PCA),
 from two filter-normalised random directions (Li et al., NeurIPS 2018) or from two
 chosen parameters. ``Potential`` evaluates a·L(θ) + (c/2)‖θ‖² for many θ at once
-(``torch.func.vmap`` in chunks); ``loss_surface`` is its grid over a plane (DESIGN §3).
+(``torch.func.vmap`` in chunks); ``loss_surface`` is its grid over a plane.
 ``LandscapeWindow`` keeps a plane and a surface up to date with a growing path;
 ``phase_portrait`` gives the energy contours of one coordinate's (θ_i, p_i) slice and
 ``phase_curve`` that coordinate's recorded path.
@@ -633,7 +633,7 @@ def loss_surface(
     chunk_size: int = 256,
     batched: bool = True,
 ):
-    """The potential a·L + (c/2)‖θ‖² over a grid on ``plane`` (DESIGN §3).
+    """The potential a·L + (c/2)‖θ‖² over a grid on ``plane``.
 
     Returns (xs, ys, Z) as numpy arrays with Z.shape == (len(ys), len(xs)) and
     Z[i, j] the potential at origin + xs[j]·d1 + ys[i]·d2. ``resolution`` is points

@@ -30,8 +30,8 @@ import torch
 from torch.func import vmap
 
 from .config import TrainingConfig, make_config
-from .curvature import critical_damping, curvature_extremes
-from .dynamics import check_gain_value, conformal_symplectic_step
+from .curvature import curvature_extremes
+from .dynamics import check_gain_value, conformal_symplectic_step, critical_damping
 from .training import Trainer
 
 if TYPE_CHECKING:  # xarray is imported when a map is made, not with phviz

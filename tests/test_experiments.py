@@ -1,4 +1,4 @@
-"""The paper's experiments: presets build DESIGN §4 exactly, short runs learn, and the
+"""The paper's experiments: presets build the paper's set-ups exactly, short runs learn, and the
 linear model's dynamics settle on the closed-form minimiser."""
 
 import numpy as np
@@ -34,7 +34,7 @@ def duffing_trainer():
     return Trainer(make_config("paper-duffing"))
 
 
-# ------------------------------------------------------------------ presets = DESIGN §4
+# ------------------------------------------------------------------ presets = the paper
 def test_paper_blobs_data_is_two_gaussians_of_1000_points(blobs_trainer):
     ds = blobs_trainer.dataset
     assert (len(ds.x_train), len(ds.x_test)) == (1500, 500)  # 25 % held out

@@ -10,8 +10,8 @@ import torch
 import xarray as xr
 
 import phviz
-from phviz.curvature import critical_damping, curvature_extremes
-from phviz.dynamics import conformal_symplectic_step
+from phviz.curvature import curvature_extremes
+from phviz.dynamics import conformal_symplectic_step, critical_damping
 from phviz.sweep import batch_order, critical_curves, time_to_target
 
 
