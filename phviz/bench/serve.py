@@ -131,7 +131,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(port: int, log) -> subprocess.Popen:
+def serve(port: int, log, root: Path = ROOT) -> subprocess.Popen:
     """``panel serve apps/explorer.py`` as the README runs it; returns once it listens."""
     proc = subprocess.Popen(
         [
@@ -147,7 +147,7 @@ def serve(port: int, log) -> subprocess.Popen:
             "--allow-websocket-origin",
             f"127.0.0.1:{port}",
         ],
-        cwd=ROOT,
+        cwd=root,
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -27,6 +27,23 @@ from . import style
 from .history import momentum_column, theta_column
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+
+# BokehJS rewrites every renderer's inline stylesheet (its position) on every paint,
+# even when the text is the same, and every rewrite makes the next computed-style read
+# (BokehJS reads colours and fonts through CSS variables) restyle the whole document.
+# Skipping identical rewrites leaves only the renderers that moved; page-wide and
+# idempotent, run by the page when it first draws the explorer.
+SKIP_UNCHANGED_STYLES_JS = """
+(() => {
+  const sheet = window.Bokeh && Bokeh.require("core/dom").InlineStyleSheet;
+  if (!sheet || sheet.prototype._phviz_skip_unchanged) return;
+  const update = sheet.prototype._update;
+  sheet.prototype._update = function (css) {
+    if (this.el.textContent !== css) update.call(this, css);
+  };
+  sheet.prototype._phviz_skip_unchanged = true;
+})();
+"""
 LANDSCAPE_LEVELS = 14
 
 
@@ -65,8 +82,36 @@ def new_figure(title: str, x_label: str, y_label: str, **kw):
 
 
 # ------------------------------------------------------------------ time series
+# (column, label, colour, dash) of the energy plot's curves.
+ENERGY_LINES = (
+    ("hamiltonian", "H", style.HAMILTONIAN, "solid"),
+    ("potential", "potential", style.POTENTIAL, "solid"),
+    ("kinetic", "kinetic", style.KINETIC, "solid"),
+    ("dissipated", "dissipated ∫vᵀBv dt", style.DISSIPATED, "solid"),
+    ("residual", "|ledger residual|", style.RESIDUAL, "dashed"),
+)
+
+
+def energy_key() -> str:
+    """The energy plot's legend as static HTML, drawn once beside the plot.
+
+    BokehJS rebuilds a legend's DOM (a canvas per entry) whenever its renderers' data
+    change, so a legend on a streamed plot restyles the page on every update; this
+    costs the browser nothing after the first draw.
+    """
+    entries = [
+        f'<span style="white-space: nowrap"><span style="display: inline-block; width: 30px; '
+        f"vertical-align: middle; border-top: {3 if dash == 'solid' else 2}px {dash} {colour}"
+        f'"></span> {label}</span>'
+        for _column, label, colour, dash in ENERGY_LINES
+    ]
+    entries.append(f'<span style="color: {style.HAMILTONIAN}">▲</span> batch switch')
+    return '<div class="phviz-energy-key">' + " &nbsp; ".join(entries) + "</div>"
+
+
 def timeline_figures(series: ColumnDataSource, n_tracked: int):
-    """Energy (log), θ_i(t) and p_i(t), on one shared t range."""
+    """Energy (log), θ_i(t) and p_i(t), on one shared t range; the energy curves' key is
+    ``energy_key()``."""
     # Ranges are set by the server (``sticky_range``), not auto-ranged in the browser:
     # an axis that moves on every streamed row re-lays out the page on every tick.
     t_range = Range1d(0, 1)
@@ -78,36 +123,13 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
         x_range=t_range,
         y_range=Range1d(1e-6, 10),
     )
-    lines = [
-        ("hamiltonian", "H", style.HAMILTONIAN, "solid"),
-        ("potential", "potential", style.POTENTIAL, "solid"),
-        ("kinetic", "kinetic", style.KINETIC, "solid"),
-        ("dissipated", "dissipated ∫vᵀBv dt", style.DISSIPATED, "solid"),
-        ("residual", "|ledger residual|", style.RESIDUAL, "dashed"),
-    ]
     renderers = []
-    for column, label, colour, dash in lines:
+    for column, _label, colour, dash in ENERGY_LINES:
         width = 2 if dash == "dashed" else style.LINE_WIDTH
         renderers.append(
-            energy.line(
-                "t",
-                column,
-                source=series,
-                color=colour,
-                line_width=width,
-                line_dash=dash,
-                legend_label=label,
-            )
+            energy.line("t", column, source=series, color=colour, line_width=width, line_dash=dash)
         )
-    energy.scatter(
-        "t",
-        "switch",
-        source=series,
-        marker="triangle",
-        size=8,
-        color=style.HAMILTONIAN,
-        legend_label="batch switch",
-    )
+    energy.scatter("t", "switch", source=series, marker="triangle", size=8, color=style.HAMILTONIAN)
     energy.add_tools(
         HoverTool(
             renderers=renderers[:1],
@@ -122,16 +144,6 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
             mode="vline",
         )
     )
-    # The curves fill the whole plot (H starts at the top, kinetic rises from the bottom):
-    # a legend inside would always hide some of them.
-    legend = energy.legend[0]
-    energy.add_layout(legend, "below")
-    legend.orientation = "horizontal"
-    legend.ncols = 3
-    legend.location = "center"
-    legend.margin = 2
-    legend.padding = 4
-    legend.spacing = 12
     thetas = new_figure(
         "Parameters θ_i(t)", "time t", "θ_i", x_range=t_range, y_range=Range1d(-1, 1)
     )
