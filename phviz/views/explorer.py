@@ -385,7 +385,7 @@ class Explorer(pn.viewable.Viewer):
             css_classes=["phviz-timeline"],
         )
         patch = pn.pane.HTML(
-            f"<script>{figures.SKIP_UNCHANGED_STYLES_JS}</script>", width=0, height=0, margin=0
+            f"<script>{figures.CALM_STYLES_JS}</script>", width=0, height=0, margin=0
         )
         self.layout = pn.Column(
             patch, self.banner, self.status, top, bottom, sizing_mode="stretch_width"
