@@ -165,10 +165,10 @@ def serve(port: int, log, root: Path = ROOT) -> subprocess.Popen:
     raise RuntimeError("panel serve did not listen within 120 s")
 
 
-def open_page(browser, url: str):
+def open_page(browser, url: str, deadline_ms: float = DEADLINE_MS):
     """A new page on ``url``; returns it with its seconds until ready."""
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
-    page.set_default_timeout(DEADLINE_MS)
+    page.set_default_timeout(deadline_ms)
     page.add_init_script(PAGE_PROBE)
     start = time.perf_counter()
     page.goto(url)
@@ -208,11 +208,11 @@ def pause_latency(page) -> float:
     return (stopped - since) / 1000
 
 
-def measure(sessions: tuple[int, ...], window: float) -> list[dict]:
-    """One row per session count, each on a fresh server and browser."""
-    from playwright.sync_api import sync_playwright
+def measure(sessions: tuple[int, ...], window: float):
+    """One row per session count, each on a fresh server and browser, yielded as it is
+    measured; a count the machine cannot serve yields its error instead."""
+    from playwright.sync_api import Error, sync_playwright
 
-    rows = []
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
         for n in sessions:
             port = free_port()
@@ -222,19 +222,23 @@ def measure(sessions: tuple[int, ...], window: float) -> list[dict]:
                     executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
                 )
                 try:
-                    rows.append(_measure_sessions(browser, f"http://127.0.0.1:{port}/explorer", n))
-                    rows[-1].update(_measure_training(rows[-1].pop("pages"), window))
+                    url = f"http://127.0.0.1:{port}/explorer"
+                    row = _measure_sessions(browser, url, n)
+                    row.update(_measure_training(row.pop("pages"), window))
+                except Error as err:  # a wait past its deadline: say so, go on
+                    row = {"sessions": n, "error": str(err).splitlines()[0]}
                 finally:
                     browser.close()
                     server.terminate()
                     server.wait(20)
-    return rows
+            yield row
 
 
 def _measure_sessions(browser, url: str, n: int) -> dict:
     pages, ready = [], []
+    deadline_ms = max(DEADLINE_MS, 15_000 * n)  # many busy pages answer slowly
     for _ in range(n):
-        page, seconds = open_page(browser, url)
+        page, seconds = open_page(browser, url, deadline_ms)
         pages.append(page)
         ready.append(seconds)
     return {"sessions": n, "cold": ready[0], "warm": ready[1:], "pages": pages}
@@ -261,19 +265,21 @@ def _measure_training(pages, window: float) -> dict:
     }
 
 
-def print_table(rows: list[dict]) -> None:
-    head = (
-        f"{'sessions':>8} {'ready cold':>10} {'ready warm':>10} {'frames/s':>9} {'(min)':>6} "
-        f"{'updates/s':>9} {'t per s':>8} {'Pause':>7} {'(max)':>6}"
+HEADER = (
+    f"{'sessions':>8} {'ready cold':>10} {'ready warm':>10} {'frames/s':>9} {'(min)':>6} "
+    f"{'updates/s':>9} {'t per s':>8} {'Pause':>7} {'(max)':>6}"
+)
+
+
+def format_row(r: dict) -> str:
+    if "error" in r:
+        return f"{r['sessions']:>8}  not measured: {r['error']}"
+    warm = f"{statistics.median(r['warm']):.2f} s" if r["warm"] else "–"
+    return (
+        f"{r['sessions']:>8} {r['cold']:>8.2f} s {warm:>10} {r['fps']:>9.1f} "
+        f"{r['fps_min']:>6.1f} {r['updates']:>9.1f} {r['throughput']:>8.2f} "
+        f"{r['pause']:>5.2f} s {r['pause_max']:>4.2f} s"
     )
-    print(head)
-    for r in rows:
-        warm = f"{statistics.median(r['warm']):.2f} s" if r["warm"] else "–"
-        print(
-            f"{r['sessions']:>8} {r['cold']:>8.2f} s {warm:>10} {r['fps']:>9.1f} "
-            f"{r['fps_min']:>6.1f} {r['updates']:>9.1f} {r['throughput']:>8.2f} "
-            f"{r['pause']:>5.2f} s {r['pause_max']:>4.2f} s"
-        )
 
 
 def report(quick: bool = False) -> None:
@@ -288,4 +294,6 @@ def report(quick: bool = False) -> None:
         "t per s = training time gained by all sessions together per wall second, "
         f"Pause = click until Run shows and t is still ({QUIET_MS} ms quiet not counted)"
     )
-    print_table(measure(sessions, window))
+    print(HEADER, flush=True)
+    for row in measure(sessions, window):
+        print(format_row(row), flush=True)
