@@ -19,6 +19,7 @@ behind them. Waits are on conditions; only the measuring windows are fixed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import statistics
@@ -125,6 +126,21 @@ STOPPED = """([since, quiet]) => {
 }"""
 
 
+class Overdue(Exception):
+    """A condition that did not come within its deadline."""
+
+
+@contextlib.contextmanager
+def waiting(what: str):
+    """Turn a Playwright timeout into ``Overdue`` naming what was awaited."""
+    from playwright.sync_api import Error
+
+    try:
+        yield
+    except Error as err:
+        raise Overdue(f"{what} ({str(err).splitlines()[0]})") from err
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -171,14 +187,16 @@ def open_page(browser, url: str, deadline_ms: float = DEADLINE_MS):
     page.set_default_timeout(deadline_ms)
     page.add_init_script(PAGE_PROBE)
     start = time.perf_counter()
-    page.goto(url)
-    page.wait_for_function(READY, polling=50)
+    with waiting("page ready"):
+        page.goto(url)
+        page.wait_for_function(READY, polling=50)
     return page, time.perf_counter() - start
 
 
 def press(page, label_after: str) -> None:
-    page.locator(".phviz-run button").click()
-    page.wait_for_function(LABEL, arg=label_after, polling=50)
+    with waiting(f"the button to read {label_after}"):
+        page.locator(".phviz-run button").click()
+        page.wait_for_function(LABEL, arg=label_after, polling=50)
 
 
 def training_window(pages, seconds: float) -> list[dict]:
@@ -203,15 +221,16 @@ def training_window(pages, seconds: float) -> list[dict]:
 def pause_latency(page) -> float:
     """Seconds from the Pause click until the button reads Run and t stands still."""
     since = page.evaluate("performance.now()")
-    page.locator(".phviz-run button").click()
-    stopped = page.wait_for_function(STOPPED, arg=[since, QUIET_MS], polling=50).json_value()
-    return (stopped - since) / 1000
+    with waiting("Pause to show Run and t to stand still"):
+        page.locator(".phviz-run button").click()
+        stopped = page.wait_for_function(STOPPED, arg=[since, QUIET_MS], polling=50)
+    return (stopped.json_value() - since) / 1000
 
 
 def measure(sessions: tuple[int, ...], window: float):
     """One row per session count, each on a fresh server and browser, yielded as it is
     measured; a count the machine cannot serve yields its error instead."""
-    from playwright.sync_api import Error, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
         for n in sessions:
@@ -225,8 +244,8 @@ def measure(sessions: tuple[int, ...], window: float):
                     url = f"http://127.0.0.1:{port}/explorer"
                     row = _measure_sessions(browser, url, n)
                     row.update(_measure_training(row.pop("pages"), window))
-                except Error as err:  # a wait past its deadline: say so, go on
-                    row = {"sessions": n, "error": str(err).splitlines()[0]}
+                except Overdue as err:  # say what never came, and go on
+                    row = {"sessions": n, "error": f"waited past the deadline for {err}"}
                 finally:
                     browser.close()
                     server.terminate()
@@ -248,11 +267,12 @@ def _measure_training(pages, window: float) -> dict:
     for page in pages:
         press(page, "Pause")
     for page in pages:  # every session has drawn a few updates since its Run
-        page.wait_for_function(
-            "(n) => window.__phvizProbe.changes.length > n",
-            arg=page.evaluate("window.__phvizProbe.changes.length") + 3,
-            polling=50,
-        )
+        with waiting("a session's first updates"):
+            page.wait_for_function(
+                "(n) => window.__phvizProbe.changes.length > n",
+                arg=page.evaluate("window.__phvizProbe.changes.length") + 3,
+                polling=50,
+            )
     stats = training_window(pages, window)
     latencies = [pause_latency(page) for page in pages]
     return {
