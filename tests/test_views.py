@@ -293,3 +293,20 @@ def test_a_new_sample_tracks_other_coordinates(explorer):
 
     assert wait_for(lambda: shown(explorer, retracked))
     assert len(explorer.session.trainer.tracked) == len(before)
+
+
+def test_energy_key_names_each_curve_in_its_own_colour():
+    from bokeh.models import ColumnDataSource
+
+    from phviz.views import figures
+
+    history = History(dim=5, n_tracked=3)
+    energy, _, _ = figures.timeline_figures(ColumnDataSource(history.empty_columns()), 3)
+    # No Bokeh legend on a streamed plot (BokehJS rebuilds its DOM with every row):
+    # the key is static HTML with the same colours as the lines.
+    assert not energy.legend
+    key = figures.energy_key()
+    drawn = {r.glyph.y: r.glyph.line_color for r in energy.renderers if hasattr(r.glyph, "y")}
+    for column, label, colour, _dash in figures.ENERGY_LINES:
+        assert drawn[column] == colour
+        assert label in key and colour in key

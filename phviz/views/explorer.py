@@ -386,14 +386,26 @@ class Explorer(pn.viewable.Viewer):
             height=440,
             css_classes=["phviz-pictures"],
         )
+        energy, thetas, momenta = self.timeline
+        key = pn.pane.HTML(
+            figures.energy_key(),
+            sizing_mode="stretch_width",
+            styles={"font-size": "15px", "line-height": "1.4"},
+            margin=(0, 10),
+        )
         bottom = pn.Row(
-            *(pane(f, 360) for f in self.timeline),
+            pn.Column(pane(energy, 300), key, sizing_mode="stretch_both"),
+            pane(thetas, 360),
+            pane(momenta, 360),
             sizing_mode="stretch_width",
             height=370,
             css_classes=["phviz-timeline"],
         )
+        patch = pn.pane.HTML(
+            f"<script>{figures.CALM_STYLES_JS}</script>", width=0, height=0, margin=0
+        )
         self.layout = pn.Column(
-            self.banner, self.status, top, bottom, self.clock, sizing_mode="stretch_width"
+            patch, self.banner, self.status, top, bottom, self.clock, sizing_mode="stretch_width"
         )
 
     # ------------------------------------------------------------ events

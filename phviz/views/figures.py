@@ -27,6 +27,33 @@ from . import style
 from .history import momentum_column, theta_column
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+
+# Two BokehJS habits make a streaming page restyle itself many times a frame. Every
+# renderer rewrites its inline stylesheet (its position) on every paint, even with the
+# same text; and a glyph's position follows its data's extent, so a streamed line
+# rewrites it with every new row. Each rewrite makes BokehJS's next computed-style read
+# (axes, titles and grids read colours and fonts through CSS variables) restyle the
+# whole document: an axis cost ~3 ms a paint. Glyphs draw on the plot's canvas and
+# their element is an empty box, so it is placed once; identical rewrites are skipped.
+# Measured with python -m phviz.bench serve. Idempotent; the page runs it on first draw.
+CALM_STYLES_JS = """
+(() => {
+  if (!window.Bokeh || window._phviz_calm_styles) return;
+  window._phviz_calm_styles = true;
+  const sheet = Bokeh.require("core/dom").InlineStyleSheet.prototype;
+  const update = sheet._update;
+  sheet._update = function (css) {
+    if (this.el.textContent !== css) update.call(this, css);
+  };
+  const glyph = Bokeh.require("models/renderers/glyph_renderer").GlyphRendererView.prototype;
+  const place = glyph.update_position;
+  glyph.update_position = function () {
+    if (!this._phviz_placed) place.call(this);
+    this._phviz_placed = true;
+  };
+})();
+"""
+
 LANDSCAPE_LEVELS = 14
 
 
@@ -65,8 +92,37 @@ def new_figure(title: str, x_label: str, y_label: str, **kw):
 
 
 # ------------------------------------------------------------------ time series
+# (column, label, colour, dash) of the energy plot's curves.
+ENERGY_LINES = (
+    ("hamiltonian", "H", style.HAMILTONIAN, "solid"),
+    ("potential", "potential", style.POTENTIAL, "solid"),
+    ("kinetic", "kinetic", style.KINETIC, "solid"),
+    ("dissipated", "dissipated ∫vᵀBv dt", style.DISSIPATED, "solid"),
+    ("residual", "|ledger residual|", style.RESIDUAL, "dashed"),
+    ("gain_jumps", "|gain-change jumps|", style.HAMILTONIAN, "dotted"),
+)
+
+
+def energy_key() -> str:
+    """The energy plot's legend as static HTML, drawn once beside the plot.
+
+    BokehJS rebuilds a legend's DOM (a canvas per entry) whenever its renderers' data
+    change, so a legend on a streamed plot restyles the page on every update; this
+    costs the browser nothing after the first draw.
+    """
+    entries = [
+        f'<span style="white-space: nowrap"><span style="display: inline-block; width: 30px; '
+        f"vertical-align: middle; border-top: {3 if dash == 'solid' else 2}px {dash} {colour}"
+        f'"></span> {label}</span>'
+        for _column, label, colour, dash in ENERGY_LINES
+    ]
+    entries.append(f'<span style="color: {style.HAMILTONIAN}">▲</span> batch switch')
+    return '<div class="phviz-energy-key">' + " &nbsp; ".join(entries) + "</div>"
+
+
 def timeline_figures(series: ColumnDataSource, n_tracked: int):
-    """Energy (log), θ_i(t) and p_i(t), on one shared t range."""
+    """Energy (log), θ_i(t) and p_i(t), on one shared t range; the energy curves' key is
+    ``energy_key()``."""
     # Ranges are set by the server (``sticky_range``), not auto-ranged in the browser:
     # an axis that moves on every streamed row re-lays out the page on every tick.
     t_range = Range1d(0, 1)
@@ -78,37 +134,13 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
         x_range=t_range,
         y_range=Range1d(1e-6, 10),
     )
-    lines = [
-        ("hamiltonian", "H", style.HAMILTONIAN, "solid"),
-        ("potential", "potential", style.POTENTIAL, "solid"),
-        ("kinetic", "kinetic", style.KINETIC, "solid"),
-        ("dissipated", "dissipated ∫vᵀBv dt", style.DISSIPATED, "solid"),
-        ("residual", "|ledger residual|", style.RESIDUAL, "dashed"),
-        ("gain_jumps", "|gain-change jumps|", style.HAMILTONIAN, "dotted"),
-    ]
     renderers = []
-    for column, label, colour, dash in lines:
+    for column, _label, colour, dash in ENERGY_LINES:
         width = 2 if dash != "solid" else style.LINE_WIDTH
         renderers.append(
-            energy.line(
-                "t",
-                column,
-                source=series,
-                color=colour,
-                line_width=width,
-                line_dash=dash,
-                legend_label=label,
-            )
+            energy.line("t", column, source=series, color=colour, line_width=width, line_dash=dash)
         )
-    energy.scatter(
-        "t",
-        "switch",
-        source=series,
-        marker="triangle",
-        size=8,
-        color=style.HAMILTONIAN,
-        legend_label="batch switch",
-    )
+    energy.scatter("t", "switch", source=series, marker="triangle", size=8, color=style.HAMILTONIAN)
     energy.add_tools(
         HoverTool(
             renderers=renderers[:1],
@@ -124,16 +156,6 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
             mode="vline",
         )
     )
-    # The curves fill the whole plot (H starts at the top, kinetic rises from the bottom):
-    # a legend inside would always hide some of them.
-    legend = energy.legend[0]
-    energy.add_layout(legend, "below")
-    legend.orientation = "horizontal"
-    legend.ncols = 3
-    legend.location = "center"
-    legend.margin = 2
-    legend.padding = 4
-    legend.spacing = 12
     thetas = new_figure(
         "Parameters θ_i(t)", "time t", "θ_i", x_range=t_range, y_range=Range1d(-1, 1)
     )

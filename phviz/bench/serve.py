@@ -1,0 +1,319 @@
+"""The served explorer, measured from real browser pages over loopback.
+
+``panel serve apps/explorer.py`` runs in a subprocess as the README serves it, and
+headless Chromium (through Playwright) opens pages on it as users would. For 1, 6
+and 20 sessions (pages of one browser, each pressing Run) it measures, in one run:
+
+- page ready: from navigation until the Run button and the status line are shown,
+  cold (the first page on a fresh server) and warm (later pages);
+- frames drawn per second while training (requestAnimationFrame callbacks counted
+  in the page);
+- status-line updates per second per session (a MutationObserver in the page);
+- training throughput: the sum over sessions of the status line's Δt per second;
+- Pause latency: from the click until the button reads Run and t stands still.
+
+Only the public page is used (the ``.phviz-run``, ``.phviz-status`` and
+``.phviz-speed`` handles), so the figures stay comparable whatever the server does
+behind them. Waits are on conditions; only the measuring windows are fixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE_MS = 120_000  # any one condition, on a loaded machine with many pages
+QUIET_MS = 1000  # t unchanged this long after Pause counts as stopped
+
+# Counts animation frames from the start, and (once the status line exists) every
+# change of its text with the page's clock and the t it shows. Panel draws inside
+# shadow roots, so the status line is looked up through them.
+PAGE_PROBE = """
+(() => {
+  const probe = {frames: 0, changes: [], text: null, root: null, t: NaN, tChanged: null};
+  window.__phvizProbe = probe;
+  const frame = () => { probe.frames += 1; requestAnimationFrame(frame); };
+  requestAnimationFrame(frame);
+  const find = (root, selector) => {
+    const hit = root.querySelector(selector);
+    if (hit) return hit;
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) {
+        const inner = find(el.shadowRoot, selector);
+        if (inner) return inner;
+      }
+    }
+    return null;
+  };
+  probe.find = (selector) => find(document, selector);
+  probe.runButton = () => {
+    const host = find(document, '.phviz-run');
+    if (!host) return null;
+    return host.querySelector('button') || (host.shadowRoot && find(host.shadowRoot, 'button'));
+  };
+  const read = () => {
+    const el = probe.root && probe.root.querySelector('.phviz-status');
+    const text = el ? el.textContent : null;
+    if (text === null || text === probe.text) return;
+    probe.text = text;
+    const m = /\\bt\\s+([-\\d.e+]+)/.exec(text);
+    const now = performance.now(), t = m ? parseFloat(m[1]) : NaN;
+    if (t !== probe.t) { probe.t = t; probe.tChanged = now; }
+    probe.changes.push([now, t]);
+  };
+  const observer = new MutationObserver(read);
+  const attach = () => {
+    const el = find(document, '.phviz-status');
+    if (!el) return;
+    const root = el.getRootNode();
+    if (root === probe.root) return;
+    probe.root = root;
+    observer.disconnect();
+    observer.observe(root, {childList: true, subtree: true, characterData: true});
+    read();
+  };
+  setInterval(attach, 200);
+})();
+"""
+
+READY = """() => {
+  const p = window.__phvizProbe;
+  const run = p && p.runButton();
+  return !!(run && run.textContent.trim() === 'Run' && p.text && /\\bt\\s/.test(p.text));
+}"""
+
+LABEL = """(label) => {
+  const run = window.__phvizProbe.runButton();
+  return !!run && run.textContent.trim() === label;
+}"""
+
+SNAPSHOT = """() => {
+  const p = window.__phvizProbe;
+  const last = p.changes[p.changes.length - 1] || [performance.now(), NaN];
+  return {now: performance.now(), frames: p.frames, changes: p.changes.length,
+          t: last[1], last_change: last[0]};
+}"""
+
+# True once the button reads Run and t has not changed for QUIET_MS; then the
+# moment both held first (the later of the label seen and t's last change).
+STOPPED = """([since, quiet]) => {
+  const p = window.__phvizProbe;
+  const run = p.runButton();
+  if (!run || run.textContent.trim() !== 'Run') { p.runSeen = null; return false; }
+  const now = performance.now();
+  if (p.runSeen == null) p.runSeen = now;
+  const last = p.tChanged == null ? since : p.tChanged;
+  if (now - last < quiet) return false;
+  const stopped = Math.max(p.runSeen, last, since);
+  p.runSeen = null;
+  return stopped;
+}"""
+
+
+class Overdue(Exception):
+    """A condition that did not come within its deadline."""
+
+
+@contextlib.contextmanager
+def waiting(what: str):
+    """Turn a Playwright timeout into ``Overdue`` naming what was awaited."""
+    from playwright.sync_api import Error
+
+    try:
+        yield
+    except Error as err:
+        raise Overdue(f"{what} ({str(err).splitlines()[0]})") from err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(port: int, log, root: Path = ROOT) -> subprocess.Popen:
+    """``panel serve apps/explorer.py`` as the README runs it; returns once it listens."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "panel",
+            "serve",
+            "apps/explorer.py",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--allow-websocket-origin",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("panel serve exited before it listened")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("panel serve did not listen within 120 s")
+
+
+def open_page(browser, url: str, deadline_ms: float = DEADLINE_MS):
+    """A new page on ``url``; returns it with its seconds until ready."""
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    page.set_default_timeout(deadline_ms)
+    page.add_init_script(PAGE_PROBE)
+    start = time.perf_counter()
+    with waiting("page ready"):
+        page.goto(url)
+        page.wait_for_function(READY, polling=50)
+    return page, time.perf_counter() - start
+
+
+def press(page, label_after: str) -> None:
+    with waiting(f"the button to read {label_after}"):
+        page.locator(".phviz-run button").click()
+        page.wait_for_function(LABEL, arg=label_after, polling=50)
+
+
+def training_window(pages, seconds: float) -> list[dict]:
+    """Frames, status changes and t gained per page over one window of ``seconds``."""
+    first = [p.evaluate(SNAPSHOT) for p in pages]
+    time.sleep(seconds)  # the measuring window
+    last = [p.evaluate(SNAPSHOT) for p in pages]
+    out = []
+    for a, b in zip(first, last, strict=True):
+        span = (b["now"] - a["now"]) / 1000
+        out.append(
+            {
+                "fps": (b["frames"] - a["frames"]) / span,
+                "updates": (b["changes"] - a["changes"]) / span,
+                "dt": b["t"] - a["t"],
+                "span": span,
+            }
+        )
+    return out
+
+
+def pause_latency(page) -> float:
+    """Seconds from the Pause click until the button reads Run and t stands still."""
+    since = page.evaluate("performance.now()")
+    with waiting("Pause to show Run and t to stand still"):
+        page.locator(".phviz-run button").click()
+        stopped = page.wait_for_function(STOPPED, arg=[since, QUIET_MS], polling=50)
+    return (stopped.json_value() - since) / 1000
+
+
+def measure(sessions: tuple[int, ...], window: float):
+    """One row per session count, each on a fresh server and browser, yielded as it is
+    measured; a count the machine cannot serve yields its error instead."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
+        for n in sessions:
+            port = free_port()
+            with open(Path(tmp) / f"server-{n}.log", "w") as log:
+                server = serve(port, log)
+                browser = pw.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                )
+                try:
+                    url = f"http://127.0.0.1:{port}/explorer"
+                    row = _measure_sessions(browser, url, n)
+                    row.update(_measure_training(row.pop("pages"), window))
+                except Overdue as err:  # say what never came, and go on
+                    row = {"sessions": n, "error": f"waited past the deadline for {err}"}
+                finally:
+                    browser.close()
+                    server.terminate()
+                    server.wait(20)
+            yield row
+
+
+def _measure_sessions(browser, url: str, n: int) -> dict:
+    pages, ready = [], []
+    deadline_ms = max(DEADLINE_MS, 15_000 * n)  # many busy pages answer slowly
+    for _ in range(n):
+        page, seconds = open_page(browser, url, deadline_ms)
+        pages.append(page)
+        ready.append(seconds)
+    return {"sessions": n, "cold": ready[0], "warm": ready[1:], "pages": pages}
+
+
+def _measure_training(pages, window: float) -> dict:
+    for page in pages:
+        press(page, "Pause")
+    for page in pages:  # every session has drawn a few updates since its Run
+        with waiting("a session's first updates"):
+            page.wait_for_function(
+                "(n) => window.__phvizProbe.changes.length > n",
+                arg=page.evaluate("window.__phvizProbe.changes.length") + 3,
+                polling=50,
+            )
+    stats = training_window(pages, window)
+    latencies = [pause_latency(page) for page in pages]
+    return {
+        "fps": statistics.median(s["fps"] for s in stats),
+        "fps_min": min(s["fps"] for s in stats),
+        "updates": statistics.median(s["updates"] for s in stats),
+        "throughput": sum(s["dt"] for s in stats) / statistics.median(s["span"] for s in stats),
+        "pause": statistics.median(latencies),
+        "pause_max": max(latencies),
+    }
+
+
+HEADER = (
+    f"{'sessions':>8} {'ready cold':>10} {'ready warm':>10} {'frames/s':>9} {'(min)':>6} "
+    f"{'updates/s':>9} {'t per s':>8} {'Pause':>7} {'(max)':>6}"
+)
+
+
+def format_row(r: dict) -> str:
+    if "error" in r:
+        return f"{r['sessions']:>8}  not measured: {r['error']}"
+    warm = f"{statistics.median(r['warm']):.2f} s" if r["warm"] else "–"
+    return (
+        f"{r['sessions']:>8} {r['cold']:>8.2f} s {warm:>10} {r['fps']:>9.1f} "
+        f"{r['fps_min']:>6.1f} {r['updates']:>9.1f} {r['throughput']:>8.2f} "
+        f"{r['pause']:>5.2f} s {r['pause_max']:>4.2f} s"
+    )
+
+
+def report(quick: bool = False) -> None:
+    if not Path(CHROMIUM).exists():
+        print(f"skipped: no Chromium at {CHROMIUM}")
+        return
+    sessions, window = ((1, 3), 5.0) if quick else ((1, 6, 20), 10.0)
+    print(
+        "served explorer (panel serve apps/explorer.py), headless Chromium pages on one "
+        f"browser over loopback, default settings, {window:g} s window; medians over "
+        "sessions; frames/s by requestAnimationFrame, updates/s = status-line changes, "
+        "t per s = training time gained by all sessions together per wall second, "
+        f"Pause = click until Run shows and t is still ({QUIET_MS} ms quiet not counted)"
+    )
+    print(HEADER, flush=True)
+    for row in measure(sessions, window):
+        print(format_row(row), flush=True)
