@@ -911,12 +911,14 @@ class LandscapeWindow:
             self._clear_path()
             self._state = self._empty_state()
 
-    def update(self, items) -> bool:
+    def update(self, items, *, refresh: bool = True) -> bool:
         """Append new path points; refresh when needed. Returns True if it refreshed.
 
         ``items`` is a Record or a list of them, or parameter vectors (one, or rows
         of an array). A Record earlier in time than the last one stored starts a new
-        path (the run was reset).
+        path (the run was reset). ``refresh=False`` only appends (projected on the
+        plane in use): the caller refreshes later, when ``pending()`` says so and it
+        has the time, as a live view with many sessions does.
         """
         thetas, ts = self._unpack(items)
         with self._updating:
@@ -926,13 +928,18 @@ class LandscapeWindow:
                 self._append(thetas, ts)
             if not len(self._ts):
                 return False
-            reason = self._reason()
+            reason = self._reason() if refresh else ""
             if reason:
                 self._refresh(reason)
                 return True
             s = self._state
             self._publish(s.plane, s.xs, s.ys, s.Z, s.version, s.reason)
             return False
+
+    def pending(self) -> str:
+        """Why the window would refresh now ('' if it would not)."""
+        with self._updating:
+            return self._reason() if len(self._ts) else ""
 
     def refresh(self, reason: str = "asked") -> bool:
         """Rebuild plane and surface now (e.g. after a change of gains or of batch)."""

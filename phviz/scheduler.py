@@ -120,6 +120,12 @@ class Scheduler:
         with self._cond:
             return self._cond.wait_for(lambda: job not in self._running, timeout)
 
+    def load(self) -> float:
+        """Jobs that want work (running or due at some time) per worker."""
+        with self._cond:
+            busy = sum(1 for job in self._jobs if job in self._running or job.due() < math.inf)
+        return busy / self.workers
+
     def running(self, job: Job) -> bool:
         """Whether a slice of ``job`` is running now."""
         with self._cond:

@@ -222,3 +222,18 @@ def test_the_gate_admits_up_to_its_limit_and_frees_closed_places():
     endings[0](None)  # a tab closed
     assert gate.admit(endings.append)
     assert SessionGate(None).admit(endings.append)
+
+
+def test_pictures_stretch_with_the_pools_load(pool):
+    session = ready_session(pool, max_rate=None)
+    pictures = session.pictures
+    assert wait_for(lambda: pictures.task is not None and pictures.phase is not None)
+    pictures.set_load(1)
+    alone = {kind: pictures.gap(kind) for kind in ("task", "phase", "landscape")}
+    assert alone["task"] >= pictures.periods["task"]
+    pictures.set_load(6)  # six busy sessions per worker: the same share of the pool
+    for kind, gap in alone.items():
+        assert pictures.gap(kind) == pytest.approx(6 * gap, rel=0.5)
+    assert pictures.window.min_seconds == pytest.approx(3.0)
+    assert pictures.gap("task", playing=False) == 0.0  # paused: a user's change, at once
+    session.close()

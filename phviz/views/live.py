@@ -382,6 +382,7 @@ class LiveSession(Job):
         if self.trainer is None:
             return
         now = time.monotonic()
+        self.pictures.set_load(self.scheduler.load())
         if self._steps:  # a user's click goes first
             self._train(now)
         elif self.pictures.due(self._playing) <= now:

@@ -185,7 +185,7 @@ def task_picture(trainer, theta: np.ndarray, t: float, version: int) -> TaskPict
     return None
 
 
-PICTURES = ("stiffness", "task", "phase")
+PICTURES = ("landscape", "stiffness", "task", "phase")
 
 
 class Pictures:
@@ -197,7 +197,11 @@ class Pictures:
     ``error``), each swapped in whole. ``turn`` makes one picture, the most overdue,
     so a slice stays short. While a run plays the pictures follow it every
     ``period``; paused, they move only for what the user did (a step, new gains, a
-    new plane), so a paused page stands still.
+    new plane), so a paused page stands still. The landscape's path follows every
+    record at once, but its surface is redone (when the path leaves it) as one of
+    the pictures. With ``load`` sessions to each worker of a busy pool, every period
+    is ``load`` times longer, so pictures take the same share of the pool however
+    many tabs are open, and training keeps the rest.
     """
 
     def __init__(
@@ -212,7 +216,15 @@ class Pictures:
         stiffness_period: float = 2.0,
     ):
         self.trainer = trainer
-        self.periods = {"task": period, "phase": period, "stiffness": stiffness_period}
+        self.periods = {
+            "landscape": period,
+            "task": period,
+            "phase": period,
+            "stiffness": stiffness_period,
+        }
+        self.load = 1.0
+        self.share = 0.1  # of the session's time that one kind of picture may take
+        self._cost = dict.fromkeys(PICTURES, 0.0)  # seconds the last one of each took
         self.window = LandscapeWindow(
             trainer,
             kind=plane,
@@ -230,6 +242,7 @@ class Pictures:
         self._shown = dict.fromkeys(PICTURES, -1)  # state version each picture shows
         self._made = dict.fromkeys(PICTURES, -math.inf)  # when each was last made
         self._refresh_window = False
+        self._surface_reason = ""  # why the landscape's surface should be redone
         self._failed_at = -math.inf
         self.retry = 1.0
         self._versions = 0
@@ -252,22 +265,37 @@ class Pictures:
             return -math.inf
         if any(made == -math.inf for made in self._made.values()) or self._new_phase_index():
             return -math.inf
-        times = [
-            self._made[k] + (self.periods[k] if playing else 0.0)
-            for k in PICTURES
-            if self._shown[k] < self._state
-        ]
+        times = [self._made[k] + self.gap(k, playing) for k in PICTURES if self._behind(k)]
         return min(times, default=math.inf)
+
+    def gap(self, kind: str, playing: bool = True) -> float:
+        """Seconds between two pictures of ``kind`` while playing: its period, or
+        longer for a costly one (at most ``share`` of the session's time), times the
+        pool's load."""
+        if not playing:
+            return 0.0
+        return max(self.periods[kind], self._cost[kind] / self.share) * self.load
+
+    def _behind(self, kind: str) -> bool:
+        if kind == "landscape" and not self._surface_reason:
+            return False
+        return self._shown[kind] < self._state
 
     def _new_phase_index(self) -> bool:
         return self.phase is not None and self._phase_request[0] != self.phase.index
+
+    def set_load(self, load: float) -> None:
+        """Sessions per worker of the pool (at least 1): periods stretch with it."""
+        self.load = max(1.0, float(load))
+        self.window.min_seconds = 0.5 * self.load
 
     # ------------------------------------------------------------ the job's side
     def track(self, records: list) -> None:
         """New records: the trail follows at once (and the surface, when the path
         leaves it), so the path is never behind the status line."""
         if records:
-            self.window.update(records)
+            self.window.update(records, refresh=False)
+            self._surface_reason = self.window.pending()
             self._latest = records[-1]
             self._state += 1
 
@@ -292,15 +320,16 @@ class Pictures:
             return
         kind = min(PICTURES, key=self._urgency)
         state, record = self._state, self._latest
-        self._made[kind] = time.monotonic()
+        self._made[kind] = started = time.monotonic()
         self._shown[kind] = state
         self._attempt(lambda: getattr(self, "_make_" + kind)(record))
+        self._cost[kind] = time.monotonic() - started
 
     def _urgency(self, kind: str) -> tuple:
         never = self._made[kind] == -math.inf
         moved = kind == "phase" and self._new_phase_index()
-        behind = self._shown[kind] < self._state
-        return (not never, not moved, not behind, self._made[kind] + self.periods[kind])
+        due = self._made[kind] + self.gap(kind, True)
+        return (not never, not moved, not self._behind(kind), due)
 
     def _attempt(self, make) -> None:
         try:
@@ -310,6 +339,11 @@ class Pictures:
             log.exception("pictures")
             self.error = f"The pictures could not be updated: {err}"
             self._failed_at = time.monotonic()
+
+    def _make_landscape(self, record) -> None:
+        reason, self._surface_reason = self._surface_reason, ""
+        if reason:
+            self.window.refresh(reason)
 
     def _make_task(self, record) -> None:
         self._versions += 1
