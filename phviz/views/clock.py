@@ -27,10 +27,11 @@ class FrameClock(JSComponent):
 
     _esm = """
 export function render({ model }) {
-  // Two animation frames after an update arrives, the frame showing it is painted.
-  const ack = () => requestAnimationFrame(() => requestAnimationFrame(() => {
+  // A task queued from the next animation frame runs once that frame, the one
+  // showing the update, has been painted.
+  const ack = () => requestAnimationFrame(() => setTimeout(() => {
     model.drawn = model.sent
-  }))
+  }, 0))
   model.on("sent", ack)
   const look = () => { model.visible = document.visibilityState === "visible" }
   document.addEventListener("visibilitychange", look)

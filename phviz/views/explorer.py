@@ -129,6 +129,8 @@ class Explorer(pn.viewable.Viewer):
         self._build_layout()
         self.settings.param.watch(self._on_settings, list(WATCHED))
         self.clock.param.watch(lambda e: self.session.set_visible(e.new), "visible")
+        # The page drew the last update: send the next at once, not at the next tick.
+        self.clock.param.watch(lambda _: self.update_view(), "drawn")
         self._callback = None
         self._show_controls()
         if live:
