@@ -35,7 +35,7 @@ from .live import (
     Notice,
     Tick,
 )
-from .worker import contour_lines, damping_regime, task_kind
+from .worker import contour_lines, damping_note, task_kind
 
 log = logging.getLogger(__name__)
 
@@ -636,19 +636,7 @@ class Explorer(pn.viewable.Viewer):
         if key == self._sent["stiffness"]:
             return
         self._sent["stiffness"] = key
-        if estimate is None:
-            text = "critical damping: estimating…"
-        elif not estimate.curvature > 0:
-            text = (
-                f"stiffest mode: curvature λ ≈ {estimate.curvature:.3g} ≤ 0 (a saddle or flat "
-                "direction): no critical damping"
-            )
-        else:
-            regime = damping_regime(damping, estimate.critical)
-            text = (
-                f"critical damping ≈ <b>{estimate.critical:.3g}</b> for the stiffest mode "
-                f"(λ ≈ {estimate.curvature:.3g}) · B = {damping:.3g}: <b>{regime}</b>"
-            )
+        text = damping_note(estimate, damping)
         self.damping_note.object = f'<div class="phviz-damping-note">{text}</div>'
 
     def _send_surface(self, state) -> None:
