@@ -144,7 +144,9 @@ class Trainer:
         return math.ceil(self.n_train / self.batch_size)
 
     def reset(self) -> None:
-        """Back to t = 0: initial weights, p = 0, first batch, empty ledger."""
+        """Back to t = 0: initial weights, p = 0, first batch, empty ledger; gains set
+        since the last interval hold from t = 0."""
+        self._apply_pending_gains()
         self.xi = torch.cat([self.initial_theta, torch.zeros_like(self.initial_theta)])
         self.t = 0.0
         self.interval = 0

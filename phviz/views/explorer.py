@@ -25,6 +25,7 @@ from ..data import dataset_defaults
 from ..scheduler import Scheduler
 from . import figures
 from .clock import FrameClock
+from .gainview import GainView
 from .history import column_names, momentum_column, theta_column
 from .live import (
     GAINS,
@@ -127,6 +128,14 @@ class Explorer(pn.viewable.Viewer):
         self._build_widgets()
         self._build_plots()
         self._build_layout()
+        self.gains = GainView(self, self.timeline[0])
+        self.layout = pn.Tabs(
+            ("Live", self.layout),
+            ("Gain map", self.gains.map),
+            dynamic=False,
+            sizing_mode="stretch_width",
+            css_classes=["phviz-tabs"],
+        )
         self.settings.param.watch(self._on_settings, list(WATCHED))
         self.clock.param.watch(lambda e: self.session.set_visible(e.new), "visible")
         self._callback = None
@@ -146,6 +155,7 @@ class Explorer(pn.viewable.Viewer):
         if self._callback is not None:
             self._callback.stop()
             self._callback = None
+        self.gains.close()
         self.session.close()
 
     def _destroyed(self, session_context) -> None:
@@ -292,6 +302,7 @@ class Explorer(pn.viewable.Viewer):
             w["inertia"],
             w["potential_gain"],
             w["weight_decay"],
+            *self.gains.sidebar(),
             pn.pane.Markdown("### Solver"),
             w["batch_size"],
             w["switching_interval"],
@@ -493,6 +504,7 @@ class Explorer(pn.viewable.Viewer):
             # Settled before this poll: the poll has every record there will be.
             settled = self._pausing and self.session.settled
             self._unsent = _merged(self._unsent, self.session.poll())
+            self.gains.update()
             if settled:  # the last records and the label Run go out together, now
                 self._pausing = False
             if not self.session.ready:

@@ -74,6 +74,7 @@ class GainMap(pn.viewable.Viewer):
         self.parameters = parameters
         self.deferred = deferred
         self._cancel = threading.Event()
+        self._cancel_reason = "Cancelled."
         self._done = threading.Event()
         self._done.set()
         self._news_lock = threading.Lock()
@@ -110,8 +111,10 @@ class GainMap(pn.viewable.Viewer):
         self.status = f"Computing {cells} runs …"
         self.runner(lambda: self._compute(config, axes, cancel, done))
 
-    def cancel(self) -> None:
-        """Stop the sweep in flight, if any (it stops within one switching interval)."""
+    def cancel(self, reason: str = "Cancelled.") -> None:
+        """Stop the sweep in flight, if any (it stops within one switching interval);
+        ``reason`` becomes the status line once it has stopped."""
+        self._cancel_reason = reason
         self._cancel.set()
 
     def wait(self, timeout: float | None = None) -> None:
@@ -152,7 +155,7 @@ class GainMap(pn.viewable.Viewer):
         try:
             ds = sweep(config, horizon=self.horizon, progress=progress, **axes)
         except Cancelled:
-            self._tell(cancel, status="Cancelled.", finished=True)
+            self._tell(cancel, status=self._cancel_reason, finished=True)
         except (ValueError, TypeError) as err:
             self._tell(cancel, status=f"Could not compute the map: {err}", finished=True)
         except Exception as err:  # never a traceback in the page
