@@ -126,6 +126,7 @@ def test_a_picked_cell_sets_the_gains_restarts_the_run_and_leaves_its_ghost():
 
         picked = explorer.gains.map.pick(3.0, 0.12)  # nearest on log axes: 4.0, 0.1
         assert picked == {"damping": 4.0, "inertia": 0.1}
+        explorer.update_view(force=True)  # the next tick applies it
         assert explorer.settings.damping == 4.0 and explorer.settings.inertia == 0.1
         assert explorer.widgets["damping"].value == 4.0
         assert session.playing and explorer.run_button.name == "Pause"

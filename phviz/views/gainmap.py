@@ -23,6 +23,7 @@ from ..budget import Budget
 from ..config import TrainingConfig, make_config
 from ..sweep import GAINS, cell_edges, critical_curves, sweep
 
+CURVE_LABELS = ("λ_min initial", "λ_max initial", "λ_min final", "λ_max final")
 QUANTITIES = {"final_train_loss": "final training loss", "time_to_target": "time to target"}
 
 
@@ -80,8 +81,12 @@ class GainMap(pn.viewable.Viewer):
         self._news_lock = threading.Lock()
         self._news: dict = {}
         self.progress = pn.indicators.Progress(value=0, max=100, visible=False, width=240)
-        self.map = hv.DynamicMap(pn.bind(self.element, self.param.result, self.param.quantity))
-        self.tap = hv.streams.Tap(source=self.map, x=None, y=None)
+        # Cells and curves are two DynamicMaps overlaid: a Tap stream on a DynamicMap
+        # that returns an Overlay never fires in a served page; on the cells alone it does.
+        self.cells = hv.DynamicMap(pn.bind(self._cells, self.param.result, self.param.quantity))
+        self.curves = hv.DynamicMap(pn.bind(self._curves, self.param.result))
+        self.map = self.cells * self.curves
+        self.tap = hv.streams.Tap(source=self.cells, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
 
     # ------------------------------------------------------------ computing
@@ -174,11 +179,23 @@ class GainMap(pn.viewable.Viewer):
 
     # ------------------------------------------------------------ drawing
     def element(self, result=None, quantity: str | None = None) -> hv.Overlay:
-        """The map as HoloViews elements (empty axes before the first result)."""
+        """The map as HoloViews elements (empty axes before the first result): the
+        cells' rectangles, then one curve per critical-damping curve drawn."""
         result = self.result if result is None else result
+        cells = self._cells(result, quantity or self.quantity)
+        return hv.Overlay([cells, *self._curve_layers(result)])
+
+    def _cells(self, result=None, quantity: str | None = None) -> hv.Rectangles:
         quantity = quantity or self.quantity
         if result is None:
-            return hv.Overlay([hv.Rectangles([]).opts(logx=True, logy=True)])
+            return hv.Rectangles([]).opts(
+                logx=True,
+                logy=True,
+                xlabel=self.x_gain.replace("_", " "),
+                ylabel=self.y_gain.replace("_", " "),
+                tools=["hover", "tap"],
+                framewise=True,
+            )
         first, second = result.final_train_loss.dims
         x, y = result[first].values, result[second].values
         xe, ye = cell_edges(x), cell_edges(y)
@@ -195,7 +212,7 @@ class GainMap(pn.viewable.Viewer):
                 )  # fmt: skip
         label = QUANTITIES[quantity]
         vdims = [first, second, f"log10 {label}", "final_train_loss", "time_to_target", "diverged"]
-        rects = hv.Rectangles(rows, kdims=["x0", "y0", "x1", "y1"], vdims=vdims).opts(
+        return hv.Rectangles(rows, kdims=["x0", "y0", "x1", "y1"], vdims=vdims).opts(
             color=f"log10 {label}",
             cmap="viridis",
             colorbar=True,
@@ -209,21 +226,45 @@ class GainMap(pn.viewable.Viewer):
             responsive=True,
             min_height=360,
             fontscale=1.3,
+            framewise=True,  # each new map brings its own axes' ranges
         )
-        layers = [rects]
+
+    def _curve_layers(self, result) -> list[hv.Curve]:
+        """The critical-damping curves with a positive B (a·λ + c ≤ 0: B = 0, which a
+        log axis cannot show)."""
+        if result is None:
+            return []
+        first, second = result.final_train_loss.dims
         other = second if first == "damping" else first
+        layers = []
         for curve in critical_curves(result):
-            if not (curve["damping"] > 0).any():  # a·λ + c ≤ 0: B = 0, off the log axis
+            if not (curve["damping"] > 0).any():
                 continue
             xs, ys = curve["damping"], curve[other]
             if first != "damping":
                 xs, ys = ys, xs
             layers.append(
                 hv.Curve((xs, ys), first, second, label=f"critical, {curve['label']}").opts(
-                    color="white", line_width=3, line_dash="dashed", logx=True, logy=True
+                    color="white",
+                    line_width=3,
+                    line_dash="dashed",
+                    logx=True,
+                    logy=True,
+                    framewise=True,
                 )
             )
-        return hv.Overlay(layers).opts(legend_position="bottom_right")
+        return layers
+
+    def _curves(self, result=None) -> hv.Overlay:
+        """The curves as one overlay of fixed shape (a DynamicMap's frames must agree):
+        one line each for λ_min and λ_max, initial and final, empty where not drawn."""
+        drawn = {layer.label: layer for layer in self._curve_layers(result)}
+        layers = []
+        for label in CURVE_LABELS:
+            name = f"critical, {label}"
+            empty = hv.Curve([], self.x_gain, self.y_gain, label=name).opts(color="white")
+            layers.append(drawn.get(name, empty))
+        return hv.Overlay(layers).opts(legend_position="bottom_right", show_legend=False)
 
     # ------------------------------------------------------------ picking
     def pick(self, x: float, y: float) -> dict | None:
@@ -251,7 +292,11 @@ class GainMap(pn.viewable.Viewer):
         controls = pn.Row(
             compute,
             stop,
-            pn.widgets.Select.from_param(self.param.quantity, name="colour"),
+            pn.widgets.Select.from_param(
+                self.param.quantity,
+                name="colour",
+                options={label: key for key, label in QUANTITIES.items()},
+            ),
             self.progress,
         )
         return pn.Column(

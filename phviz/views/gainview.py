@@ -34,6 +34,7 @@ GHOST_STYLE = {
     "sgd-momentum": ("#2ca02c", "SGD + momentum: potential"),
     "adam": ("#d62728", "Adam: potential"),
 }
+SYMBOLS = {"damping": "B", "inertia": "M", "potential_gain": "a", "weight_decay": "c"}
 GHOST_HORIZON = 20.0  # ghosts' horizon where the settings have none (T = 0)
 
 
@@ -59,7 +60,13 @@ class ExplorerGainMap(GainMap):
         sizes = pn.widgets.Select.from_param(
             self.param.size, name="cells", width=110, css_classes=["phviz-map-size"]
         )
-        horizon = pn.widgets.Select(name="horizon", options=HORIZONS, value=self.horizon, width=110)
+        horizon = pn.widgets.Select(
+            name="horizon",
+            options=HORIZONS,
+            value=self.horizon,
+            width=110,
+            css_classes=["phviz-map-horizon"],
+        )
         horizon.link(self, value="horizon")
         return pn.Column(
             pn.pane.Markdown(
@@ -93,6 +100,7 @@ class GainView:
             horizon=5.0,
         )
         self.picked: dict | None = None
+        self._picked_now: dict | None = None
         self.sources = {k: ColumnDataSource(dict(t=[], y=[])) for k in GHOST_STYLE}
         for key, (colour, label) in GHOST_STYLE.items():
             energy_figure.line(
@@ -133,8 +141,13 @@ class GainView:
         self.sources["cell"].data = dict(t=[], y=[])
 
     def pick(self, gains: dict) -> None:
-        """A cell was clicked: its gains go to the sidebar, the run restarts and plays,
-        and the cell's H(t) from the map is drawn as a ghost."""
+        """A cell was clicked: the next tick applies its gains (a click's callback runs
+        without the page's document lock, where nothing on the page may change)."""
+        self._picked_now = dict(gains)
+
+    def _apply_pick(self, gains: dict) -> None:
+        """The sidebar takes the cell's gains, the run restarts and plays, and the
+        cell's H(t) from the map is drawn as a ghost."""
         explorer, session = self.explorer, self.explorer.session
         explorer.settings.param.update(**gains)  # the widgets follow; the trainer too
         self.picked = dict(gains)
@@ -142,17 +155,19 @@ class GainView:
         if result is not None:
             cell = result.hamiltonian.sel(gains, method="nearest")
             self.sources["cell"].data = dict(t=cell.t.values, y=cell.values)
-            label = ", ".join(f"{k[0].upper()} = {v:g}" for k, v in gains.items())
+            label = ", ".join(f"{SYMBOLS[k]} = {v:g}" for k, v in gains.items())
             self.map.status = f"Using the cell's gains ({label}): the run restarted at t = 0."
         session.reset()
         session.play()
-        explorer.update_view(force=True)
 
     # ------------------------------------------------------------ optimizer ghosts
     def update(self) -> None:
         """On the server's thread, every tick: the map's news, and the optimizer
         ghosts asked for, or drawn once the pool has made them."""
         self.map.sync()
+        picked, self._picked_now = self._picked_now, None
+        if picked is not None:
+            self._apply_pick(picked)
         session = self.explorer.session
         if not self.optimizers.value or session.trainer is None:
             if self._wanted is not None:
