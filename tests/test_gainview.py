@@ -260,3 +260,26 @@ def test_a_negative_curvature_is_called_a_saddle():
     note = damping_note(estimate, 1.0)
     assert "saddle direction" in note.split("<br>")[1] and "-0.5" in note
     assert "under-damped" in note.split("<br>")[0]
+
+
+def test_the_explorer_draws_optimizer_ghosts_made_on_the_pool():
+    explorer = Explorer(small_config(horizon=1.0), live=False)
+    try:
+        gains = explorer.gains
+        gains.optimizers.value = True
+
+        def drawn():
+            explorer.update_view(force=True)
+            return all(len(gains.sources[m].data["t"]) for m in ("sgd-momentum", "adam"))
+
+        assert wait_for(drawn, 120)
+        for method in ("sgd-momentum", "adam"):
+            t = np.asarray(gains.sources[method].data["t"])
+            assert t[0] == 0 and t[-1] == pytest.approx(1.0)
+        assert "lr = a·h²/m = 0.0001" in gains.mapping.object  # a = 1, h = 0.01, m = 1
+        assert "Adam: lr = 0.01" in gains.mapping.object
+        gains.optimizers.value = False
+        explorer.update_view(force=True)
+        assert not len(gains.sources["adam"].data["t"]) and gains.mapping.object == ""
+    finally:
+        explorer.close()
