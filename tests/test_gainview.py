@@ -151,6 +151,7 @@ def test_changing_the_model_cancels_the_map():
         assert view.running
         explorer.settings.hidden = "6"
         view.wait(60)
+        explorer.update_view(force=True)
         assert not view.running and view.result is None
         assert "changed" in view.status
     finally:

@@ -36,6 +36,7 @@ GHOST_STYLE = {
 }
 SYMBOLS = {"damping": "B", "inertia": "M", "potential_gain": "a", "weight_decay": "c"}
 GHOST_HORIZON = 20.0  # ghosts' horizon where the settings have none (T = 0)
+STALE = "Cancelled: the data or the model changed. Press Compute for a new map."
 
 
 def gain_values(centre: float, n: int, span: float = SPAN) -> list[float]:
@@ -101,6 +102,7 @@ class GainView:
         )
         self.picked: dict | None = None
         self._picked_now: dict | None = None
+        self._stale = False
         self.sources = {k: ColumnDataSource(dict(t=[], y=[])) for k in GHOST_STYLE}
         for key, (colour, label) in GHOST_STYLE.items():
             energy_figure.line(
@@ -131,12 +133,17 @@ class GainView:
         return trainer.system.dim if trainer is not None else 0
 
     def _on_rebuild(self, *events) -> None:
-        """Data or model changed: a map in flight, or drawn, is of another problem."""
-        reason = "Cancelled: the data or the model changed. Press Compute for a new map."
+        """Data or model changed: a map in flight, or drawn, is of another problem. The
+        map is cancelled now; the page changes at the next tick (a widget's callback
+        may hold no document lock)."""
         if self.map.running:
-            self.map.cancel(reason)
+            self.map.cancel(STALE)
+        self._stale = True
+
+    def _forget_map(self) -> None:
+        self._stale = False
         self.map.result = None
-        self.map.status = reason
+        self.map.status = STALE
         self.picked = None
         self.sources["cell"].data = dict(t=[], y=[])
 
@@ -165,6 +172,8 @@ class GainView:
         """On the server's thread, every tick: the map's news, and the optimizer
         ghosts asked for, or drawn once the pool has made them."""
         self.map.sync()
+        if self._stale:
+            self._forget_map()
         picked, self._picked_now = self._picked_now, None
         if picked is not None:
             self._apply_pick(picked)
