@@ -104,8 +104,9 @@ class GainView:
         self._picked_now: dict | None = None
         self._stale = False
         self.sources = {k: ColumnDataSource(dict(t=[], y=[])) for k in GHOST_STYLE}
+        self._items = {}
         for key, (colour, label) in GHOST_STYLE.items():
-            energy_figure.line(
+            renderer = energy_figure.line(
                 "t",
                 "y",
                 source=self.sources[key],
@@ -115,6 +116,12 @@ class GainView:
                 line_alpha=0.8,
                 legend_label=label,
             )
+            # a ghost not drawn takes no room in the legend
+            for legend in energy_figure.legend:
+                for item in legend.items:
+                    if renderer in item.renderers:
+                        item.visible = False
+                        self._items[key] = item
         self.optimizers = pn.widgets.Checkbox(
             name="Ghosts of SGD + momentum and Adam", value=False, css_classes=["phviz-ghosts"]
         )
@@ -145,7 +152,7 @@ class GainView:
         self.map.result = None
         self.map.status = STALE
         self.picked = None
-        self.sources["cell"].data = dict(t=[], y=[])
+        self._show("cell", [], [])
 
     def pick(self, gains: dict) -> None:
         """A cell was clicked: the next tick applies its gains (a click's callback runs
@@ -161,7 +168,7 @@ class GainView:
         result = self.map.result
         if result is not None:
             cell = result.hamiltonian.sel(gains, method="nearest")
-            self.sources["cell"].data = dict(t=cell.t.values, y=cell.values)
+            self._show("cell", cell.t.values, cell.values)
             label = ", ".join(f"{SYMBOLS[k]} = {v:g}" for k, v in gains.items())
             self.map.status = f"Using the cell's gains ({label}): the run restarted at t = 0."
         session.reset()
@@ -183,7 +190,7 @@ class GainView:
                 self._cancelled.set()
                 self._wanted = None
                 for key in GHOST_METHODS:
-                    self.sources[key].data = dict(t=[], y=[])
+                    self._show(key, [], [])
                 self.mapping.object = ""
             return
         key = self._key()
@@ -244,14 +251,19 @@ class GainView:
         lines = []
         for method, ghost in ghosts.items():
             if isinstance(ghost, str):
-                self.sources[method].data = dict(t=[], y=[])
+                self._show(method, [], [])
                 lines.append(f"{GHOST_STYLE[method][1].split(':')[0]}: not drawn. {ghost}")
                 continue
             y = np.asarray(ghost.potential, dtype=float)
-            self.sources[method].data = dict(t=np.asarray(ghost.t), y=np.where(y > 0, y, np.nan))
+            self._show(method, np.asarray(ghost.t), np.where(y > 0, y, np.nan))
             lines.append(ghost.note)
         lines.append("Full batch, from the run's initial weights; t = step·h.")
         self.mapping.object = '<div class="phviz-ghost-note">' + "<br>".join(lines) + "</div>"
+
+    def _show(self, key: str, t, y) -> None:
+        self.sources[key].data = dict(t=t, y=y)
+        if key in self._items:
+            self._items[key].visible = len(t) > 0
 
     # ------------------------------------------------------------ layout
     def sidebar(self) -> list:
