@@ -284,3 +284,13 @@ def test_the_explorer_draws_optimizer_ghosts_made_on_the_pool():
         assert not len(gains.sources["adam"].data["t"]) and gains.mapping.object == ""
     finally:
         explorer.close()
+
+
+def test_gains_set_before_a_reset_hold_from_t_0():
+    trainer = Trainer(small_config(damping=0.4))
+    trainer.advance(2)
+    trainer.set_gains(damping=3.0, inertia=0.5)
+    trainer.reset()
+    assert trainer.t == 0.0
+    assert float(trainer.system.damping) == 3.0 and float(trainer.system.inertia) == 0.5
+    assert trainer.config.damping == 3.0
