@@ -23,13 +23,18 @@ _LIVE_COPIES = 3
 
 @dataclass(frozen=True)
 class Budget:
-    """Per-session limits of one server (``None`` for ``max_sessions``: no limit)."""
+    """Per-session limits of one server (``None`` for ``max_sessions``: no limit).
+
+    A gain map integrates all its cells at once, each a copy of the model's θ and p:
+    ``max_map_cells`` bounds the cells, ``max_map_numbers`` the cells × parameters."""
 
     max_parameters: int = 200_000
     max_samples: int = 20_000
     max_resolution: int = 61
     memory_mb: float = 256.0
     max_sessions: int | None = None
+    max_map_cells: int = 64
+    max_map_numbers: int = 2_000_000
 
     def __post_init__(self):
         for f in fields(self):
@@ -82,6 +87,21 @@ class Budget:
                 "parameters on this server. Choose smaller hidden widths"
             )
         return n
+
+    def check_map(self, cells: int, parameters: int) -> None:
+        """A gain map of ``cells`` runs of a model with ``parameters`` parameters, or a
+        ValueError naming the limit it passes."""
+        if cells > self.max_map_cells:
+            raise ValueError(
+                f"Too many cells: {cells:,} (at most {self.max_map_cells:,} cells in a gain "
+                "map on this server). Choose fewer values"
+            )
+        if cells * parameters > self.max_map_numbers:
+            raise ValueError(
+                f"The map would hold {cells:,} cells × {parameters:,} parameters = "
+                f"{cells * parameters:,} numbers: at most {self.max_map_numbers:,} cells × "
+                "parameters on this server. Choose fewer cells or a smaller model"
+            )
 
     # ------------------------------------------------------------ sizes
     @property

@@ -22,6 +22,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -41,6 +42,45 @@ class Job:
 
     def work(self) -> None:
         """One bounded slice of work (tens of milliseconds)."""
+
+
+class Task(Job):
+    """A one-off job from ``Scheduler.run_once``: due at once, runs ``fn`` in one slice,
+    then leaves the pool. ``result()`` waits for it and returns or raises what ``fn`` did."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self._fn = fn
+        self._done = threading.Event()
+        self._started = False
+        self._value: object = None
+        self._error: BaseException | None = None
+
+    def due(self) -> float:
+        return math.inf if self._started else NOW
+
+    def work(self) -> None:
+        self._started = True
+        try:
+            self._value = self._fn()
+        except BaseException as err:  # handed to whoever asks for the result
+            self._error = err
+        finally:
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until ``fn`` has returned or raised (False on a timeout)."""
+        return self._done.wait(timeout)
+
+    def result(self, timeout: float | None = None):
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"The task did not finish within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class Scheduler:
@@ -131,6 +171,17 @@ class Scheduler:
         with self._cond:
             return job in self._running
 
+    def run_once(self, fn: Callable[[], object]) -> Task:
+        """Run ``fn()`` once on the pool, as a job of its own that leaves the pool after
+        its one slice; the returned ``Task`` holds the result or the error.
+
+        For bulk work that is no session's live run (a gain map): it takes one worker
+        while it runs and shares the pool fairly with the sessions' slices.
+        """
+        task = Task(fn)
+        self.add(task)
+        return task
+
     @property
     def jobs(self) -> int:
         with self._cond:
@@ -185,6 +236,9 @@ class Scheduler:
             finally:
                 with self._cond:
                     self._running.discard(job)
-                    if job in self.slices:
+                    if isinstance(job, Task):  # one slice and it leaves the pool
+                        self._jobs.pop(job, None)
+                        self.slices.pop(job, None)
+                    elif job in self.slices:
                         self.slices[job] += 1
                     self._cond.notify_all()

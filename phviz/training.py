@@ -174,8 +174,10 @@ class Trainer:
     def reset(self) -> None:
         """Back to t = 0: initial weights and momenta, first batch, empty ledger.
 
-        The batch size is read from the config here (once a run, not every interval).
+        The batch size is read from the config here (once a run, not every interval);
+        gains set since the last interval hold from t = 0.
         """
+        self._apply_pending_gains()
         b, n = self.config.batch_size, self.n_train
         self._batch_size = n if b <= 0 or b >= n else b
         self.xi = torch.cat([self.initial_theta, self.initial_momentum])

@@ -25,6 +25,7 @@ from ..data import dataset_defaults
 from ..scheduler import Scheduler
 from . import figures
 from .clock import FrameClock
+from .gainview import GainView
 from .history import column_names, momentum_column, theta_column
 from .live import (
     GAINS,
@@ -35,7 +36,7 @@ from .live import (
     Notice,
     Tick,
 )
-from .worker import contour_lines, damping_regime, task_kind
+from .worker import contour_lines, damping_note, task_kind
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,14 @@ class Explorer(pn.viewable.Viewer):
         self._build_widgets()
         self._build_plots()
         self._build_layout()
+        self.gains = GainView(self, self.timeline[0])
+        self.layout = pn.Tabs(
+            ("Live", self.layout),
+            ("Gain map", self.gains.map),
+            dynamic=False,
+            sizing_mode="stretch_width",
+            css_classes=["phviz-tabs"],
+        )
         self.settings.param.watch(self._on_settings, list(WATCHED))
         self.clock.param.watch(lambda e: self.session.set_visible(e.new), "visible")
         # The page drew the last update: send the next at once, not at the next tick.
@@ -148,6 +157,7 @@ class Explorer(pn.viewable.Viewer):
         if self._callback is not None:
             self._callback.stop()
             self._callback = None
+        self.gains.close()
         self.session.close()
 
     def _destroyed(self, session_context) -> None:
@@ -294,6 +304,7 @@ class Explorer(pn.viewable.Viewer):
             w["inertia"],
             w["potential_gain"],
             w["weight_decay"],
+            *self.gains.sidebar(),
             pn.pane.Markdown("### Solver"),
             w["batch_size"],
             w["switching_interval"],
@@ -507,6 +518,7 @@ class Explorer(pn.viewable.Viewer):
             # Settled before this poll: the poll has every record there will be.
             settled = self._pausing and self.session.settled
             self._unsent = _merged(self._unsent, self.session.poll())
+            self.gains.update()
             if settled:  # the last records and the label Run go out together, now
                 self._pausing = False
             if not self.session.ready:
@@ -650,19 +662,7 @@ class Explorer(pn.viewable.Viewer):
         if key == self._sent["stiffness"]:
             return
         self._sent["stiffness"] = key
-        if estimate is None:
-            text = "critical damping: estimating…"
-        elif not estimate.curvature > 0:
-            text = (
-                f"stiffest mode: curvature λ ≈ {estimate.curvature:.3g} ≤ 0 (a saddle or flat "
-                "direction): no critical damping"
-            )
-        else:
-            regime = damping_regime(damping, estimate.critical)
-            text = (
-                f"critical damping ≈ <b>{estimate.critical:.3g}</b> for the stiffest mode "
-                f"(λ ≈ {estimate.curvature:.3g}) · B = {damping:.3g}: <b>{regime}</b>"
-            )
+        text = damping_note(estimate, damping)
         self.damping_note.object = f'<div class="phviz-damping-note">{text}</div>'
 
     def _send_surface(self, state) -> None:

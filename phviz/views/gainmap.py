@@ -1,9 +1,11 @@
 """The gain map: final loss (or time to target) over two gains, to pick gains by eye.
 
-A ``GainMap`` runs ``phviz.sweep`` in a background thread with a progress bar and a
-Cancel button, then draws the map with HoloViews: one rectangle per cell on log
-axes, coloured by log10 of the chosen quantity, numbers on hover, the critical-damping
-curves on top. A click on a cell calls ``on_pick(gains)`` with that cell's gains.
+A ``GainMap`` runs ``phviz.sweep`` in the background (a thread of its own, or whatever
+``runner`` it is given: the explorer hands it ``Scheduler.run_once`` so the map shares
+the server's worker pool) with a progress bar and a Cancel button, then draws the map
+with HoloViews: one rectangle per cell on log axes, coloured by log10 of the chosen
+quantity, numbers on hover, the critical-damping curves on top. A click on a cell
+calls ``on_pick(gains)`` with that cell's gains.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ import numpy as np
 import panel as pn
 import param
 
-from ..config import TrainingConfig
+from ..budget import Budget
+from ..config import TrainingConfig, make_config
 from ..sweep import GAINS, cell_edges, critical_curves, sweep
 
+CURVE_LABELS = ("λ_min initial", "λ_max initial", "λ_min final", "λ_max final")
 QUANTITIES = {"final_train_loss": "final training loss", "time_to_target": "time to target"}
 
 
 class Cancelled(Exception):
     """Raised from the sweep's progress callback to stop it."""
+
+
+def in_thread(fn: Callable[[], object]) -> None:
+    """The default runner: ``fn`` in a daemon thread of its own."""
+    threading.Thread(target=fn, name="phviz-gainmap", daemon=True).start()
 
 
 class GainMap(pn.viewable.Viewer):
@@ -47,78 +56,146 @@ class GainMap(pn.viewable.Viewer):
         config: TrainingConfig | None = None,
         *,
         on_pick: Callable[[dict], None] | None = None,
+        runner: Callable[[Callable[[], object]], object] | None = None,
+        budget: Budget | None = None,
+        parameters: Callable[[], int] | None = None,
+        deferred: bool = False,
         **params,
     ):
+        """``runner(fn)`` runs ``fn`` in the background (default: a thread).
+        ``budget`` with ``parameters()`` (the model's parameter count) refuses a map
+        over the server's limits before anything runs. ``deferred``: the background
+        work only leaves its news (progress, status, result) for ``sync()`` to apply on
+        the caller's thread, e.g. a server's periodic callback."""
         super().__init__(**params)
         self.config = config if config is not None else TrainingConfig()
         self.on_pick = on_pick
+        self.runner = runner if runner is not None else in_thread
+        self.budget = budget
+        self.parameters = parameters
+        self.deferred = deferred
         self._cancel = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._cancel_reason = "Cancelled."
+        self._done = threading.Event()
+        self._done.set()
+        self._news_lock = threading.Lock()
+        self._news: dict = {}
         self.progress = pn.indicators.Progress(value=0, max=100, visible=False, width=240)
-        self.map = hv.DynamicMap(pn.bind(self.element, self.param.result, self.param.quantity))
-        self.tap = hv.streams.Tap(source=self.map, x=None, y=None)
+        # Cells and curves are two DynamicMaps overlaid: a Tap stream on a DynamicMap
+        # that returns an Overlay never fires in a served page; on the cells alone it does.
+        self.cells = hv.DynamicMap(pn.bind(self._cells, self.param.result, self.param.quantity))
+        self.curves = hv.DynamicMap(pn.bind(self._curves, self.param.result))
+        self.map = self.cells * self.curves
+        self.tap = hv.streams.Tap(source=self.cells, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
 
     # ------------------------------------------------------------ computing
     def start(self) -> None:
-        """Compute the map in a background thread (a running one is cancelled first)."""
+        """Compute the map in the background (a running one is cancelled first)."""
         self.cancel()
         if self.x_gain == self.y_gain:
             self.status = f"Choose two different gains (both are {self.x_gain})."
             return
-        self._cancel = threading.Event()
+        cells = len(self.x_values) * len(self.y_values)
+        if self.budget is not None:
+            try:
+                n = self.parameters() if self.parameters is not None else 0
+                self.budget.check_map(cells, n)
+            except ValueError as err:
+                self.status = f"{err}."
+                return
+        cancel = self._cancel = threading.Event()
+        done = self._done = threading.Event()
+        with self._news_lock:
+            self._news = {}
         axes = {self.x_gain: list(self.x_values), self.y_gain: list(self.y_values)}
+        config = make_config(**self.config.values())  # a snapshot: the sidebar may move on
         with param.edit_constant(self):
             self.running = True
         self.progress.value, self.progress.visible = 0, True
-        self.status = f"Computing {len(self.x_values) * len(self.y_values)} runs …"
-        self._thread = threading.Thread(
-            target=self._compute, args=(axes, self._cancel), name="phviz-gainmap", daemon=True
-        )
-        self._thread.start()
+        self.status = f"Computing {cells} runs …"
+        self.runner(lambda: self._compute(config, axes, cancel, done))
 
-    def cancel(self) -> None:
-        """Stop the sweep in flight, if any (it stops within one switching interval)."""
+    def cancel(self, reason: str = "Cancelled.") -> None:
+        """Stop the sweep in flight, if any (it stops within one switching interval);
+        ``reason`` becomes the status line once it has stopped."""
+        self._cancel_reason = reason
         self._cancel.set()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the sweep in flight has finished or stopped."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._done.wait(timeout)
+        if self.deferred:
+            self.sync()
 
-    def _compute(self, axes: dict, cancel: threading.Event) -> None:
-        def progress(done: int, total: int) -> None:
+    def sync(self) -> None:
+        """Apply what the background work left (deferred mode; any mode is safe)."""
+        with self._news_lock:
+            news, self._news = self._news, {}
+        if "progress" in news:
+            self.progress.value = news["progress"]
+        if "result" in news:
+            self.result = news["result"]
+        if "status" in news:
+            self.status = news["status"]
+        if news.get("finished"):
+            self.progress.visible = False
+            with param.edit_constant(self):
+                self.running = False
+
+    def _tell(self, cancel: threading.Event, **news) -> None:
+        if cancel is not self._cancel:  # a newer map was started: this one is old news
+            return
+        with self._news_lock:
+            self._news.update(news)
+        if not self.deferred:
+            self.sync()
+
+    def _compute(self, config, axes: dict, cancel: threading.Event, done) -> None:
+        def progress(n: int, total: int) -> None:
             if cancel.is_set():
                 raise Cancelled
-            self.progress.value = int(100 * done / max(total, 1))
+            self._tell(cancel, progress=int(100 * n / max(total, 1)))
 
         try:
-            ds = sweep(self.config, horizon=self.horizon, progress=progress, **axes)
+            ds = sweep(config, horizon=self.horizon, progress=progress, **axes)
         except Cancelled:
-            self.status = "Cancelled."
+            self._tell(cancel, status=self._cancel_reason, finished=True)
         except (ValueError, TypeError) as err:
-            self.status = f"Could not compute the map: {err}"
+            self._tell(cancel, status=f"Could not compute the map: {err}", finished=True)
+        except Exception as err:  # never a traceback in the page
+            self._tell(cancel, status=f"The map failed: {err}", finished=True)
         else:
             n_diverged = int(ds.diverged.sum())
-            self.status = (
+            status = (
                 f"{ds.final_train_loss.size} runs to T = {ds.attrs['horizon']:g} in "
                 f"{ds.attrs['wall_seconds']:.1f} s"
                 + (f" · {n_diverged} diverged (×)" if n_diverged else "")
                 + " · click a cell to use its gains"
             )
-            self.result = ds
+            self._tell(cancel, result=ds, status=status, finished=True)
         finally:
-            self.progress.visible = False
-            with param.edit_constant(self):
-                self.running = False
+            done.set()
 
     # ------------------------------------------------------------ drawing
     def element(self, result=None, quantity: str | None = None) -> hv.Overlay:
-        """The map as HoloViews elements (empty axes before the first result)."""
+        """The map as HoloViews elements (empty axes before the first result): the
+        cells' rectangles, then one curve per critical-damping curve drawn."""
         result = self.result if result is None else result
+        cells = self._cells(result, quantity or self.quantity)
+        return hv.Overlay([cells, *self._curve_layers(result)])
+
+    def _cells(self, result=None, quantity: str | None = None) -> hv.Rectangles:
         quantity = quantity or self.quantity
         if result is None:
-            return hv.Overlay([hv.Rectangles([]).opts(logx=True, logy=True)])
+            return hv.Rectangles([]).opts(
+                logx=True,
+                logy=True,
+                xlabel=self.x_gain.replace("_", " "),
+                ylabel=self.y_gain.replace("_", " "),
+                tools=["hover", "tap"],
+                framewise=True,
+            )
         first, second = result.final_train_loss.dims
         x, y = result[first].values, result[second].values
         xe, ye = cell_edges(x), cell_edges(y)
@@ -135,7 +212,7 @@ class GainMap(pn.viewable.Viewer):
                 )  # fmt: skip
         label = QUANTITIES[quantity]
         vdims = [first, second, f"log10 {label}", "final_train_loss", "time_to_target", "diverged"]
-        rects = hv.Rectangles(rows, kdims=["x0", "y0", "x1", "y1"], vdims=vdims).opts(
+        return hv.Rectangles(rows, kdims=["x0", "y0", "x1", "y1"], vdims=vdims).opts(
             color=f"log10 {label}",
             cmap="viridis",
             colorbar=True,
@@ -149,21 +226,45 @@ class GainMap(pn.viewable.Viewer):
             responsive=True,
             min_height=360,
             fontscale=1.3,
+            framewise=True,  # each new map brings its own axes' ranges
         )
-        layers = [rects]
+
+    def _curve_layers(self, result) -> list[hv.Curve]:
+        """The critical-damping curves with a positive B (a·λ + c ≤ 0: B = 0, which a
+        log axis cannot show)."""
+        if result is None:
+            return []
+        first, second = result.final_train_loss.dims
         other = second if first == "damping" else first
+        layers = []
         for curve in critical_curves(result):
-            if not (curve["damping"] > 0).any():  # a·λ + c ≤ 0: B = 0, off the log axis
+            if not (curve["damping"] > 0).any():
                 continue
             xs, ys = curve["damping"], curve[other]
             if first != "damping":
                 xs, ys = ys, xs
             layers.append(
                 hv.Curve((xs, ys), first, second, label=f"critical, {curve['label']}").opts(
-                    color="white", line_width=3, line_dash="dashed", logx=True, logy=True
+                    color="white",
+                    line_width=3,
+                    line_dash="dashed",
+                    logx=True,
+                    logy=True,
+                    framewise=True,
                 )
             )
-        return hv.Overlay(layers).opts(legend_position="bottom_right")
+        return layers
+
+    def _curves(self, result=None) -> hv.Overlay:
+        """The curves as one overlay of fixed shape (a DynamicMap's frames must agree):
+        one line each for λ_min and λ_max, initial and final, empty where not drawn."""
+        drawn = {layer.label: layer for layer in self._curve_layers(result)}
+        layers = []
+        for label in CURVE_LABELS:
+            name = f"critical, {label}"
+            empty = hv.Curve([], self.x_gain, self.y_gain, label=name).opts(color="white")
+            layers.append(drawn.get(name, empty))
+        return hv.Overlay(layers).opts(legend_position="bottom_right", show_legend=False)
 
     # ------------------------------------------------------------ picking
     def pick(self, x: float, y: float) -> dict | None:
@@ -191,7 +292,11 @@ class GainMap(pn.viewable.Viewer):
         controls = pn.Row(
             compute,
             stop,
-            pn.widgets.Select.from_param(self.param.quantity, name="colour"),
+            pn.widgets.Select.from_param(
+                self.param.quantity,
+                name="colour",
+                options={label: key for key, label in QUANTITIES.items()},
+            ),
             self.progress,
         )
         return pn.Column(

@@ -5,8 +5,9 @@ matrix) and the phase portrait's energy contours all evaluate the model many tim
 ``Pictures`` makes them in the session's own slices of the process's worker pool,
 one picture per slice, and publishes each as one immutable object with a version
 number; the explorer's periodic callback sends whatever is newer than what it last
-sent. It also estimates, every few seconds, the stiffest curvature of the loss, so
-the explorer can say whether the damping is under or over critical for that mode.
+sent. It also estimates, every few seconds, the stiffest and the flattest curvature
+of the loss (Lanczos), so the explorer can say whether the damping is under or over
+critical for each of those modes.
 No GUI code here.
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..curvature import critical_damping, curvature_extremes
 from ..data import duffing_field
 from ..landscape import LandscapeWindow, Potential, parameter_label, phase_portrait
 
@@ -53,13 +55,37 @@ class TaskPicture:
 
 @dataclass(frozen=True)
 class Stiffness:
-    """The stiffest mode at time ``t``: λ, the largest Hessian eigenvalue of L, and
-    the damping that would make that mode critical with the gains then in use."""
+    """The extreme modes at time ``t``: ``curvature`` λ_max, the largest Hessian
+    eigenvalue of L (the stiffest mode), ``flattest`` λ_min, the smallest (negative:
+    a saddle direction), and the damping that would make each critical with the gains
+    then in use (0 where a·λ + c ≤ 0: that mode cannot oscillate)."""
 
     t: float
     curvature: float
     critical: float
     version: int
+    flattest: float = math.nan
+    flattest_critical: float = math.nan
+
+
+def curvature_modes(system, theta: torch.Tensor, *, tol: float = 1e-2) -> dict:
+    """λ_min and λ_max of ∇²L at θ on the current batch (Lanczos, ``curvature_extremes``)
+    and the critical damping 2√((a·λ + c)·m) of each. A relative ``tol`` of 1 % is
+    plenty for a note and keeps the estimate to tens of Hessian-vector products.
+    Per-parameter gains are bounded by their largest entries."""
+    lo, hi = curvature_extremes(system.loss, theta, tol=tol)
+    a = _largest(system.potential_gain)
+    decay, inertia = (_largest(g) for g in (system.weight_decay, system.inertia))
+
+    def critical(curvature: float) -> float:
+        return critical_damping(curvature, inertia=inertia, potential_gain=a, weight_decay=decay)
+
+    return {
+        "curvature": hi,
+        "critical": critical(hi),
+        "flattest": lo,
+        "flattest_critical": critical(lo),
+    }
 
 
 def stiffness(system, theta: torch.Tensor, *, iterations: int = 20) -> tuple[float, float]:
@@ -91,6 +117,35 @@ def damping_regime(damping: float, critical: float, band: float = 0.1) -> str:
     if ratio > 1 + band:
         return "over-damped"
     return "critically damped"
+
+
+def damping_note(estimate: Stiffness | None, damping: float) -> str:
+    """The damping note in words (HTML): for the stiffest (λ_max) and the flattest
+    (λ_min) mode, its critical damping and the regime ``damping`` puts it in."""
+    if estimate is None:
+        return "critical damping: estimating…"
+    modes = [("stiffest", estimate.curvature, estimate.critical, "λ_max")]
+    if not math.isnan(estimate.flattest):
+        modes.append(("flattest", estimate.flattest, estimate.flattest_critical, "λ_min"))
+    lines = []
+    for name, curvature, critical, symbol in modes:
+        if curvature < 0:
+            lines.append(
+                f"{name} mode: {symbol} ≈ {curvature:.3g} &lt; 0, a saddle direction: the "
+                "loss falls away along it, nothing to oscillate, no critical damping"
+            )
+        elif not critical > 0:
+            lines.append(
+                f"{name} mode: {symbol} ≈ {curvature:.3g}, flat: no critical damping "
+                f"(B = {damping:.3g}: <b>over-damped</b>)"
+            )
+        else:
+            regime = damping_regime(damping, critical)
+            lines.append(
+                f"{name} mode ({symbol} ≈ {curvature:.3g}): critical damping ≈ "
+                f"<b>{critical:.3g}</b> · B = {damping:.3g}: <b>{regime}</b>"
+            )
+    return "<br>".join(lines)
 
 
 @dataclass(frozen=True)
@@ -213,7 +268,7 @@ class Pictures:
         period: float = 0.4,
         resolution: int = 41,
         chunk_size: int = 256,
-        stiffness_period: float = 2.0,
+        stiffness_period: float = 3.0,
     ):
         self.trainer = trainer
         self.periods = {
@@ -352,10 +407,10 @@ class Pictures:
     def _make_stiffness(self, record) -> None:
         trainer = self.trainer
         theta = torch.as_tensor(record.theta).to(device=trainer.device, dtype=trainer.dtype)
-        curvature, critical = stiffness(trainer.system, theta)
-        if math.isfinite(curvature):
+        modes = curvature_modes(trainer.system, theta)
+        if math.isfinite(modes["curvature"]):
             self._versions += 1
-            self.stiffness = Stiffness(record.t, curvature, critical, self._versions)
+            self.stiffness = Stiffness(record.t, version=self._versions, **modes)
 
     def _make_phase(self, record) -> None:
         index, q_extent, p_extent = self._phase_request
