@@ -428,11 +428,6 @@ def ghost_settings(method: str, config: TrainingConfig) -> tuple[dict, str]:
         settings = PortHamiltonianSGD.heavy_ball_equivalent(
             h, damping=config.damping, inertia=config.inertia, potential_gain=a, weight_decay=c
         )
-        if not 0 <= settings["momentum"] < 1:
-            raise ValueError(
-                f"No heavy-ball equivalent: momentum 1 − h·B/m = {settings['momentum']:.3g} "
-                f"is negative (h = {h:g}, B = {config.damping:g}, m = {config.inertia:g})"
-            )
         note = (
             f"SGD with momentum = semi-implicit Euler with step h = {h:g}: "
             f"lr = a·h²/m = {settings['lr']:.3g}, momentum = 1 − h·B/m = "

@@ -222,7 +222,7 @@ def test_the_sgd_ghost_takes_the_port_hamiltonian_steps_and_says_so():
 
 
 def test_no_sgd_ghost_where_the_momentum_would_be_negative():
-    with pytest.raises(ValueError, match="No heavy-ball equivalent"):
+    with pytest.raises(ValueError, match="Invalid step for heavy-ball momentum"):
         ghost_settings("sgd-momentum", small_config(step_size=0.1, damping=20.0))
     _, note = ghost_settings("adam", small_config())
     assert "Adam: lr = 0.01" in note

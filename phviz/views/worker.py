@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..curvature import critical_damping, curvature_extremes
+from ..curvature import curvature_extremes
 from ..data import duffing_field
+from ..dynamics import critical_damping
 from ..landscape import LandscapeWindow, Potential, parameter_label, phase_portrait
 
 log = logging.getLogger(__name__)
