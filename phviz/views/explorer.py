@@ -36,7 +36,7 @@ from .live import (
     Notice,
     Tick,
 )
-from .worker import contour_lines, damping_note, task_kind
+from .worker import contour_lines, damping_note, padded_extent, task_kind
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ class Explorer(pn.viewable.Viewer):
             coordinates=(self.plane_x, self.plane_y),
         )
         self.task_kind = None
+        self._task_fig_new = False
         self._loading = False
         self._pausing = False  # Pause was pressed; the session's last slice is ending
         self._sent = {"landscape": -1, "trail": -1, "task": -1, "phase": -1, "stiffness": -1}
@@ -381,7 +382,14 @@ class Explorer(pn.viewable.Viewer):
             cells = ColumnDataSource(dict(predicted=[], true=[], count=[], label=[]))
             self.task_sources = {"cells": cells}
             self.task_fig, self.task_mapper = figures.confusion_figure(cells, max(ds.n_classes, 1))
+        if self.task_kind in ("regions", "field"):  # the extent the pictures will have
+            xmin, xmax, ymin, ymax = padded_extent(ds.x_train.cpu().numpy())
+            self.task_fig.x_range.update(start=xmin, end=xmax)
+            self.task_fig.y_range.update(start=ymin, end=ymax)
+        # A figure swapped into the page takes changes from the next message on: the
+        # browser drops those that arrive with the swap itself.
         self._sent["task"] = -1
+        self._task_fig_new = True
         return self.task_fig
 
     def __panel__(self):
@@ -609,7 +617,8 @@ class Explorer(pn.viewable.Viewer):
             self._send_surface(state)
         self._send_trail(state)
         task = self.worker.task
-        if task is not None and task.version != self._sent["task"]:
+        fresh, self._task_fig_new = self._task_fig_new, False
+        if task is not None and task.version != self._sent["task"] and not fresh:
             self._sent["task"] = task.version
             self._send_task(task)
         self._request_phase()

@@ -332,7 +332,8 @@ def sticky_range(rng, values, *, log: bool = False, pad: float = 0.08, slack: fl
         return
     f, inv = (np.log10, lambda x: 10.0**x) if log else ((lambda x: x), (lambda x: x))
     lo, hi = float(f(values.min())), float(f(values.max()))
-    span = max(hi - lo, 1e-3 if log else 1e-9 * max(1.0, abs(hi)), 1e-12)
+    # at least a readable span: ticks of a range 1e-10 wide overlap into one string
+    span = max(hi - lo, 1e-3 if log else 1e-3 * max(1.0, abs(lo), abs(hi)))
     start, end = f(rng.start), f(rng.end)
     inside = start <= lo and hi <= end
     if inside and (end - start) <= slack * (1 + 2 * pad) * span:
