@@ -192,7 +192,10 @@ class PortHamiltonianSystem:
     become views into one flat buffer, so ∇L(θ) is "copy θ in, forward, backward, read
     the flat gradient", the cost of a plain training step. The module's parameters
     therefore hold the θ of the latest gradient evaluation (``write_to_model(xi)`` sets
-    them to a chosen state). Outputs without gradient
+    them to a chosen state). phviz's own MLPs with phviz's losses skip autograd
+    altogether: the model's ``functional_loss_and_gradient`` writes the backward pass
+    out (autograd's own kernels, the same numbers), and the module is left untouched.
+    Outputs without gradient
     (energies, records) are evaluated functionally from θ; a model that offers
     ``functional_forward(tensors, x)`` (phviz's own MLPs do) skips
     ``torch.func.functional_call``'s per-call bookkeeping.
@@ -224,6 +227,14 @@ class PortHamiltonianSystem:
             p.requires_grad for p in model.parameters()
         )
         self._flat = FlatParameters(model)
+        # a model with its own backward pass and a loss with its closed-form output
+        # gradient: ∇L(θ) without autograd's graph (the same numbers, less overhead)
+        self._output_gradient = getattr(loss_fn, "with_output_gradient", None)
+        self._closed_form = (
+            self._fast
+            and callable(getattr(model, "functional_loss_and_gradient", None))
+            and self._output_gradient is not None
+        )
         self.inputs = self.targets = None
         self.nfe = 0
         self.damping = self.inertia = 1.0
@@ -325,8 +336,21 @@ class PortHamiltonianSystem:
         """L(θ) on the current batch and ∂H/∂θ = a∇L(θ) + cθ, from one backward pass."""
         if self.inputs is None:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
-        loss, grad = self._flat.loss_and_gradient(theta, self._closure)
+        if self._closed_form:
+            loss, grad = self._closed_form_gradient(theta)
+        else:
+            loss, grad = self._flat.loss_and_gradient(theta, self._closure)
         return loss, self.potential_gain * grad + self.weight_decay * theta
+
+    def _closed_form_gradient(self, theta: torch.Tensor, out: torch.Tensor | None = None):
+        """L(θ) and the flat ∇L(θ) (into ``out`` if given) from the model's own backward."""
+        loss, grads = self.model.functional_loss_and_gradient(
+            self.layout.unflatten(theta), self.inputs, self.targets, self._output_gradient
+        )
+        flat = [g.reshape(-1) for g in grads]
+        if out is None:
+            return loss, torch.cat(flat)
+        return loss, torch.cat(flat, out=out)
 
     def velocity(self, p: torch.Tensor) -> torch.Tensor:
         """∂H/∂p = M⁻¹p."""
@@ -365,8 +389,11 @@ class PortHamiltonianSystem:
         """
         if self.inputs is None:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
-        self._flat.backward(theta, self._closure)
-        grad = self._flat.grad
+        if self._closed_form:
+            _, grad = self._closed_form_gradient(theta, self._flat.grad)
+        else:
+            self._flat.backward(theta, self._closure)
+            grad = self._flat.grad
         torch.mul(p, self.inverse_inertia, out=velocity)
         torch.mul(grad, -self.potential_gain, out=rate)
         _subtract_scaled(rate, self.weight_decay, theta)
