@@ -122,6 +122,32 @@ mse_onehot.with_output_gradient = lambda outputs, labels: _mse_and_gradient(
 cross_entropy.with_output_gradient = _cross_entropy_and_gradient
 
 
+def _array_onehot(labels, width: int, dtype) -> np.ndarray:
+    return np.eye(width, dtype=dtype)[np.asarray(labels).reshape(-1)]
+
+
+def _array_mse_and_gradient(outputs: np.ndarray, targets: np.ndarray):
+    residual = outputs - targets
+    # sum / size is what NumPy's mean computes, without its Python-level bookkeeping
+    return (residual * residual).sum() / residual.size, residual * (2.0 / residual.size)
+
+
+def _array_cross_entropy_and_gradient(outputs: np.ndarray, onehot: np.ndarray):
+    shifted = outputs - outputs.max(-1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(-1, keepdims=True)
+    n = len(outputs)
+    loss = -(onehot * (shifted - np.log(total))).sum() / n
+    return loss, (e / total - onehot) / n
+
+
+# The same in NumPy, for small models on the CPU: (targets as the loss wants them,
+# computed once: one-hot rows for labels; L and ∂L/∂outputs from those targets)
+mse.array_form = (lambda targets, width, dtype: np.asarray(targets), _array_mse_and_gradient)
+mse_onehot.array_form = (_array_onehot, _array_mse_and_gradient)
+cross_entropy.array_form = (_array_onehot, _array_cross_entropy_and_gradient)
+
+
 def loss_function(name: str, n_classes: int = 0):
     """The scalar mean loss ``loss(outputs, targets)`` called ``name``.
 

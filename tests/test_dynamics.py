@@ -193,6 +193,12 @@ def test_mlp_hand_written_gradient_equals_autograd(activation, loss):
     (expected_grad,) = torch.autograd.grad(expected, leaf)
     assert float(value) == pytest.approx(float(expected), rel=1e-14)
     torch.testing.assert_close(grad, 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
+    # the NumPy form that small online runs step with: the same to rounding
+    assert system.takes_array_gradients
+    targets = system.array_targets(y)
+    value, grad = system.array_loss_and_gradient(theta.numpy(), x.numpy(), targets)
+    assert float(value) == pytest.approx(float(expected), rel=1e-13)
+    torch.testing.assert_close(torch.from_numpy(grad), 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
 
 
 def test_any_module_works_through_functional_call():
