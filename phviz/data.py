@@ -89,9 +89,9 @@ def _onehot(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.index_select(eye, 0, labels.reshape(-1)).view_as(like)
 
 
-def _mse_and_gradient(outputs, targets):
+def _mse_and_gradient(outputs, targets, need_loss: bool = True):
     residual = outputs - targets
-    loss = F.mse_loss(outputs, targets)
+    loss = F.mse_loss(outputs, targets) if need_loss else None
     return loss, residual.mul_(2.0 / residual.numel())  # as autograd's mse_loss_backward
 
 
@@ -107,17 +107,18 @@ def cross_entropy(outputs, labels):
     return F.cross_entropy(outputs, labels)
 
 
-def _cross_entropy_and_gradient(outputs, labels):
-    loss = F.cross_entropy(outputs, labels)
+def _cross_entropy_and_gradient(outputs, labels, need_loss: bool = True):
+    loss = F.cross_entropy(outputs, labels) if need_loss else None
     probabilities = torch.softmax(outputs, -1)
     return loss, probabilities.sub_(_onehot(labels, outputs)).div_(len(outputs))
 
 
 # L(outputs, targets) and ∂L/∂outputs in closed form, for models that do their own
-# backward pass (the MLP's ``functional_loss_and_gradient``)
+# backward pass (the MLP's ``functional_loss_and_gradient``); L is None when
+# ``need_loss`` is false (a vector field needs only the gradient)
 mse.with_output_gradient = _mse_and_gradient
-mse_onehot.with_output_gradient = lambda outputs, labels: _mse_and_gradient(
-    outputs, _onehot(labels, outputs)
+mse_onehot.with_output_gradient = lambda outputs, labels, need_loss=True: _mse_and_gradient(
+    outputs, _onehot(labels, outputs), need_loss
 )
 cross_entropy.with_output_gradient = _cross_entropy_and_gradient
 
@@ -151,7 +152,8 @@ cross_entropy.array_form = (_array_onehot, _array_cross_entropy_and_gradient)
 def loss_function(name: str, n_classes: int = 0):
     """The scalar mean loss ``loss(outputs, targets)`` called ``name``.
 
-    Each carries ``with_output_gradient(outputs, targets)`` → (L, ∂L/∂outputs).
+    Each carries ``with_output_gradient(outputs, targets, need_loss=True)`` → (L,
+    ∂L/∂outputs), and ``array_form``, the same in NumPy.
     """
     losses = {"cross_entropy": cross_entropy, "mse": mse, "mse_onehot": mse_onehot}
     if name not in losses:

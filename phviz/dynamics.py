@@ -347,9 +347,17 @@ class PortHamiltonianSystem:
         return loss, self.potential_gain * grad + self.weight_decay * theta
 
     def _closed_form_gradient(self, theta: torch.Tensor, out: torch.Tensor | None = None):
-        """L(θ) and the flat ∇L(θ) (into ``out`` if given) from the model's own backward."""
+        """L(θ) and the flat ∇L(θ) from the model's own backward.
+
+        With ``out`` (the vector field's buffer) the gradient goes there and L, which
+        the field does not use, is not computed (None).
+        """
         loss, grads = self.model.functional_loss_and_gradient(
-            self.layout.unflatten(theta), self.inputs, self.targets, self._output_gradient
+            self.layout.unflatten(theta),
+            self.inputs,
+            self.targets,
+            self._output_gradient,
+            need_loss=out is None,
         )
         flat = [g.reshape(-1) for g in grads]
         if out is None:

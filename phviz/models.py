@@ -91,11 +91,17 @@ class MLP(nn.Sequential):
         return h
 
     def functional_loss_and_gradient(
-        self, tensors: Sequence[torch.Tensor], x: torch.Tensor, targets, loss_and_output_gradient
+        self,
+        tensors: Sequence[torch.Tensor],
+        x: torch.Tensor,
+        targets,
+        loss_and_output_gradient,
+        need_loss: bool = True,
     ):
         """L and [∂L/∂W1, ∂L/∂b1, ...] for parameters ``tensors``, without autograd.
 
-        ``loss_and_output_gradient(outputs, targets)`` returns L and ∂L/∂outputs. The
+        ``loss_and_output_gradient(outputs, targets, need_loss)`` returns L (None when
+        ``need_loss`` is false) and ∂L/∂outputs. The
         backward pass uses the kernels autograd itself calls (``mm``, ``sum`` and the
         activations' own backward functions), so the gradient equals autograd's.
         """
@@ -110,7 +116,7 @@ class MLP(nn.Sequential):
                 activations.append(h)
             else:
                 h = z
-        loss, g = loss_and_output_gradient(h, targets)
+        loss, g = loss_and_output_gradient(h, targets, need_loss)
         grads: list = [None] * len(tensors)
         for i in reversed(range(n_layers)):
             grads[2 * i] = g.t().mm(activations[i])
