@@ -384,35 +384,40 @@ class Trainer:
         with torch.no_grad():
             loss = gradient(theta)[0]  # L on the batch held: H before the next switch
         records: list[Record] = []
-        for k in range(1, n + 1):
-            good = (theta, p, dissipated, jumps, loss, self._batch_state())
-            switch = self.interval > 0
-            if switch:
-                self._next_batch(hold=not self._arrays)
-                if self._arrays:
-                    batch = self._array_batch()
-                cache[0] = None  # a new batch: the force at the same θ is another one
-                force(theta)
-                jumps = jumps + a * (cache[1] - loss)
-            for _ in range(steps):
-                theta, p, drained = conformal_symplectic_step(theta, p, force, h, damping, inertia)
-                dissipated = dissipated + drained
-            loss = cache[1] if cache[0] is theta else gradient(theta)[0]
-            # a state that is not finite makes the drained energy or the jump NaN or ∞
-            if not math.isfinite(dissipated + jumps):
-                theta, p, dissipated, jumps, loss, batch_state = good
-                self._restore_batch(batch_state)
-                if k > 1 and (not records or records[-1].interval != self.interval):
-                    records.append(self._online_record(theta, p, dissipated, jumps, loss, False))
-                when = self._online_base["t"] + k * cfg.switching_interval
-                err = self._failure("nonfinite", round(when, 12))
-                err.records = records
-                raise err
-            self.interval += 1
-            if k == n or self.interval % record_every == 0 or self._evaluates():
-                records.append(self._online_record(theta, p, dissipated, jumps, loss, switch))
-                if progress is not None:
-                    progress(self.t)
+        # a diverging state is caught below, by its energy: NumPy need not warn of it
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for k in range(1, n + 1):
+                good = (theta, p, dissipated, jumps, loss, self._batch_state())
+                switch = self.interval > 0
+                if switch:
+                    self._next_batch(hold=not self._arrays)
+                    if self._arrays:
+                        batch = self._array_batch()
+                    cache[0] = None  # a new batch: the force at the same θ is another one
+                    force(theta)
+                    jumps = jumps + a * (cache[1] - loss)
+                for _ in range(steps):
+                    theta, p, drained = conformal_symplectic_step(
+                        theta, p, force, h, damping, inertia
+                    )
+                    dissipated = dissipated + drained
+                loss = cache[1] if cache[0] is theta else gradient(theta)[0]
+                # a state that is not finite makes the drained energy or the jump NaN or ∞
+                if not math.isfinite(dissipated + jumps):
+                    theta, p, dissipated, jumps, loss, batch_state = good
+                    self._restore_batch(batch_state)
+                    if k > 1 and (not records or records[-1].interval != self.interval):
+                        state = (theta, p, dissipated, jumps, loss, False)
+                        records.append(self._online_record(*state))
+                    when = self._online_base["t"] + k * cfg.switching_interval
+                    err = self._failure("nonfinite", round(when, 12))
+                    err.records = records
+                    raise err
+                self.interval += 1
+                if k == n or self.interval % record_every == 0 or self._evaluates():
+                    records.append(self._online_record(theta, p, dissipated, jumps, loss, switch))
+                    if progress is not None:
+                        progress(self.t)
         return records
 
     def _array_batch(self) -> tuple[np.ndarray, np.ndarray]:

@@ -470,3 +470,25 @@ def test_online_run_keeps_the_splitting_step_of_the_dynamics():
     torch.testing.assert_close(trainer.xi, torch.cat([theta, p]), rtol=0, atol=1e-12)
     assert trainer.last.dissipated == pytest.approx(dissipated, abs=1e-12)
     assert trainer.last.switch_jumps == pytest.approx(jumps, abs=1e-12)
+
+
+def test_online_divergence_with_a_record_stride_keeps_the_last_finite_interval():
+    values = dict(
+        dataset="paper-blobs",
+        n_samples=200,
+        architecture="linear",
+        solver="conformal_leapfrog",
+        step_size=0.2,
+        potential_gain=1e4,
+        damping=0.0,
+        batch_size=10,
+    )
+    trainer = Trainer(small(**values))
+    with pytest.raises(TrainingError) as info:
+        trainer.run(200.0, record_every=7)
+    assert info.value.kind == "diverged"
+    assert 0 < trainer.interval < 1000 and trainer.last.interval == trainer.interval
+    assert torch.isfinite(trainer.xi).all()
+    np.testing.assert_array_equal(trainer.last.theta, trainer.xi[: trainer.system.dim].float())
+    assert info.value.records[-1] is trainer.last
+    assert trainer.t == pytest.approx(trainer.interval * 0.2)
