@@ -341,9 +341,10 @@ class Trainer:
         """``n`` mini-batch intervals of the conformal-symplectic splitting in one loop.
 
         The same steps as ``_integrate_splitting``, interval after interval, with the
-        switches' jumps a·(L_k(θ) − L_{k−1}(θ)) and the dissipated energy summed in
-        tensors: nothing leaves them (no float(), no record) except at the intervals
-        that get a record, so the ledger is booked every interval at little cost.
+        switches' jumps a·(L_k(θ) − L_{k−1}(θ)) and the dissipated energy summed as
+        they come (every interval is booked); a record, with its full-set losses, is
+        built only at the intervals ``record_every`` and ``eval_every`` ask for. A small
+        model on the CPU steps in NumPy (``ARRAY_WORK_THRESHOLD``).
         """
         cfg, system = self.config, self.system
         steps = max(1, round(cfg.switching_interval / cfg.step_size))
