@@ -132,8 +132,11 @@ def train_command(args) -> int:
             bar.set_postfix_str(f"nfe {trainer.system.nfe}", refresh=False)
 
     error = None
+    # the summary needs the last record only: about a thousand along the way suffice
+    # (for the progress bar), where one an interval would cost more than the steps
+    intervals = round(horizon / config.switching_interval)
     try:
-        trainer.run(horizon, progress=progress)
+        trainer.run(horizon, progress=progress, record_every=max(1, intervals // 1000))
     except TrainingError as err:
         error = err
     finally:

@@ -78,28 +78,87 @@ class Dataset:
 _IDENTITIES: dict = {}  # (classes, dtype, device) → identity matrix, for one-hot targets
 
 
+def _onehot(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    # rows of an identity matrix, not F.one_hot: the same targets without one_hot's
+    # checks of the labels' range, which cost more than the loss on small batches (an
+    # out-of-range label still raises in index_select)
+    key = (like.shape[-1], like.dtype, like.device)
+    eye = _IDENTITIES.get(key)
+    if eye is None:
+        eye = _IDENTITIES[key] = torch.eye(key[0], dtype=key[1], device=key[2])
+    return torch.index_select(eye, 0, labels.reshape(-1)).view_as(like)
+
+
+def _mse_and_gradient(outputs, targets, need_loss: bool = True):
+    residual = outputs - targets
+    loss = F.mse_loss(outputs, targets) if need_loss else None
+    return loss, residual.mul_(2.0 / residual.numel())  # as autograd's mse_loss_backward
+
+
+def mse(outputs, targets):
+    return F.mse_loss(outputs, targets)
+
+
+def mse_onehot(outputs, labels):
+    return F.mse_loss(outputs, _onehot(labels, outputs))
+
+
+def cross_entropy(outputs, labels):
+    return F.cross_entropy(outputs, labels)
+
+
+def _cross_entropy_and_gradient(outputs, labels, need_loss: bool = True):
+    loss = F.cross_entropy(outputs, labels) if need_loss else None
+    probabilities = torch.softmax(outputs, -1)
+    return loss, probabilities.sub_(_onehot(labels, outputs)).div_(len(outputs))
+
+
+# L(outputs, targets) and ∂L/∂outputs in closed form, for models that do their own
+# backward pass (the MLP's ``functional_loss_and_gradient``); L is None when
+# ``need_loss`` is false (a vector field needs only the gradient)
+mse.with_output_gradient = _mse_and_gradient
+mse_onehot.with_output_gradient = lambda outputs, labels, need_loss=True: _mse_and_gradient(
+    outputs, _onehot(labels, outputs), need_loss
+)
+cross_entropy.with_output_gradient = _cross_entropy_and_gradient
+
+
+def _array_onehot(labels, width: int, dtype) -> np.ndarray:
+    return np.eye(width, dtype=dtype)[np.asarray(labels).reshape(-1)]
+
+
+def _array_mse_and_gradient(outputs: np.ndarray, targets: np.ndarray):
+    residual = outputs - targets
+    # sum / size is what NumPy's mean computes, without its Python-level bookkeeping
+    return (residual * residual).sum() / residual.size, residual * (2.0 / residual.size)
+
+
+def _array_cross_entropy_and_gradient(outputs: np.ndarray, onehot: np.ndarray):
+    shifted = outputs - outputs.max(-1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(-1, keepdims=True)
+    n = len(outputs)
+    loss = -(onehot * (shifted - np.log(total))).sum() / n
+    return loss, (e / total - onehot) / n
+
+
+# The same in NumPy, for small models on the CPU: (targets as the loss wants them,
+# computed once: one-hot rows for labels; L and ∂L/∂outputs from those targets)
+mse.array_form = (lambda targets, width, dtype: np.asarray(targets), _array_mse_and_gradient)
+mse_onehot.array_form = (_array_onehot, _array_mse_and_gradient)
+cross_entropy.array_form = (_array_onehot, _array_cross_entropy_and_gradient)
+
+
 def loss_function(name: str, n_classes: int = 0):
-    """The scalar mean loss ``loss(outputs, targets)`` called ``name``."""
-    if name == "cross_entropy":
-        return F.cross_entropy
-    if name == "mse":
-        return F.mse_loss
-    if name == "mse_onehot":
+    """The scalar mean loss ``loss(outputs, targets)`` called ``name``.
 
-        def mse_onehot(outputs, labels):
-            # rows of an identity matrix, not F.one_hot: the same targets without
-            # one_hot's checks of the labels' range, which cost more than the loss on
-            # small batches (an out-of-range label still raises in index_select)
-            key = (outputs.shape[-1], outputs.dtype, outputs.device)
-            eye = _IDENTITIES.get(key)
-            if eye is None:
-                eye = _IDENTITIES[key] = torch.eye(key[0], dtype=key[1], device=key[2])
-            return F.mse_loss(
-                outputs, torch.index_select(eye, 0, labels.reshape(-1)).view_as(outputs)
-            )
-
-        return mse_onehot
-    raise ValueError(f"Invalid loss: {name!r} (choose one of {', '.join(LOSSES)})")
+    Each carries ``with_output_gradient(outputs, targets, need_loss=True)`` → (L,
+    ∂L/∂outputs), and ``array_form``, the same in NumPy.
+    """
+    losses = {"cross_entropy": cross_entropy, "mse": mse, "mse_onehot": mse_onehot}
+    if name not in losses:
+        raise ValueError(f"Invalid loss: {name!r} (choose one of {', '.join(LOSSES)})")
+    return losses[name]
 
 
 def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:

@@ -192,7 +192,10 @@ class PortHamiltonianSystem:
     become views into one flat buffer, so ∇L(θ) is "copy θ in, forward, backward, read
     the flat gradient", the cost of a plain training step. The module's parameters
     therefore hold the θ of the latest gradient evaluation (``write_to_model(xi)`` sets
-    them to a chosen state). Outputs without gradient
+    them to a chosen state). phviz's own MLPs with phviz's losses skip autograd
+    altogether: the model's ``functional_loss_and_gradient`` writes the backward pass
+    out (autograd's own kernels, the same numbers), and the module is left untouched.
+    Outputs without gradient
     (energies, records) are evaluated functionally from θ; a model that offers
     ``functional_forward(tensors, x)`` (phviz's own MLPs do) skips
     ``torch.func.functional_call``'s per-call bookkeeping.
@@ -224,6 +227,14 @@ class PortHamiltonianSystem:
             p.requires_grad for p in model.parameters()
         )
         self._flat = FlatParameters(model)
+        # a model with its own backward pass and a loss with its closed-form output
+        # gradient: ∇L(θ) without autograd's graph (the same numbers, less overhead)
+        self._output_gradient = getattr(loss_fn, "with_output_gradient", None)
+        self._closed_form = (
+            self._fast
+            and callable(getattr(model, "functional_loss_and_gradient", None))
+            and self._output_gradient is not None
+        )
         self.inputs = self.targets = None
         self.nfe = 0
         self.damping = self.inertia = 1.0
@@ -235,6 +246,10 @@ class PortHamiltonianSystem:
             weight_decay=weight_decay,
         )
         self.port = port
+        offsets, shapes = self.layout.offsets, self.layout.shapes
+        self._array_layout = [
+            (offsets[i], offsets[i + 1], tuple(shape)) for i, shape in enumerate(shapes)
+        ]
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -325,8 +340,54 @@ class PortHamiltonianSystem:
         """L(θ) on the current batch and ∂H/∂θ = a∇L(θ) + cθ, from one backward pass."""
         if self.inputs is None:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
-        loss, grad = self._flat.loss_and_gradient(theta, self._closure)
+        if self._closed_form:
+            loss, grad = self._closed_form_gradient(theta)
+        else:
+            loss, grad = self._flat.loss_and_gradient(theta, self._closure)
         return loss, self.potential_gain * grad + self.weight_decay * theta
+
+    def _closed_form_gradient(self, theta: torch.Tensor, out: torch.Tensor | None = None):
+        """L(θ) and the flat ∇L(θ) from the model's own backward.
+
+        With ``out`` (the vector field's buffer) the gradient goes there and L, which
+        the field does not use, is not computed (None).
+        """
+        loss, grads = self.model.functional_loss_and_gradient(
+            self.layout.unflatten(theta),
+            self.inputs,
+            self.targets,
+            self._output_gradient,
+            need_loss=out is None,
+        )
+        flat = [g.reshape(-1) for g in grads]
+        if out is None:
+            return loss, torch.cat(flat)
+        return loss, torch.cat(flat, out=out)
+
+    @property
+    def takes_array_gradients(self) -> bool:
+        """Whether ``array_loss_and_gradient`` works: phviz's MLP with a phviz loss."""
+        return self._closed_form and hasattr(self.loss_fn, "array_form")
+
+    def array_targets(self, targets: torch.Tensor) -> np.ndarray:
+        """Targets as ``array_loss_and_gradient`` takes them (labels become one-hot rows)."""
+        prepare = self.loss_fn.array_form[0]
+        width, dtype = self.layout.shapes[-1][0], self._like.cpu().numpy().dtype
+        return prepare(targets.detach().cpu().numpy(), width, dtype)
+
+    def array_loss_and_gradient(self, theta: np.ndarray, inputs: np.ndarray, targets):
+        """``loss_and_gradient`` in NumPy on a batch given as arrays (``array_targets``).
+
+        For small models on the CPU, where a run's time goes to the cost of calling
+        operations on a few numbers rather than to arithmetic. Gains as arrays or floats.
+        """
+        arrays = [theta[a:b].reshape(s) for a, b, s in self._array_layout]
+        loss, grads = self.model.array_loss_and_gradient(
+            arrays, inputs, targets, self.loss_fn.array_form[1]
+        )
+        grad = np.concatenate([g.reshape(-1) for g in grads])
+        a, c = self.potential_gain, _as_array(self.weight_decay)
+        return loss, a * grad + c * theta if not _is_zero(c) else a * grad
 
     def velocity(self, p: torch.Tensor) -> torch.Tensor:
         """∂H/∂p = M⁻¹p."""
@@ -365,8 +426,11 @@ class PortHamiltonianSystem:
         """
         if self.inputs is None:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
-        self._flat.backward(theta, self._closure)
-        grad = self._flat.grad
+        if self._closed_form:
+            _, grad = self._closed_form_gradient(theta, self._flat.grad)
+        else:
+            self._flat.backward(theta, self._closure)
+            grad = self._flat.grad
         torch.mul(p, self.inverse_inertia, out=velocity)
         torch.mul(grad, -self.potential_gain, out=rate)
         _subtract_scaled(rate, self.weight_decay, theta)
@@ -465,6 +529,15 @@ class PortHamiltonianSystem:
         return largest
 
 
+def _as_array(gain):
+    """A gain as NumPy sees it: floats stay floats, tensors become arrays."""
+    return gain.detach().cpu().numpy() if isinstance(gain, torch.Tensor) else gain
+
+
+def _is_zero(gain) -> bool:
+    return not isinstance(gain, np.ndarray) and gain == 0.0
+
+
 def _subtract_scaled(out: torch.Tensor, gain, x: torch.Tensor) -> None:
     """out −= gain·x in place, for a float or a per-coordinate tensor gain."""
     if isinstance(gain, torch.Tensor):
@@ -498,6 +571,8 @@ def damping_decay(damping, inertia, h: float):
     rate = damping / inertia
     if isinstance(rate, torch.Tensor):
         return torch.exp(-h * rate)
+    if isinstance(rate, np.ndarray):
+        return np.exp(-h * rate)
     return math.exp(-h * rate)
 
 

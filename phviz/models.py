@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,7 +48,9 @@ class MLP(nn.Sequential):
 
     ``functional_forward`` evaluates the same network from given parameter tensors,
     which the port-Hamiltonian system uses instead of ``functional_call`` to save its
-    per-call overhead on small networks.
+    per-call overhead on small networks; ``functional_loss_and_gradient`` adds the
+    backward pass written out by hand (the chain rule through Linear and the
+    activation), which costs a fraction of autograd's graph on such networks.
     """
 
     def __init__(
@@ -86,6 +89,105 @@ class MLP(nn.Sequential):
             if i < n_layers - 1:
                 h = self._act(h)
         return h
+
+    def functional_loss_and_gradient(
+        self,
+        tensors: Sequence[torch.Tensor],
+        x: torch.Tensor,
+        targets,
+        loss_and_output_gradient,
+        need_loss: bool = True,
+    ):
+        """L and [∂L/∂W1, ∂L/∂b1, ...] for parameters ``tensors``, without autograd.
+
+        ``loss_and_output_gradient(outputs, targets, need_loss)`` returns L (None when
+        ``need_loss`` is false) and ∂L/∂outputs. The
+        backward pass uses the kernels autograd itself calls (``mm``, ``sum`` and the
+        activations' own backward functions), so the gradient equals autograd's.
+        """
+        n_layers = len(tensors) // 2
+        activations, pre = [x], []
+        h = x
+        for i in range(n_layers):
+            z = torch.addmm(tensors[2 * i + 1], h, tensors[2 * i].t())
+            if i < n_layers - 1:
+                h = self._act(z)
+                pre.append(z)
+                activations.append(h)
+            else:
+                h = z
+        loss, g = loss_and_output_gradient(h, targets, need_loss)
+        grads: list = [None] * len(tensors)
+        for i in reversed(range(n_layers)):
+            grads[2 * i] = g.t().mm(activations[i])
+            grads[2 * i + 1] = g.sum(0)
+            if i > 0:
+                g = self._act_backward(g.mm(tensors[2 * i]), pre[i - 1], activations[i])
+        return loss, grads
+
+    def _act_backward(self, grad: torch.Tensor, z: torch.Tensor, out: torch.Tensor):
+        """∂L/∂z from ∂L/∂act(z): autograd's own backward kernels, so the same numbers."""
+        aten = torch.ops.aten
+        if self.activation == "softplus":
+            return aten.softplus_backward(grad, z, self.softplus_beta, 20.0)
+        if self.activation == "tanh":
+            return aten.tanh_backward(grad, out)
+        if self.activation == "sigmoid":
+            return aten.sigmoid_backward(grad, out)
+        return aten.threshold_backward(grad, out, 0)
+
+    def array_loss_and_gradient(self, arrays, x: np.ndarray, targets, loss_and_output_gradient):
+        """``functional_loss_and_gradient`` in NumPy, for small networks on the CPU.
+
+        A NumPy operation on a few numbers costs a fraction of a torch one, which is
+        what an online run of a small model spends its time on. The formulas are
+        torch's own (softplus' threshold included): the same numbers to rounding.
+        """
+        n_layers = len(arrays) // 2
+        activations, pre = [x], []
+        h = x
+        for i in range(n_layers):
+            z = h @ arrays[2 * i].T + arrays[2 * i + 1]
+            if i < n_layers - 1:
+                h = _array_activation(self.activation, z, self.softplus_beta)
+                pre.append(z)
+                activations.append(h)
+            else:
+                h = z
+        loss, g = loss_and_output_gradient(h, targets)
+        grads: list = [None] * len(arrays)
+        for i in reversed(range(n_layers)):
+            grads[2 * i] = g.T @ activations[i]
+            grads[2 * i + 1] = g.sum(0)
+            if i > 0:
+                back = g @ arrays[2 * i]
+                g = _array_activation_backward(
+                    self.activation, back, pre[i - 1], activations[i], self.softplus_beta
+                )
+        return loss, grads
+
+
+def _array_activation(name: str, z: np.ndarray, beta: float) -> np.ndarray:
+    if name == "softplus":  # as torch: linear above a threshold of 20
+        bz = beta * z
+        return np.where(bz > 20.0, z, np.log1p(np.exp(np.minimum(bz, 20.0))) / beta)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    return np.maximum(z, 0.0)
+
+
+def _array_activation_backward(name, grad, z, out, beta):
+    if name == "softplus":
+        bz = beta * z
+        e = np.exp(np.minimum(bz, 20.0))
+        return np.where(bz > 20.0, grad, grad * e / (e + 1.0))
+    if name == "tanh":
+        return grad * (1.0 - out * out)
+    if name == "sigmoid":
+        return grad * (1.0 - out) * out
+    return np.where(out > 0.0, grad, 0.0)
 
 
 def _activation_module(name: str, beta: float) -> nn.Module:

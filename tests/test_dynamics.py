@@ -171,6 +171,36 @@ def test_fast_forward_equals_functional_call():
     assert torch.allclose(fast, general, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("activation", ["softplus", "tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("loss", ["mse", "mse_onehot", "cross_entropy"])
+def test_mlp_hand_written_gradient_equals_autograd(activation, loss):
+    """phviz's MLP and losses take ∇L without autograd: the same numbers as autograd's."""
+    from phviz.data import loss_function
+
+    g = torch.Generator().manual_seed(3)
+    model = build_model(2, 3, hidden="5,4", activation=activation, dtype=torch.float64)
+    system = PortHamiltonianSystem(model, loss_function(loss), potential_gain=1.7)
+    x = 3 * torch.randn(9, 2, generator=g, dtype=torch.float64)
+    if loss == "mse":
+        y = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    else:
+        y = torch.randint(0, 3, (9,), generator=g)
+    system.set_batch(x, y)
+    theta = system.initial_state()[: system.dim] + 0.1
+    value, grad = system.loss_and_gradient(theta)
+    leaf = theta.clone().requires_grad_(True)
+    expected = system.loss(leaf)
+    (expected_grad,) = torch.autograd.grad(expected, leaf)
+    assert float(value) == pytest.approx(float(expected), rel=1e-14)
+    torch.testing.assert_close(grad, 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
+    # the NumPy form that small online runs step with: the same to rounding
+    assert system.takes_array_gradients
+    targets = system.array_targets(y)
+    value, grad = system.array_loss_and_gradient(theta.numpy(), x.numpy(), targets)
+    assert float(value) == pytest.approx(float(expected), rel=1e-13)
+    torch.testing.assert_close(torch.from_numpy(grad), 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
+
+
 def test_any_module_works_through_functional_call():
     """A module phviz did not build (with a buffer) runs as it is."""
 

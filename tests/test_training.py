@@ -401,3 +401,94 @@ def test_step_limit_holds_under_python_O_where_asserts_vanish():
     )
     out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "solver", out.stderr
+
+
+def test_online_run_with_a_record_stride_equals_one_record_an_interval():
+    """Strided records change nothing but the records: same state, same ledger."""
+    values = dict(
+        dataset="paper-blobs",
+        n_samples=80,
+        architecture="linear",
+        batch_size=1,
+        solver="conformal_leapfrog",
+        switching_interval=0.1,
+        step_size=0.05,
+        damping=20.0,
+        dtype="float64",
+        eval_every=25,
+    )
+    stepped = Trainer(small(**values))
+    each = [stepped.step() for _ in range(130)]
+    strided = Trainer(small(**values))
+    kept = strided.run(13.0, record_every=20)
+    assert [r.interval for r in kept] == [20, 25, 40, 50, 60, 75, 80, 100, 120, 125, 130]
+    torch.testing.assert_close(strided.xi, stepped.xi, rtol=0, atol=1e-12)
+    for key in ("hamiltonian", "dissipated", "switch_jumps", "ledger_residual", "train_loss"):
+        assert getattr(strided.last, key) == pytest.approx(getattr(each[-1], key), abs=1e-12)
+    assert strided.last.nfe == each[-1].nfe == 3 * 130  # a switch, then two steps
+    assert kept[1].accuracy == pytest.approx(each[24].accuracy)
+    assert abs(each[-1].ledger_residual) < 1e-3 * stepped.h0
+
+
+def test_online_run_keeps_the_splitting_step_of_the_dynamics():
+    """Each interval is the splitting step on its own sample, the switches booked as jumps."""
+    from phviz.dynamics import conformal_symplectic_step
+
+    values = dict(
+        dataset="paper-blobs",
+        n_samples=40,
+        architecture="linear",
+        batch_size=1,
+        shuffle=False,
+        solver="conformal_leapfrog",
+        switching_interval=0.1,
+        step_size=0.1,
+        damping=5.0,
+        weight_decay=0.01,
+        dtype="float64",
+    )
+    trainer = Trainer(small(**values))
+    trainer.run(3.0, record_every=7)
+    reference = Trainer(small(**values))
+    system, ds = reference.system, reference.dataset
+    theta, p = system.split(reference.xi)
+    dissipated = jumps = 0.0
+    for k in range(30):
+        i = k % len(ds.x_train)
+        if k > 0:
+            before = float(system.energy(torch.cat([theta, p])).total)
+            system.set_batch(ds.x_train[i : i + 1], ds.y_train[i : i + 1])
+            jumps += float(system.energy(torch.cat([theta, p])).total) - before
+
+        def force(q):
+            return -system.loss_and_gradient(q)[1]
+
+        theta, p, drained = conformal_symplectic_step(
+            theta, p, force, 0.1, system.damping, system.inertia
+        )
+        dissipated += float(drained)
+    torch.testing.assert_close(trainer.xi, torch.cat([theta, p]), rtol=0, atol=1e-12)
+    assert trainer.last.dissipated == pytest.approx(dissipated, abs=1e-12)
+    assert trainer.last.switch_jumps == pytest.approx(jumps, abs=1e-12)
+
+
+def test_online_divergence_with_a_record_stride_keeps_the_last_finite_interval():
+    values = dict(
+        dataset="paper-blobs",
+        n_samples=200,
+        architecture="linear",
+        solver="conformal_leapfrog",
+        step_size=0.2,
+        potential_gain=1e4,
+        damping=0.0,
+        batch_size=10,
+    )
+    trainer = Trainer(small(**values))
+    with pytest.raises(TrainingError) as info:
+        trainer.run(200.0, record_every=7)
+    assert info.value.kind == "diverged"
+    assert 0 < trainer.interval < 1000 and trainer.last.interval == trainer.interval
+    assert torch.isfinite(trainer.xi).all()
+    np.testing.assert_array_equal(trainer.last.theta, trainer.xi[: trainer.system.dim].float())
+    assert info.value.records[-1] is trainer.last
+    assert trainer.t == pytest.approx(trainer.interval * 0.2)
