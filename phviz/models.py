@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+_SEEDING = threading.Lock()
 
 ACTIVATIONS = ("softplus", "tanh", "relu", "sigmoid")
 
@@ -215,11 +218,14 @@ def build_model(
         sizes = (input_dim, *parse_hidden(hidden), output_dim)
     else:
         raise ValueError(f"Invalid architecture: {architecture!r} (choose 'linear' or 'mlp')")
-    generator_state = torch.random.get_rng_state()
-    try:
-        if seed is not None:
-            torch.manual_seed(seed)
-        model = MLP(sizes, activation, softplus_beta)
-    finally:
-        torch.random.set_rng_state(generator_state)
+    # Layers draw their initial weights from torch's one global generator: builds on
+    # other threads (a server's worker pool, Dask threads) must not interleave with it.
+    with _SEEDING:
+        generator_state = torch.random.get_rng_state()
+        try:
+            if seed is not None:
+                torch.manual_seed(seed)
+            model = MLP(sizes, activation, softplus_beta)
+        finally:
+            torch.random.set_rng_state(generator_state)
     return model.to(device=device, dtype=dtype)

@@ -147,3 +147,18 @@ def test_bad_activation_and_architecture():
         build_model(2, 2, activation="gelu")
     with pytest.raises(ValueError, match="Invalid architecture: 'cnn'"):
         build_model(2, 2, architecture="cnn")
+
+
+def test_seeded_models_built_on_many_threads_at_once_are_the_same():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from phviz.models import build_model
+
+    def weights(_):
+        model = build_model(2, 2, hidden="64,64", seed=3)
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    alone = weights(None)
+    with ThreadPoolExecutor(8) as pool:
+        for together in pool.map(weights, range(32)):
+            assert torch.equal(together, alone)
