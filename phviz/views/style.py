@@ -1,4 +1,4 @@
-"""One colour per quantity, and sizes a classroom projector can show (DESIGN §6)."""
+"""One colour per quantity, and sizes a classroom projector can show."""
 
 POTENTIAL = "#1f77b4"  # blue
 KINETIC = "#ff7f0e"  # orange

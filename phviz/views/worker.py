@@ -90,7 +90,7 @@ def curvature_modes(system, theta: torch.Tensor, *, tol: float = 1e-2) -> dict:
 
 
 def stiffness(system, theta: torch.Tensor, *, iterations: int = 20) -> tuple[float, float]:
-    """(λ, critical damping) of the stiffest mode at θ (DESIGN §1).
+    """(λ, critical damping) of the stiffest mode at θ.
 
     Weight decay c adds c to every curvature of the potential a·L + (c/2)‖θ‖², so the
     critical damping of the mode is 2√((a·λ + c)·m), which ``critical_damping`` computes.
