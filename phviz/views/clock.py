@@ -3,11 +3,13 @@
 A server that sends a fixed number of updates a second overruns a slow browser:
 updates queue up, the page falls seconds behind, and a click (Pause) waits behind
 them. ``FrameClock`` is an invisible component on the page. The server counts the
-updates it sends in ``sent``; after the page has applied an update and painted the
-next frame, it answers with ``drawn``. The server sends the next update only when
-``drawn`` has caught up (or after ``patience`` seconds, should an answer be lost),
-so however slow the browser, at most one update is in flight. It also reports
-whether the page is visible, so a hidden tab's work can wait.
+updates it sends in ``sent`` and tells the page; after the page has applied an
+update and painted the next frame, it answers with ``drawn``. The server sends the
+next update only when ``drawn`` has caught up (or after ``patience`` seconds, should
+an answer be lost), so however slow the browser, at most one update is in flight. It also reports
+whether the page is visible, so a hidden tab's work can wait, and when the page
+has drawn itself, before which nothing is sent (changes made while a page is
+still connecting can be lost on the way).
 """
 
 from __future__ import annotations
@@ -21,22 +23,32 @@ from panel.custom import JSComponent
 class FrameClock(JSComponent):
     """Counts updates sent and frames drawn; reports the page's visibility."""
 
-    sent = param.Integer(default=0, doc="Updates the server has sent.")
     drawn = param.Integer(default=0, doc="The last update the page has painted.")
     visible = param.Boolean(default=True, doc="Whether the page is shown.")
+    rendered = param.Boolean(default=False, doc="Whether the page has drawn itself.")
+
+    # Acknowledgements arrive with every update: they are not user actions, so they
+    # do not count towards Panel's "busy" state (whose bookkeeping costs the server
+    # thread about a millisecond an event, for every tab).
+    _busy__ignore = ["drawn", "visible", "rendered"]
 
     _esm = """
 export function render({ model }) {
   // A task queued from the next animation frame runs once that frame, the one
   // showing the update, has been painted.
+  let sent = 0
   const ack = () => requestAnimationFrame(() => setTimeout(() => {
-    model.drawn = model.sent
+    model.drawn = sent
   }, 0))
-  model.on("sent", ack)
+  // The count comes as a message, sent right after the update it counts; a
+  // parameter change would cost the server several times more per update.
+  model.on("msg:custom", (msg) => { sent = msg.sent; ack() })
   const look = () => { model.visible = document.visibilityState === "visible" }
   document.addEventListener("visibilitychange", look)
   look()
-  ack()
+  // Changes made while the page was still connecting can be lost on the way; the
+  // server sends nothing until this says the page is there.
+  model.rendered = true
   return document.createElement("span")
 }
 """
@@ -44,6 +56,7 @@ export function render({ model }) {
     def __init__(self, patience: float = 2.0, **params):
         super().__init__(width=0, height=0, margin=0, **params)
         self.patience = patience
+        self.sent = 0  # updates the server has sent
         self._sent_at = 0.0
 
     def ready(self) -> bool:
@@ -54,6 +67,8 @@ export function render({ model }) {
         return time.monotonic() - self._sent_at > self.patience
 
     def tick(self) -> None:
-        """Count one more update sent (call within the update's ``pn.io.hold``)."""
+        """Count one more update sent (call once the update has gone out, after its
+        ``pn.io.hold``: the page acknowledges what arrived before the count)."""
         self._sent_at = time.monotonic()
         self.sent += 1
+        self._send_msg({"sent": self.sent})

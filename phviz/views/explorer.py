@@ -17,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, Div
+from panel.io.callbacks import PeriodicCallback
 
 from ..budget import Budget
 from ..config import PRESETS, SOLVERS, TrainingConfig, make_config
@@ -125,26 +126,35 @@ class Explorer(pn.viewable.Viewer):
         self._pausing = False  # Pause was pressed; the session's last slice is ending
         self._sent = {"landscape": -1, "trail": -1, "task": -1, "phase": -1, "stiffness": -1}
         self._unsent: Tick | None = None
-        self.clock = FrameClock()
+        self.clock = FrameClock(rendered=not live)  # without a page: as if drawn
         self._build_widgets()
         self._build_plots()
         self._build_layout()
         self.gains = GainView(self, self.timeline[0])
+        # The gain map is put in its tab when the tab is first opened: drawing it costs
+        # every page a second, and most visits never open it.
+        self._map_tab = pn.Column(sizing_mode="stretch_width")
         self.layout = pn.Tabs(
             ("Live", self.layout),
-            ("Gain map", self.gains.map),
-            dynamic=False,
+            ("Gain map", self._map_tab),
             sizing_mode="stretch_width",
             css_classes=["phviz-tabs"],
         )
+        self.layout.param.watch(self._on_tab, "active")
         self.settings.param.watch(self._on_settings, list(WATCHED))
         self.clock.param.watch(lambda e: self.session.set_visible(e.new), "visible")
         # The page drew the last update: send the next at once, not at the next tick.
         self.clock.param.watch(lambda _: self.update_view(), "drawn")
+        self.clock.param.watch(lambda _: self.update_view(force=True), "rendered")
         self._callback = None
         self._show_controls()
         if live:
-            self._callback = pn.state.add_periodic_callback(self.update_view, period=refresh_ms())
+            # A background callback: the updates are not user actions, so they neither
+            # mark the page busy nor log a line each (both cost the server's thread).
+            self._callback = PeriodicCallback(
+                callback=self.update_view, period=refresh_ms(), background=True, log=False
+            )
+            self._callback.start()
             pn.state.on_session_destroyed(self._destroyed)
 
     # ------------------------------------------------------------ lifetime
@@ -160,6 +170,10 @@ class Explorer(pn.viewable.Viewer):
             self._callback = None
         self.gains.close()
         self.session.close()
+
+    def _on_tab(self, event) -> None:
+        if event.new == 1 and not len(self._map_tab):
+            self._map_tab.append(self.gains.map)
 
     def _destroyed(self, session_context) -> None:
         self.close()
@@ -274,7 +288,10 @@ class Explorer(pn.viewable.Viewer):
             css_classes=["phviz-banner"],
             styles={"font-size": "17px"},
         )
-        self.status = pn.pane.HTML("", sizing_mode="stretch_width", styles={"font-size": "19px"})
+        # The status line changes with every update: a plain Bokeh Div, whose text is
+        # one property, costs the server a fraction of what a Panel pane's update does.
+        self.status_div = Div(text="", styles={"font-size": "19px"}, sizing_mode="stretch_width")
+        self.status = pn.pane.Bokeh(self.status_div, sizing_mode="stretch_width", min_height=30)
         self.damping_note = pn.pane.HTML(
             '<div class="phviz-damping-note">critical damping: estimating…</div>',
             css_classes=["phviz-critical"],
@@ -532,6 +549,8 @@ class Explorer(pn.viewable.Viewer):
             if not self.session.ready:
                 self._show_controls()
                 return
+            if not self.clock.rendered:
+                return  # the page is still connecting: what went out now could be lost
             if not (force or settled or self.clock.ready()):
                 return
             if not (force or settled or self._has_news(self._unsent)):
@@ -548,7 +567,7 @@ class Explorer(pn.viewable.Viewer):
                 self._show_status()
                 self._show_stiffness()
                 self._show_controls()
-                self.clock.tick()
+            self.clock.tick()  # after the update has gone out
         except Exception as err:  # never a traceback in the page
             log.exception("explorer update")
             self.session.notice = Notice(f"The view could not be updated: {err}", "danger")
@@ -750,9 +769,7 @@ class Explorer(pn.viewable.Viewer):
             f"<b>{_fmt_rate(s['steps_per_second'])}</b> steps/s",
             f"<b>{s['device']}</b>",
         ]
-        self.status.object = (
-            f'<div class="phviz-status" style="font-size: 19px">{" · ".join(parts)}</div>'
-        )
+        self.status_div.text = f'<div class="phviz-status">{" · ".join(parts)}</div>'
         self.device_note.object = f"in use: **{s['device']}**"
 
     def _show_controls(self) -> None:
@@ -760,7 +777,7 @@ class Explorer(pn.viewable.Viewer):
         self.run_button.name = "Pause" if playing else "Run"
         self.run_button.button_type = "warning" if playing else "primary"
         if not self.session.ready:
-            self.status.object = '<div class="phviz-preparing">Preparing the run…</div>'
+            self.status_div.text = '<div class="phviz-preparing">Preparing the run…</div>'
         notice = self.session.notice
         if notice is None and self.worker is not None and self.worker.error:
             notice = Notice(self.worker.error, "warning")

@@ -86,3 +86,17 @@ def full_page(limit: int):
         ),
         sizing_mode="stretch_width",
     )
+
+
+def servable(template) -> None:
+    """Add ``template`` to the session's document with the document's model graph
+    frozen: every widget link and root added otherwise recomputes the set of all
+    models in the document (a few hundred), which took most of a page's build."""
+    import panel as pn
+
+    doc = pn.state.curdoc
+    if doc is None:
+        template.servable()
+        return
+    with doc.models.freeze():
+        template.servable()

@@ -90,11 +90,12 @@ def serve(port: int, log_path: Path, *extra: str) -> subprocess.Popen:
 
 
 def status_numbers(page) -> tuple[float, float] | None:
-    """(t, train loss) from the status line, or None while it is not drawn yet."""
+    """(t, train loss) from the status line, or None while it is not drawn yet. Its
+    text is read whether it is shown or in a tab not shown."""
     status = page.locator(".phviz-status")
     if not status.count():
         return None
-    text = status.first.inner_text()
+    text = status.first.text_content()
     t = re.search(r"\bt\s+([-\d.e+]+)", text)
     loss = re.search(r"train loss\s+([-\d.e+]+)", text)
     if not (t and loss):
