@@ -205,7 +205,8 @@ def test_explorer_says_whether_the_damping_is_under_critical():
     explorer = Explorer(make_config("default", horizon=0.0), live=False)
     try:
         assert wait_for(lambda: explorer.worker is not None and explorer.worker.stiffness)
-        explorer.update_view()
+        explorer.update_view()  # a page's first update: the numbers and curves
+        explorer.update_view(force=True)  # the pictures and notes (no page acknowledges)
         estimate = explorer.worker.stiffness
         note = explorer.damping_note.object
         assert f"{estimate.critical:.3g}" in note

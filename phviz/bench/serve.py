@@ -156,6 +156,7 @@ def serve(port: int, log, root: Path = ROOT) -> subprocess.Popen:
             "panel",
             "serve",
             "apps/explorer.py",
+            "--warm",
             "--port",
             str(port),
             "--address",

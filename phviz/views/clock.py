@@ -10,6 +10,10 @@ an answer be lost), so however slow the browser, at most one update is in flight
 whether the page is visible, so a hidden tab's work can wait, and when the page
 has drawn itself, before which nothing is sent (changes made while a page is
 still connecting can be lost on the way).
+
+The same message carries the status line's text, which the component shows: set as
+plain HTML inside a box of fixed height, it changes nothing else on the page, where
+a Bokeh or Panel text model would make the browser lay out every plot again.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from panel.custom import JSComponent
 
 
 class FrameClock(JSComponent):
-    """Counts updates sent and frames drawn; reports the page's visibility."""
+    """Counts updates sent and frames drawn, reports the page's visibility, and shows
+    the status line (``text`` until the first update brings another)."""
+
+    text = param.String(default="", doc="HTML shown until an update brings new text.")
 
     drawn = param.Integer(default=0, doc="The last update the page has painted.")
     visible = param.Boolean(default=True, doc="Whether the page is shown.")
@@ -42,19 +49,27 @@ export function render({ model }) {
   }, 0))
   // The count comes as a message, sent right after the update it counts; a
   // parameter change would cost the server several times more per update.
-  model.on("msg:custom", (msg) => { sent = msg.sent; ack() })
+  const line = document.createElement("div")
+  line.innerHTML = model.text
+  model.on("msg:custom", (msg) => {
+    if (msg.html !== null) line.innerHTML = msg.html
+    sent = msg.sent
+    ack()
+  })
   const look = () => { model.visible = document.visibilityState === "visible" }
   document.addEventListener("visibilitychange", look)
   look()
   // Changes made while the page was still connecting can be lost on the way; the
   // server sends nothing until this says the page is there.
   model.rendered = true
-  return document.createElement("span")
+  return line
 }
 """
 
     def __init__(self, patience: float = 2.0, **params):
-        super().__init__(width=0, height=0, margin=0, **params)
+        params.setdefault("height", 0)  # give it a height to show the status line
+        params.setdefault("margin", 0)
+        super().__init__(**params)
         self.patience = patience
         self.sent = 0  # updates the server has sent
         self._sent_at = 0.0
@@ -66,9 +81,10 @@ export function render({ model }) {
             return True
         return time.monotonic() - self._sent_at > self.patience
 
-    def tick(self) -> None:
-        """Count one more update sent (call once the update has gone out, after its
-        ``pn.io.hold``: the page acknowledges what arrived before the count)."""
+    def tick(self, html: str | None = None) -> None:
+        """Count one more update sent, with the status line's new ``html`` (None: as it
+        was). Call once the update has gone out, after its ``pn.io.hold``: the page
+        acknowledges what arrived before the count."""
         self._sent_at = time.monotonic()
         self.sent += 1
-        self._send_msg({"sent": self.sent})
+        self._send_msg({"sent": self.sent, "html": html})

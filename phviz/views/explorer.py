@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import NamedTuple
 
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Div
+from bokeh.models import ColumnDataSource
 from panel.io.callbacks import PeriodicCallback
 
 from ..budget import Budget
@@ -63,6 +64,12 @@ WATCHED = GAINS + SOLVER_SETTINGS + REBUILD
 # The periodic callback's period: at most 12.5 updates a second, fewer when the
 # page has not drawn the last one yet (FrameClock).
 TICK_SECONDS = 0.08
+# Updates a second that one server process sends, all running tabs together, once
+# there are more tabs than that allows at the full rate: every update costs the
+# server's one thread (and a browser on the same machine) milliseconds that training
+# could use, and a tab among many needs its curves no smoother than a few times a
+# second.
+SERVER_UPDATES_PER_SECOND = 25.0
 
 
 def refresh_ms(args: dict | None = None) -> int:
@@ -126,7 +133,17 @@ class Explorer(pn.viewable.Viewer):
         self._pausing = False  # Pause was pressed; the session's last slice is ending
         self._sent = {"landscape": -1, "trail": -1, "task": -1, "phase": -1, "stiffness": -1}
         self._unsent: Tick | None = None
-        self.clock = FrameClock(rendered=not live)  # without a page: as if drawn
+        self._sent_at = -math.inf  # when the last update went out
+        # The status line and the flow control travel in one message per update.
+        self.clock = FrameClock(
+            rendered=not live,  # without a page: as if drawn
+            text='<div class="phviz-preparing">Preparing the run…</div>',
+            height=34,
+            sizing_mode="stretch_width",
+            styles={"font-size": "19px"},
+            margin=(5, 10),
+        )
+        self.status_text: str | None = None  # the status line's HTML last made
         self._build_widgets()
         self._build_plots()
         self._build_layout()
@@ -288,10 +305,6 @@ class Explorer(pn.viewable.Viewer):
             css_classes=["phviz-banner"],
             styles={"font-size": "17px"},
         )
-        # The status line changes with every update: a plain Bokeh Div, whose text is
-        # one property, costs the server a fraction of what a Panel pane's update does.
-        self.status_div = Div(text="", styles={"font-size": "19px"}, sizing_mode="stretch_width")
-        self.status = pn.pane.Bokeh(self.status_div, sizing_mode="stretch_width", min_height=30)
         self.damping_note = pn.pane.HTML(
             '<div class="phviz-damping-note">critical damping: estimating…</div>',
             css_classes=["phviz-critical"],
@@ -443,7 +456,7 @@ class Explorer(pn.viewable.Viewer):
             f"<script>{figures.CALM_STYLES_JS}</script>", width=0, height=0, margin=0
         )
         self.layout = pn.Column(
-            patch, self.banner, self.status, top, bottom, self.clock, sizing_mode="stretch_width"
+            patch, self.banner, self.clock, top, bottom, sizing_mode="stretch_width"
         )
 
     # ------------------------------------------------------------ events
@@ -551,27 +564,40 @@ class Explorer(pn.viewable.Viewer):
                 return
             if not self.clock.rendered:
                 return  # the page is still connecting: what went out now could be lost
-            if not (force or settled or self.clock.ready()):
+            if not (force or settled or (self.clock.ready() and self._due())):
                 return
             if not (force or settled or self._has_news(self._unsent)):
                 self._show_controls()  # a notice may have changed; nothing else did
                 return
             tick, self._unsent = self._unsent, None
+            # The page's first update carries the numbers and curves only, so the page
+            # is usable at once; the pictures follow in the next.
+            first = self.clock.sent == 0
             with pn.io.hold():
-                if tick.rebuilt or self.task_kind is None:
+                if not first and (tick.rebuilt or self.task_kind is None):
                     self.task_pane.object = self._task_figure()
                 if tick.reset:
                     self._sent.update(landscape=-1, trail=-1, task=-1, phase=-1, stiffness=-1)
                 self._stream(tick)
-                self._stream_pictures()
+                if not first:
+                    self._stream_pictures()
+                    self._show_stiffness()
                 self._show_status()
-                self._show_stiffness()
                 self._show_controls()
-            self.clock.tick()  # after the update has gone out
+            self.clock.tick(self.status_text)  # after the update has gone out
+            self._sent_at = time.monotonic()
         except Exception as err:  # never a traceback in the page
             log.exception("explorer update")
             self.session.notice = Notice(f"The view could not be updated: {err}", "danger")
             self._show_controls()
+
+    def _due(self) -> bool:
+        """Whether this tab's share of the server's updates allows one now: the full
+        rate with a few running tabs, ``SERVER_UPDATES_PER_SECOND`` shared with many."""
+        scheduler = self.session.scheduler
+        running = scheduler.load() * scheduler.workers  # tabs that want work now
+        interval = running / SERVER_UPDATES_PER_SECOND
+        return time.monotonic() - self._sent_at >= interval
 
     def _has_news(self, tick: Tick | None) -> bool:
         """Whether anything drawn would change (an idle paused page sends nothing)."""
@@ -769,15 +795,13 @@ class Explorer(pn.viewable.Viewer):
             f"<b>{_fmt_rate(s['steps_per_second'])}</b> steps/s",
             f"<b>{s['device']}</b>",
         ]
-        self.status_div.text = f'<div class="phviz-status">{" · ".join(parts)}</div>'
+        self.status_text = f'<div class="phviz-status">{" · ".join(parts)}</div>'
         self.device_note.object = f"in use: **{s['device']}**"
 
     def _show_controls(self) -> None:
         playing = self.session.playing or self._pausing
         self.run_button.name = "Pause" if playing else "Run"
         self.run_button.button_type = "warning" if playing else "primary"
-        if not self.session.ready:
-            self.status_div.text = '<div class="phviz-preparing">Preparing the run…</div>'
         notice = self.session.notice
         if notice is None and self.worker is not None and self.worker.error:
             notice = Notice(self.worker.error, "warning")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  (torch.func imports it on first use: seconds, at start)
 
 from ..curvature import curvature_extremes
 from ..data import duffing_field

@@ -62,6 +62,7 @@ def serve(port: int, log_path: Path, *extra: str) -> subprocess.Popen:
             "panel",
             "serve",
             "apps/explorer.py",
+            "--warm",
             "--port",
             str(port),
             "--address",
