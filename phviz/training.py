@@ -249,6 +249,12 @@ class Trainer:
         with self._pending_lock:
             self._pending.update({k: v for k, v in gains.items() if v is not None})
 
+    @property
+    def pending_gains(self) -> bool:
+        """Whether gains set with ``set_gains`` wait for the next interval."""
+        with self._pending_lock:
+            return bool(self._pending)
+
     def _apply_pending_gains(self) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, {}

@@ -108,7 +108,7 @@ class LiveSession(Job):
         self,
         config: TrainingConfig | None = None,
         *,
-        capacity: int = 2001,
+        capacity: int = 801,
         max_rate: float | None = 40.0,
         stop_at_horizon: bool = True,
         scheduler: Scheduler | None = None,
@@ -384,6 +384,8 @@ class LiveSession(Job):
         now = time.monotonic()
         self.pictures.set_load(self.scheduler.load())
         if self._steps:  # a user's click goes first
+            self._train(now)
+        elif self._playing and self.trainer.pending_gains:  # so do new gains
             self._train(now)
         elif self.pictures.due(self._playing) <= now:
             self.pictures.turn()
