@@ -132,6 +132,22 @@ def test_steps_reach_the_history(session):
     assert session.status()["t"] == pytest.approx(0.3)
 
 
+def test_new_gains_go_in_before_the_pictures_they_ask_for(session):
+    """A gain change makes the pictures due at once (the landscape must be redone); the
+    next slice still integrates first, so the change is in use without waiting for the
+    pictures. The slices are called here by hand, the pool no longer holding the job."""
+    ready(session)
+    session.scheduler.remove(session)
+    session.play()
+    session.apply(damping=0.7)
+    session.work()  # the request: the pictures are told the potential changed
+    assert session.pictures.due(True) <= time.monotonic()  # a picture waits
+    assert session.trainer.system.damping != 0.7
+    session.work()
+    assert session.trainer.system.damping == 0.7
+    assert session.poll().records  # it integrated
+
+
 def test_gains_apply_without_reset_and_structure_rebuilds(session):
     trainer = ready(session).trainer
     session.apply(damping=2.5)
