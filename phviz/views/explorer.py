@@ -686,7 +686,7 @@ class Explorer(pn.viewable.Viewer):
         """Stream the path's new points; send it whole when the plane changed or the
         stored path was thinned."""
         t, xy = state.path_t, state.path_xy
-        if not len(t):
+        if not len(t) or len(xy) != len(t):  # no path yet, or not yet on a plane
             return
         version, sent_n, sent_t = self._sent["trail"] if self._sent["trail"] != -1 else (-1, 0, 0)
         if version == state.version and sent_n == len(t) and sent_t == t[-1]:
