@@ -147,8 +147,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(port: int, log, root: Path = ROOT) -> subprocess.Popen:
-    """``panel serve apps/explorer.py`` as the README runs it; returns once it listens."""
+def serve(port: int, log, *extra: str, root: Path = ROOT) -> subprocess.Popen:
+    """``panel serve apps/explorer.py`` as the README runs it, with ``extra`` arguments,
+    writing to the open file ``log``; returns once it listens."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -163,6 +164,7 @@ def serve(port: int, log, root: Path = ROOT) -> subprocess.Popen:
             "127.0.0.1",
             "--allow-websocket-origin",
             f"127.0.0.1:{port}",
+            *extra,
         ],
         cwd=root,
         stdout=log,

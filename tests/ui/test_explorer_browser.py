@@ -9,35 +9,21 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
+from phviz.bench.serve import CHROMIUM, CHROMIUM_ARGS, free_port
+from phviz.bench.serve import serve as launch_server
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
 ]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:http://127.0.0.1", "about:")
 DEADLINE = 40.0  # seconds any one condition may take on a loaded 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(condition, what: str, timeout: float = DEADLINE, poll: float = 0.1):
@@ -53,41 +39,13 @@ def wait_until(condition, what: str, timeout: float = DEADLINE, poll: float = 0.
 
 
 def serve(port: int, log_path: Path, *extra: str) -> subprocess.Popen:
-    """``panel serve apps/explorer.py`` as the README runs it, on a free local port."""
+    """``panel serve apps/explorer.py`` as the README runs it (the benchmark's own
+    launcher), on a free local port, logging to ``log_path``."""
     log = open(log_path, "w")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "panel",
-            "serve",
-            "apps/explorer.py",
-            "--warm",
-            "--port",
-            str(port),
-            "--address",
-            "127.0.0.1",
-            "--allow-websocket-origin",
-            f"127.0.0.1:{port}",
-            *extra,
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-    def answers() -> bool:
-        try:  # the port answers: the app itself is built per page load
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return proc.poll() is not None  # died: stop waiting, report below
-
-    wait_until(answers, "panel serve to listen", timeout=60)
-    if proc.poll() is not None:
-        raise RuntimeError("panel serve did not start:\n" + log_path.read_text())
-    return proc
+    try:
+        return launch_server(port, log, *extra)
+    except RuntimeError as err:
+        raise RuntimeError(f"{err}:\n{log_path.read_text()}") from None
 
 
 def status_numbers(page) -> tuple[float, float] | None:
