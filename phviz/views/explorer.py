@@ -361,7 +361,7 @@ class Explorer(pn.viewable.Viewer):
         self.series = ColumnDataSource({name: np.zeros(0) for name in column_names(n)})
         self.timeline = figures.timeline_figures(self.series, n)
         self.phase_head = ColumnDataSource(dict(x=[], y=[]))
-        self.phase_lines = ColumnDataSource(dict(xs=[], ys=[]))
+        self.phase_lines = ColumnDataSource(dict(x=[], y=[]))
         self.phase_fig, self.phase_path, self.phase_dot = figures.phase_figure(
             self.series, self.phase_head, self.phase_lines
         )
@@ -369,7 +369,7 @@ class Explorer(pn.viewable.Viewer):
         self.surface = ColumnDataSource(
             figures.image_data(np.zeros(2), np.zeros(2), np.zeros((1, 1)))
         )
-        self.surface_lines = ColumnDataSource(dict(xs=[], ys=[]))
+        self.surface_lines = ColumnDataSource(dict(x=[], y=[]))
         self.trail = ColumnDataSource(dict(x=[], y=[], t=[], v=[]))
         self.head = ColumnDataSource(dict(x=[], y=[]))
         self.landscape_fig, self.landscape_mapper, self.trail_cmap = figures.landscape_figure(
@@ -545,7 +545,7 @@ class Explorer(pn.viewable.Viewer):
             return
         k = min(self.phase_coordinate, self.session.history.n_tracked - 1)
         figures.show_phase_coordinate(self.phase_path, self.phase_dot, k)
-        self.phase_lines.data = dict(xs=[], ys=[])
+        self.phase_lines.data = dict(x=[], y=[])
         self._sent["phase"] = -1
 
     # ------------------------------------------------------------ the tick

@@ -183,7 +183,7 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
 def phase_figure(series: ColumnDataSource, head: ColumnDataSource, contours: ColumnDataSource):
     """(θ_k, p_k) from the series' columns (the glyph's fields pick k), over energy contours."""
     fig = new_figure("Phase portrait", "θ_k", "p_k", x_range=Range1d(-1, 1), y_range=Range1d(-1, 1))
-    fig.multi_line("xs", "ys", source=contours, color="#888888", line_width=1.5, alpha=0.8)
+    fig.line("x", "y", source=contours, color="#888888", line_width=1.5, alpha=0.8)
     path = fig.line(theta_column(0), momentum_column(0), source=series, line_width=3)
     dot = fig.scatter("x", "y", source=head, size=18, line_color="white", line_width=2)
     fig.add_tools(HoverTool(renderers=[path], tooltips=[("t", "@t{0.00}")]))
@@ -215,7 +215,7 @@ def landscape_figure(surface, lines, trail, head):
         "right",
     )
     fig.add_tools(HoverTool(renderers=[image], tooltips=[("log₁₀ V", "@image{0.00}")]))
-    fig.multi_line("xs", "ys", source=lines, color="white", line_width=1, alpha=0.7)
+    fig.line("x", "y", source=lines, color="white", line_width=1, alpha=0.7)
     fig.line("x", "y", source=trail, color="black", line_width=2, alpha=0.6)
     cmap = linear_cmap("t", Plasma256, low=0, high=1)
     dots = fig.scatter("x", "y", source=trail, size=6, color=cmap, line_color=None)
@@ -358,11 +358,12 @@ def smoothed(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, factor: int = 4):
 
 
 def image_data(xs: np.ndarray, ys: np.ndarray, values: np.ndarray) -> dict:
-    """One image's source data: the grid's values over its extent."""
+    """One image's source data: the grid's values (float32, half the bytes on the wire,
+    beyond what a colour map can show) over its extent."""
     dx = (xs[-1] - xs[0]) / max(len(xs) - 1, 1)
     dy = (ys[-1] - ys[0]) / max(len(ys) - 1, 1)
     return dict(
-        image=[np.asarray(values, dtype=float)],
+        image=[np.asarray(values, dtype=np.float32)],
         x=[xs[0] - dx / 2],
         y=[ys[0] - dy / 2],
         dw=[xs[-1] - xs[0] + dx],

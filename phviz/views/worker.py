@@ -162,17 +162,21 @@ class PhasePicture:
     version: int
 
 
-def contour_lines(xs, ys, z, levels) -> dict[str, list]:
-    """Level lines of z (z.shape == (len(ys), len(xs))) as multi-line source data."""
+def contour_lines(xs, ys, z, levels) -> dict[str, np.ndarray]:
+    """Level lines of z (z.shape == (len(ys), len(xs))) as one line's source data, the
+    lines separated by NaN: two arrays on the wire, where a multi-line sends two per
+    line (a landscape has dozens)."""
     import contourpy
 
-    generator = contourpy.contour_generator(xs, ys, np.ma.masked_invalid(z))
-    out = {"xs": [], "ys": []}
-    for level in levels:
-        for line in generator.lines(level):
-            out["xs"].append(line[:, 0])
-            out["ys"].append(line[:, 1])
-    return out
+    generator = contourpy.contour_generator(
+        xs, ys, np.ma.masked_invalid(z), line_type=contourpy.LineType.ChunkCombinedNan
+    )
+    chunks = [generator.lines(level)[0][0] for level in levels]
+    chunks = [c for c in chunks if c is not None]
+    if not chunks:
+        return {"x": np.zeros(0, np.float32), "y": np.zeros(0, np.float32)}
+    points = np.concatenate([np.vstack([c, [[np.nan, np.nan]]]) for c in chunks])
+    return {"x": points[:, 0].astype(np.float32), "y": points[:, 1].astype(np.float32)}
 
 
 def padded_extent(points: np.ndarray, margin: float = 0.15) -> tuple[float, float, float, float]:
