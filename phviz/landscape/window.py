@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from .dynamics import ParameterLayout
+from ..dynamics import ParameterLayout
 
 PLANE_KINDS = ("pca", "random", "coordinates")
 _PCA_ROWS = 512  # path points a PCA plane is fitted to (evenly spaced, last one kept)

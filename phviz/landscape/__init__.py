@@ -1,0 +1,43 @@
+"""Loss landscapes: planes through parameter space, projections, batched surfaces."""
+
+from .window import (
+    PLANE_KINDS,
+    LandscapeWindow,
+    PathProfile,
+    Plane,
+    Potential,
+    Projection,
+    WindowState,
+    check_extent,
+    check_resolution,
+    extent_around,
+    filter_normalise,
+    loss_surface,
+    parameter_index,
+    parameter_label,
+    phase_curve,
+    phase_portrait,
+    trainer_phase_portrait,
+    trainer_surface,
+)
+
+__all__ = [
+    "PLANE_KINDS",
+    "LandscapeWindow",
+    "PathProfile",
+    "Plane",
+    "Potential",
+    "Projection",
+    "WindowState",
+    "check_extent",
+    "check_resolution",
+    "extent_around",
+    "filter_normalise",
+    "loss_surface",
+    "parameter_index",
+    "parameter_label",
+    "phase_curve",
+    "phase_portrait",
+    "trainer_phase_portrait",
+    "trainer_surface",
+]
