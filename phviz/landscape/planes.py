@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from .inputs import as_matrix, check_chunk, layout_of
 from .naming import parameter_index, parameter_label
@@ -66,13 +67,15 @@ class Plane:
         self.origin, self.d1, self.d2 = vectors
         self.d2 = self.d2.to(self.origin)
         self.d1 = self.d1.to(self.origin)
-        g = self._gram()
+        g = self.gram
         if g.det() <= 1e-10 * g[0, 0] * g[1, 1] or g[0, 0] == 0 or g[1, 1] == 0:
             raise ValueError("Invalid plane: d1 and d2 are parallel or zero (no plane)")
         self.kind, self.labels, self.explained = kind, tuple(labels), explained
         self.indices = indices  # the two parameters of a 'coordinates' plane
 
-    def _gram(self) -> torch.Tensor:
+    @property
+    def gram(self) -> torch.Tensor:
+        """The 2×2 Gram matrix of d1 and d2 in float64: lengths and angle of the axes."""
         d = torch.stack([self.d1, self.d2]).double()
         return d @ d.T
 
@@ -122,7 +125,7 @@ class Plane:
         """
         rows = as_matrix(thetas, self.dim)
         o, d = self.origin.double(), torch.stack([self.d1, self.d2]).double()
-        g_inv = torch.linalg.inv(d @ d.T)
+        g_inv = torch.linalg.inv(self.gram)
         xy, off = [], []
         for chunk in rows.split(check_chunk(chunk_size)):
             r = chunk.to(device=o.device, dtype=torch.float64) - o
@@ -183,9 +186,8 @@ class Plane:
         if theta is None:
             if not isinstance(model_or_layout, torch.nn.Module):
                 raise ValueError("Plane.random needs theta when given a layout, not a model")
-            theta = torch.cat(
-                [p.detach().reshape(-1) for p in model_or_layout.parameters() if p.requires_grad]
-            )
+            trainable = (p for p in model_or_layout.parameters() if p.requires_grad)
+            theta = parameters_to_vector(trainable).detach()
         theta = as_matrix(theta, layout.size, name="theta")[0]
         generator = torch.Generator().manual_seed(int(seed))
         directions = []
@@ -252,20 +254,17 @@ def filter_normalise(layout, direction: torch.Tensor, theta: torch.Tensor) -> to
 def _leading_directions(x: torch.Tensor, k: int, seed: int):
     """The top ``k`` right singular vectors of ``x`` (float64) and singular values.
 
-    Small problems use the exact SVD; large ones a seeded randomised subspace
-    iteration, exact for data of rank ≤ k and accurate to rounding otherwise.
+    Small problems use the exact SVD; large ones ``torch.svd_lowrank`` (randomised
+    subspace iteration, seeded so a path always gives the same plane), exact for
+    data of rank ≤ k and accurate to rounding otherwise.
     """
-    n_rows, n_cols = x.shape
-    if min(n_rows, n_cols) <= 128:
+    if min(x.shape) <= 128:
         _, s, vt = torch.linalg.svd(x, full_matrices=False)
         return list(vt[:k]), [float(v) for v in s[:k]]
-    q = min(k + 8, n_rows, n_cols)
-    generator = torch.Generator().manual_seed(int(seed))
-    basis = torch.linalg.qr(x @ torch.randn(n_cols, q, generator=generator, dtype=x.dtype))[0]
-    for _ in range(6):
-        basis = torch.linalg.qr(x @ (x.T @ basis))[0]
-    _, s, vt = torch.linalg.svd(basis.T @ x, full_matrices=False)
-    return list(vt[:k]), [float(v) for v in s[:k]]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        _, s, v = torch.svd_lowrank(x, q=min(k + 8, *x.shape), niter=6)
+    return list(v.T[:k]), [float(v) for v in s[:k]]
 
 
 def _complete(found: list[torch.Tensor], n: int, k: int, seed: int) -> list[torch.Tensor]:

@@ -37,7 +37,7 @@ _EMPTY = np.zeros(0)
 
 def _direction_length(plane: Plane) -> float:
     """Mean length of d1 and d2: θ-distance per unit of the plane's coordinates."""
-    return float(np.sqrt(np.diag(plane._gram().cpu().numpy())).mean())
+    return float(np.sqrt(np.diag(plane.gram.cpu().numpy())).mean())
 
 
 class LandscapeWindow:
@@ -281,7 +281,7 @@ class LandscapeWindow:
         if n < 2 or total <= 1e-12 * max(self._sum_sq, 1e-300):
             return 1.0
         a = self._xy - self._xy.mean(0)
-        g = plane._gram().cpu().numpy()
+        g = plane.gram.cpu().numpy()
         return float(min(1.0, np.einsum("ni,ij,nj->", a, g, a) / total))
 
     def _reason(self) -> str:
