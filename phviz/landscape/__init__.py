@@ -10,7 +10,7 @@ views; ``grid`` holds the extents and grids they share.
 No GUI code: the views draw what these functions return (numpy arrays).
 """
 
-from .grid import check_extent, check_resolution, extent_around
+from .grid import check_extent, check_resolution, extent_around, grid_points
 from .naming import parameter_index, parameter_label
 from .phase import phase_curve, phase_portrait, trainer_phase_portrait
 from .planes import PLANE_KINDS, Plane, Projection, filter_normalise
@@ -29,6 +29,7 @@ __all__ = [
     "check_resolution",
     "extent_around",
     "filter_normalise",
+    "grid_points",
     "loss_surface",
     "parameter_index",
     "parameter_label",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .grid import check_extent, check_resolution
+from .grid import grid_points
 from .inputs import as_matrix
 from .naming import parameter_index
 from .potentials import Potential
@@ -41,10 +41,8 @@ def phase_portrait(
     )
     if not m > 0:
         raise ValueError(f"Invalid inertia: {m!r} (must be > 0)")
-    qmin, qmax, pmin, pmax = check_extent((*q_extent, *p_extent))
-    nq, n_p = check_resolution(resolution)
-    qs, ps = np.linspace(qmin, qmax, nq), np.linspace(pmin, pmax, n_p)
-    line = row.repeat(nq, 1).to(torch.float64)
+    qs, ps, _ = grid_points((*q_extent, *p_extent), resolution)
+    line = row.repeat(len(qs), 1).to(torch.float64)
     line[:, index] = torch.from_numpy(qs)
     potential_q = potential(line)
     kinetic_p = ps * ps / (2.0 * m)

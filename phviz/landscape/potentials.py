@@ -10,7 +10,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from ..dynamics import ParameterLayout, check_gain_value, potential_energy, resolve_gain
-from .grid import check_extent, check_resolution
+from .grid import grid_points
 from .inputs import as_matrix, check_chunk
 from .planes import Plane
 
@@ -119,11 +119,8 @@ class Potential:
                 f"Invalid plane: its vectors have length {plane.dim}, the model has "
                 f"{self.layout.size} parameters"
             )
-        xmin, xmax, ymin, ymax = check_extent(extent)
-        nx, ny = check_resolution(resolution)
-        xs, ys = np.linspace(xmin, xmax, nx), np.linspace(ymin, ymax, ny)
-        grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)  # row-major over (i, j)
-        return xs, ys, self.on_plane(plane, grid).reshape(ny, nx)
+        xs, ys, grid = grid_points(extent, resolution)
+        return xs, ys, self.on_plane(plane, grid).reshape(len(ys), len(xs))
 
     def profile(self, plane: Plane, thetas) -> PathProfile:
         """For a path: its projection, V at each point, and V at each projection."""
