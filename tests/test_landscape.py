@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parameters_to_vector
 
 import phviz
 from phviz.landscape import (
@@ -174,7 +175,7 @@ def test_profile_shows_the_gap_of_a_point_off_the_plane():
 def test_filter_normalised_directions_match_the_weights_per_filter():
     model = small_mlp()
     plane = Plane.random(model, seed=11)
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    theta = parameters_to_vector(model.parameters()).detach()
     torch.testing.assert_close(plane.origin, theta)
     layout = phviz.dynamics.ParameterLayout(model)
     for d in (plane.d1, plane.d2):
@@ -240,7 +241,7 @@ def test_pca_plane_of_a_single_point_is_completed():
 
 def test_coordinates_plane_has_the_parameters_as_axes():
     model = phviz.build_model(2, 2, architecture="linear", seed=0, dtype=torch.float64)
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    theta = parameters_to_vector(model.parameters()).detach()
     plane = Plane.coordinates(theta, "w11", "w12", layout=model)
     assert plane.labels == ("w11", "w12") and plane.indices == (0, 1)
     p = plane.point(0.25, -4.0)

@@ -24,7 +24,8 @@ def layout_of(obj) -> ParameterLayout:
     )
 
 
-def as_vector(v) -> torch.Tensor:
+def _as_vector(v) -> torch.Tensor:
+    """One parameter vector, flat, as a tensor on the CPU."""
     t = v.detach().cpu() if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
     return t.reshape(-1)
 
@@ -36,7 +37,7 @@ def as_matrix(thetas, n: int | None = None, *, name: str = "thetas") -> torch.Te
     elif isinstance(thetas, np.ndarray):
         t = torch.from_numpy(np.ascontiguousarray(thetas))
     elif isinstance(thetas, Sequence) and len(thetas) and not np.isscalar(thetas[0]):
-        t = torch.stack([as_vector(v) for v in thetas])
+        t = torch.stack([_as_vector(v) for v in thetas])
     else:
         t = torch.as_tensor(np.asarray(thetas))
     if t.dim() == 1:
@@ -57,6 +58,7 @@ def as_matrix(thetas, n: int | None = None, *, name: str = "thetas") -> torch.Te
 
 
 def check_chunk(chunk_size) -> int:
+    """``chunk_size``, the rows evaluated at once, as an int of at least 1."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
         raise TypeError(f"Invalid chunk_size: {chunk_size!r} (expected a whole number)")
     if chunk_size < 1:
