@@ -86,7 +86,7 @@ def potential_energy(loss, theta: torch.Tensor, potential_gain: float, weight_de
     """a·L + (c/2)·θᵀθ, summed over θ's last axis (one θ, or one row per θ).
 
     ``loss`` is L(θ) (one value per row); ``weight_decay`` c is a float or one value
-    per scalar parameter. Without weight decay the θ term is skipped, not computed as 0.
+    per scalar parameter. Without weight decay the θ term, a pass over every row, is skipped.
     """
     if not isinstance(weight_decay, torch.Tensor) and weight_decay == 0.0:
         return potential_gain * loss
