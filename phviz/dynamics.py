@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch.func import functional_call
+from torch.nn.utils import parameters_to_vector
 
 Gain = float | Mapping[str, float] | torch.Tensor
 Port = torch.Tensor | Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None
@@ -79,6 +80,17 @@ def resolve_gain(name: str, value: Gain, layout: ParameterLayout, like: torch.Te
     if isinstance(value, Mapping):
         return layout.expand(name, value, like, current)
     return check_gain_value(name, value)
+
+
+def potential_energy(loss, theta: torch.Tensor, potential_gain: float, weight_decay):
+    """a·L + (c/2)·θᵀθ, summed over θ's last axis (one θ, or one row per θ).
+
+    ``loss`` is L(θ) (one value per row); ``weight_decay`` c is a float or one value
+    per scalar parameter. Without weight decay the θ term, a pass over every row, is skipped.
+    """
+    if not isinstance(weight_decay, torch.Tensor) and weight_decay == 0.0:
+        return potential_gain * loss
+    return potential_gain * loss + 0.5 * (weight_decay * theta * theta).sum(-1)
 
 
 class ParameterLayout:
@@ -145,8 +157,7 @@ class FlatParameters:
 
     def __init__(self, model: torch.nn.Module):
         self.params = [p for p in model.parameters() if p.requires_grad]
-        with torch.no_grad():
-            self.theta = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.theta = parameters_to_vector(self.params).detach()
         self.grad = torch.zeros_like(self.theta)
         self.theta_views, self.grad_views = [], []
         offset = 0
@@ -200,6 +211,9 @@ class PortHamiltonianSystem:
     ``functional_forward(tensors, x)`` (phviz's own MLPs do) skips
     ``torch.func.functional_call``'s per-call bookkeeping.
 
+    ``fast=False`` runs any model, phviz's own included, the general way: autograd for
+    ∇L and ``functional_call`` for the outputs (a reference for the fast paths).
+
     Gradients are taken with respect to θ only: the solve itself is not differentiated.
     """
 
@@ -213,6 +227,7 @@ class PortHamiltonianSystem:
         potential_gain: float = 1.0,
         weight_decay: Gain = 0.0,
         port: Port = None,
+        fast: bool = True,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -223,8 +238,10 @@ class PortHamiltonianSystem:
         self.device, self.dtype = first.device, first.dtype
         self._like = first.detach()
         self._buffers = dict(model.named_buffers())
-        self._fast = callable(getattr(model, "functional_forward", None)) and all(
-            p.requires_grad for p in model.parameters()
+        self._fast = (
+            bool(fast)
+            and callable(getattr(model, "functional_forward", None))
+            and all(p.requires_grad for p in model.parameters())
         )
         self._flat = FlatParameters(model)
         # a model with its own backward pass and a loss with its closed-form output
@@ -290,7 +307,7 @@ class PortHamiltonianSystem:
 
     def initial_state(self, momentum: torch.Tensor | None = None) -> torch.Tensor:
         """[θ; p] from the model's current parameters; p = 0 unless given."""
-        theta = torch.cat([p.detach().reshape(-1) for _, p in self._trainable()])
+        theta = parameters_to_vector(p for _, p in self._trainable()).detach()
         if momentum is None:
             momentum = torch.zeros_like(theta)
         elif momentum.shape != theta.shape:
@@ -330,7 +347,7 @@ class PortHamiltonianSystem:
     def potential(self, theta: torch.Tensor, loss: torch.Tensor | None = None) -> torch.Tensor:
         """a·L(θ) + (c/2)·θᵀθ; pass ``loss`` = L(θ) when it is already known."""
         loss = self.loss(theta) if loss is None else loss
-        return self.potential_gain * loss + 0.5 * (self.weight_decay * theta * theta).sum()
+        return potential_energy(loss, theta, self.potential_gain, self.weight_decay)
 
     def potential_gradient(self, theta: torch.Tensor) -> torch.Tensor:
         """∂H/∂θ = a∇L(θ) + cθ."""
@@ -459,14 +476,6 @@ class PortHamiltonianSystem:
         _, p = self.split(xi)
         v = self.velocity(p)
         return (v * self.damping * v).sum()
-
-    def supplied_power(self, t, xi: torch.Tensor) -> torch.Tensor:
-        """Power the port puts in, vᵀu (zero with the port closed)."""
-        theta, p = self.split(xi)
-        u = self.port_force(t, theta, p)
-        if u is None:
-            return xi.new_zeros(())
-        return (self.velocity(p) * u).sum()
 
     def ledger_field(self, t, y: torch.Tensor) -> torch.Tensor:
         """The vector field on [ξ; D; S], with Ḋ = vᵀBv and Ṡ = vᵀu.

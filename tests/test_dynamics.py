@@ -162,13 +162,15 @@ def test_energy_parts_and_dissipation():
     assert float(system.dissipation(xi)) == pytest.approx(0.4 * float((p / 2.0).pow(2).sum()))
 
 
-def test_fast_forward_equals_functional_call():
-    system = moons_system()
-    theta = system.initial_state()[: system.dim] + 0.1
-    fast = system.potential_gradient(theta)
-    system._fast = False  # the general path: torch.func.functional_call
-    general = system.potential_gradient(theta)
-    assert torch.allclose(fast, general, rtol=1e-12, atol=1e-14)
+def test_fast_paths_equal_the_general_one():
+    fast, general = moons_system(), moons_system(fast=False)
+    theta = fast.initial_state()[: fast.dim] + 0.1
+    assert torch.equal(theta, general.initial_state()[: general.dim] + 0.1)
+    assert torch.allclose(
+        fast.potential_gradient(theta), general.potential_gradient(theta), rtol=1e-12, atol=1e-14
+    )
+    x = fast.inputs[:7]
+    assert torch.allclose(fast.forward(theta, x), general.forward(theta, x), rtol=1e-12)
 
 
 @pytest.mark.parametrize("activation", ["softplus", "tanh", "relu", "sigmoid"])

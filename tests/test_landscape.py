@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parameters_to_vector
 
 import phviz
 from phviz.landscape import (
@@ -14,6 +15,7 @@ from phviz.landscape import (
     Plane,
     Potential,
     extent_around,
+    grid_points,
     loss_surface,
     parameter_index,
     parameter_label,
@@ -173,7 +175,7 @@ def test_profile_shows_the_gap_of_a_point_off_the_plane():
 def test_filter_normalised_directions_match_the_weights_per_filter():
     model = small_mlp()
     plane = Plane.random(model, seed=11)
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    theta = parameters_to_vector(model.parameters()).detach()
     torch.testing.assert_close(plane.origin, theta)
     layout = phviz.dynamics.ParameterLayout(model)
     for d in (plane.d1, plane.d2):
@@ -218,6 +220,18 @@ def test_pca_explained_share_of_a_known_spread():
     assert abs(float(plane.d2 @ e[1])) == pytest.approx(1.0)
 
 
+def test_randomised_pca_plane_is_the_exact_one():
+    # a random walk in 300 dimensions: 200 points, past the exact SVD's size
+    g = torch.Generator().manual_seed(4)
+    path = torch.randn(200, 300, generator=g, dtype=torch.float64).cumsum(0)
+    plane = Plane.from_trajectory(path)
+    centred = path - path.mean(0)
+    _, s, vt = torch.linalg.svd(centred, full_matrices=False)
+    cosines = torch.linalg.svdvals(torch.stack([plane.d1, plane.d2]) @ vt[:2].T)
+    torch.testing.assert_close(cosines, torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-10)
+    assert plane.explained == pytest.approx(float((s[:2] ** 2).sum() / (s**2).sum()), rel=1e-10)
+
+
 def test_pca_plane_of_a_single_point_is_completed():
     plane = Plane.from_trajectory(np.ones((1, 6)))
     assert plane.explained == 1.0
@@ -227,7 +241,7 @@ def test_pca_plane_of_a_single_point_is_completed():
 
 def test_coordinates_plane_has_the_parameters_as_axes():
     model = phviz.build_model(2, 2, architecture="linear", seed=0, dtype=torch.float64)
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    theta = parameters_to_vector(model.parameters()).detach()
     plane = Plane.coordinates(theta, "w11", "w12", layout=model)
     assert plane.labels == ("w11", "w12") and plane.indices == (0, 1)
     p = plane.point(0.25, -4.0)
@@ -258,6 +272,15 @@ def test_extent_around_pads_by_the_margin():
     assert extent_around(pts, margin=0.25) == (-0.5, 2.5, -0.5, 1.5)
     assert extent_around(pts, margin=0.25, square=True) == (-0.5, 2.5, -1.0, 2.0)
     assert extent_around([[1.0, 2.0]], margin=0.25, min_span=1.0) == (0.25, 1.75, 1.25, 2.75)
+    assert extent_around(pts, margin=0.25, per_axis=True) == (-0.5, 2.5, -0.25, 1.25)
+
+
+def test_grid_points_are_row_major():
+    xs, ys, points = grid_points((0.0, 1.0, -1.0, 1.0), (3, 5))
+    np.testing.assert_array_equal(xs, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(ys, [-1.0, -0.5, 0.0, 0.5, 1.0])
+    assert points.shape == (15, 2)
+    np.testing.assert_array_equal(points[1 * 3 + 2], [xs[2], ys[1]])
 
 
 # ------------------------------------------------------------ phase portraits
@@ -362,8 +385,17 @@ def test_window_surface_agrees_with_the_path_it_shows():
     np.testing.assert_allclose(profile.off_plane, 0.0, atol=1e-6)
     np.testing.assert_allclose(profile.actual, profile.on_plane, rtol=1e-5)
     assert window.explained == pytest.approx(1.0, abs=1e-6)
-    xs, ys, z = window.surface  # the grid's centre column is the head: plane origin
-    np.testing.assert_allclose(window.path_xy[-1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(window.path_xy[-1], 0.0, atol=1e-6)  # the head is the origin
+    xs, ys, z = window.surface  # a quadratic loss: the surface is known exactly
+    assert z.shape == (3, 3)
+    plane = window.plane
+    o, d1, d2 = (v.numpy() for v in (plane.origin, plane.d1, plane.d2))
+    model, x, y = quadratic_problem()
+    xa = np.c_[x.numpy(), np.ones(len(x))]
+    for i, yy in enumerate(ys):
+        for j, xx in enumerate(xs):
+            theta = o + xx * d1 + yy * d2
+            assert z[i, j] == pytest.approx(np.mean((1.5 * xa @ theta - y.numpy()) ** 2), rel=1e-12)
 
 
 def test_window_starts_again_when_time_goes_back():
@@ -456,6 +488,12 @@ def test_bad_input_raises_clear_errors():
         loss_surface(model, F.mse_loss, x, y, random_plane(6))
     with pytest.raises(ValueError, match="targets"):
         Potential(model, F.mse_loss, x, y[:-1])
+    with pytest.raises(ValueError, match="potential_gain"):
+        Potential(model, F.mse_loss, x, y, potential_gain=0.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        Potential(model, F.mse_loss, x, y, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        Potential(model, F.mse_loss, x, y, weight_decay=torch.ones(3))
     with pytest.raises(ValueError, match="same parameter"):
         Plane.coordinates(torch.zeros(4), 1, 1)
     with pytest.raises(ValueError, match="w33"):

@@ -24,6 +24,7 @@ from panel.io.callbacks import PeriodicCallback
 from ..budget import Budget
 from ..config import PRESETS, SOLVERS, TrainingConfig, make_config
 from ..data import dataset_defaults
+from ..landscape import extent_around
 from ..scheduler import Scheduler
 from . import figures
 from .clock import FrameClock
@@ -38,7 +39,7 @@ from .live import (
     Notice,
     Tick,
 )
-from .worker import contour_lines, damping_note, padded_extent, task_kind
+from .worker import contour_lines, damping_note, task_kind
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +414,8 @@ class Explorer(pn.viewable.Viewer):
             self.task_sources = {"cells": cells}
             self.task_fig, self.task_mapper = figures.confusion_figure(cells, max(ds.n_classes, 1))
         if self.task_kind in ("regions", "field"):  # the extent the pictures will have
-            xmin, xmax, ymin, ymax = padded_extent(ds.x_train.cpu().numpy())
+            points = ds.x_train.cpu().numpy()
+            xmin, xmax, ymin, ymax = extent_around(points, margin=0.15, per_axis=True)
             self.task_fig.x_range.update(start=xmin, end=xmax)
             self.task_fig.y_range.update(start=ymin, end=ymax)
         # A figure swapped into the page takes changes from the next message on: the

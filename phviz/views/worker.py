@@ -25,7 +25,14 @@ import torch._dynamo  # noqa: F401  (torch.func imports it on first use: seconds
 from ..curvature import curvature_extremes
 from ..data import duffing_field
 from ..dynamics import critical_damping
-from ..landscape import LandscapeWindow, Potential, parameter_label, phase_portrait
+from ..landscape import (
+    LandscapeWindow,
+    Potential,
+    extent_around,
+    grid_points,
+    parameter_label,
+    phase_portrait,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,25 +186,6 @@ def contour_lines(xs, ys, z, levels) -> dict[str, np.ndarray]:
     return {"x": points[:, 0].astype(np.float32), "y": points[:, 1].astype(np.float32)}
 
 
-def padded_extent(points: np.ndarray, margin: float = 0.15) -> tuple[float, float, float, float]:
-    """(xmin, xmax, ymin, ymax) around 2-D points, widened by ``margin`` of each span."""
-    lo, hi = points.min(0), points.max(0)
-    pad = margin * np.maximum(hi - lo, 1e-6)
-    return (
-        float(lo[0] - pad[0]),
-        float(hi[0] + pad[0]),
-        float(lo[1] - pad[1]),
-        float(hi[1] + pad[1]),
-    )
-
-
-def grid_points(extent, resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """xs, ys and the (len(ys)·len(xs), 2) points, row-major (point [i·nx + j] = (xs[j], ys[i]))."""
-    xmin, xmax, ymin, ymax = extent
-    xs, ys = np.linspace(xmin, xmax, resolution), np.linspace(ymin, ymax, resolution)
-    return xs, ys, np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
-
-
 def task_kind(trainer) -> str:
     ds = trainer.dataset
     if ds.task == "classification":
@@ -217,7 +205,7 @@ def task_picture(trainer, theta: np.ndarray, t: float, version: int) -> TaskPict
         return system.forward(theta_t, inputs).double().cpu().numpy()
 
     if kind == "regions":
-        extent = padded_extent(ds.x_train.cpu().numpy())
+        extent = extent_around(ds.x_train.cpu().numpy(), margin=0.15, per_axis=True)
         xs, ys, grid = grid_points(extent, REGION_RESOLUTION)
         classes = predict(grid).argmax(-1).reshape(len(ys), len(xs))
         return TaskPicture("regions", version, t, xs=xs, ys=ys, values=classes)
@@ -228,7 +216,7 @@ def task_picture(trainer, theta: np.ndarray, t: float, version: int) -> TaskPict
         np.add.at(counts, (y.cpu().numpy(), predicted), 1)
         return TaskPicture("confusion", version, t, values=counts)
     if kind == "field":
-        extent = padded_extent(ds.x_train.cpu().numpy())
+        extent = extent_around(ds.x_train.cpu().numpy(), margin=0.15, per_axis=True)
         _, _, arrows = grid_points(extent, ARROW_RESOLUTION)
         xs, ys, fine = grid_points(extent, ERROR_RESOLUTION)
         error = np.linalg.norm(predict(fine) - duffing_field(fine), axis=-1)

@@ -1,0 +1,187 @@
+"""The potential a·L(θ) + (c/2)‖θ‖² for many θ at once, and its surfaces over planes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.func import functional_call, vmap
+
+from ..dynamics import ParameterLayout, check_gain_value, potential_energy, resolve_gain
+from .grid import grid_points
+from .inputs import as_matrix, check_chunk
+from .planes import Plane
+
+
+class Potential:
+    """V(θ) = a·L(θ) + (c/2)·θᵀθ on fixed data, for many θ at once.
+
+    Rows of θ are evaluated with ``torch.func.vmap`` over ``functional_call`` (with
+    the model's buffers), ``chunk_size`` rows at a time so memory stays bounded, on
+    the model's device and in its dtype. ``batched=False`` evaluates row by row in a
+    Python loop (a reference, and a way out for models vmap cannot handle).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        potential_gain: float = 1.0,
+        weight_decay=0.0,
+        chunk_size: int = 256,
+        batched: bool = True,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if len(inputs) != len(targets):
+            raise ValueError(f"Invalid data: {len(inputs)} inputs but {len(targets)} targets")
+        self.model, self.loss_fn = model, loss_fn
+        self.layout = ParameterLayout(model)
+        first = next(p for p in model.parameters() if p.requires_grad)
+        self.device, self.dtype = first.device, first.dtype
+        self.inputs = inputs.to(self.device)
+        self.targets = targets.to(self.device)
+        if self.inputs.is_floating_point():
+            self.inputs = self.inputs.to(self.dtype)
+        self.potential_gain = check_gain_value("potential_gain", potential_gain)
+        self.weight_decay = resolve_gain("weight_decay", weight_decay, self.layout, first.detach())
+        self.chunk_size = check_chunk(chunk_size)
+        self.batched = bool(batched)
+        self._buffers = dict(model.named_buffers())
+        self._batched_loss = vmap(self._loss)
+
+    @classmethod
+    def from_trainer(cls, trainer, *, batch: str = "train", chunk_size: int = 256) -> Potential:
+        """The trainer's potential with its current gains.
+
+        ``batch="train"``: the whole training set (the loss the run reports);
+        ``batch="current"``: the mini-batch it holds now (the switched potential H_k).
+        """
+        system = trainer.system
+        if batch == "train":
+            inputs, targets = trainer.dataset.x_train, trainer.dataset.y_train
+        elif batch == "current":
+            if system.inputs is None:
+                raise ValueError("Invalid batch: 'current', but the trainer holds no batch")
+            # read between two steps (or on the training thread) for a matching pair
+            inputs, targets = system.inputs, system.targets
+        else:
+            raise ValueError(f"Invalid batch: {batch!r} (choose 'train' or 'current')")
+        return cls(
+            trainer.model,
+            trainer.dataset.loss_fn,
+            inputs,
+            targets,
+            potential_gain=system.potential_gain,
+            weight_decay=system.weight_decay,
+            chunk_size=chunk_size,
+        )
+
+    def _loss(self, theta: torch.Tensor) -> torch.Tensor:
+        params = dict(zip(self.layout.names, self.layout.unflatten(theta), strict=True))
+        out = functional_call(self.model, (params, self._buffers), (self.inputs,))
+        return self.loss_fn(out, self.targets)
+
+    @torch.no_grad()
+    def evaluate_rows(self, thetas: torch.Tensor) -> torch.Tensor:
+        """V at each row of a (N, n) tensor already on the model's device and dtype."""
+        if self.batched:
+            losses = self._batched_loss(thetas)
+        else:
+            losses = torch.stack([self._loss(row) for row in thetas])
+        return potential_energy(losses, thetas, self.potential_gain, self.weight_decay)
+
+    def __call__(self, thetas) -> np.ndarray:
+        """V at each parameter vector (rows of an (N, n) array, or one vector)."""
+        rows = as_matrix(thetas, self.layout.size)
+        out = [
+            self.evaluate_rows(chunk.to(device=self.device, dtype=self.dtype))
+            for chunk in rows.split(self.chunk_size)
+        ]
+        return torch.cat(out).double().cpu().numpy()
+
+    def on_plane(self, plane: Plane, xy) -> np.ndarray:
+        """V at plane coordinates ``xy`` (N, 2), the points built chunk by chunk."""
+        plane = plane.to(self.device, self.dtype)
+        xy = torch.as_tensor(np.asarray(xy, dtype=np.float64)).reshape(-1, 2)
+        out = [self.evaluate_rows(plane.points(chunk)) for chunk in xy.split(self.chunk_size)]
+        return torch.cat(out).double().cpu().numpy()
+
+    def surface(self, plane: Plane, extent, resolution=51):
+        """(xs, ys, Z), Z[i, j] = V(origin + xs[j]·d1 + ys[i]·d2) (see ``loss_surface``)."""
+        if plane.dim != self.layout.size:
+            raise ValueError(
+                f"Invalid plane: its vectors have length {plane.dim}, the model has "
+                f"{self.layout.size} parameters"
+            )
+        xs, ys, grid = grid_points(extent, resolution)
+        return xs, ys, self.on_plane(plane, grid).reshape(len(ys), len(xs))
+
+    def profile(self, plane: Plane, thetas) -> PathProfile:
+        """For a path: its projection, V at each point, and V at each projection."""
+        rows = as_matrix(thetas, self.layout.size)
+        projection = plane.project(rows)
+        return PathProfile(
+            projection.xy, projection.off_plane, self(rows), self.on_plane(plane, projection.xy)
+        )
+
+
+class PathProfile(NamedTuple):
+    """A path seen on a plane: where it projects, how far off it is, and two potentials.
+
+    ``actual`` is V at each θ(t); ``on_plane`` is the surface's value at its
+    projection. Where they differ, the picture misleads: the path is off the plane.
+    """
+
+    xy: np.ndarray
+    off_plane: np.ndarray
+    actual: np.ndarray
+    on_plane: np.ndarray
+
+
+def loss_surface(
+    model: torch.nn.Module,
+    loss_fn,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    plane: Plane,
+    *,
+    extent=(-1.0, 1.0, -1.0, 1.0),
+    resolution=51,
+    potential_gain: float = 1.0,
+    weight_decay=0.0,
+    chunk_size: int = 256,
+    batched: bool = True,
+):
+    """The potential a·L + (c/2)‖θ‖² over a grid on ``plane``.
+
+    Returns (xs, ys, Z) as numpy arrays with Z.shape == (len(ys), len(xs)) and
+    Z[i, j] the potential at origin + xs[j]·d1 + ys[i]·d2. ``resolution`` is points
+    per axis (an int, or (nx, ny)); grid points are evaluated with vmap in chunks of
+    ``chunk_size`` on the model's device. Points where the loss overflows give inf
+    or NaN, left for the caller to mask.
+    """
+    potential = Potential(
+        model,
+        loss_fn,
+        inputs,
+        targets,
+        potential_gain=potential_gain,
+        weight_decay=weight_decay,
+        chunk_size=chunk_size,
+        batched=batched,
+    )
+    return potential.surface(plane, extent, resolution)
+
+
+def trainer_surface(
+    trainer, plane: Plane, *, extent, resolution=51, batch="train", chunk_size: int = 256
+):
+    """``loss_surface`` for a Trainer: its model, gains, and training set or current batch."""
+    potential = Potential.from_trainer(trainer, batch=batch, chunk_size=chunk_size)
+    return potential.surface(plane, extent, resolution)
