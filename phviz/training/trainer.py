@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torchdiffeq import odeint
 
-from .config import ADAPTIVE_SOLVERS, IMPLICIT_SOLVERS, SPLITTING_SOLVERS, TrainingConfig
-from .data import Dataset, accuracy, make_dataset
-from .dynamics import PortHamiltonianSystem, conformal_symplectic_step
-from .models import build_model
+from ..config import ADAPTIVE_SOLVERS, IMPLICIT_SOLVERS, SPLITTING_SOLVERS, TrainingConfig
+from ..data import Dataset, accuracy, make_dataset
+from ..dynamics import PortHamiltonianSystem, conformal_symplectic_step
+from ..models import build_model
 
 
 class TrainingError(RuntimeError):
