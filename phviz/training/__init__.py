@@ -1,5 +1,11 @@
-"""Training as a hybrid (switched) port-Hamiltonian system, producing records."""
+"""Training as a hybrid (switched) port-Hamiltonian system, producing records.
 
-from .trainer import BackgroundRun, Record, Trainer, TrainingError
+``Trainer`` is the stepping core (``step``, ``advance``, ``run``, ``reset``);
+``BackgroundRun`` runs one in a thread with play/pause/step for live views.
+"""
+
+from .background import BackgroundRun
+from .records import Record, TrainingError
+from .trainer import Trainer
 
 __all__ = ["BackgroundRun", "Record", "Trainer", "TrainingError"]
