@@ -41,13 +41,7 @@ def build_run(config: TrainingConfig, dataset: Dataset | None = None) -> Run:
     """The run ``config`` describes; ``dataset`` replaces the one it would draw."""
     dtype = getattr(torch, config.dtype)
     if dataset is None:
-        dataset = make_dataset(
-            config.dataset,
-            n_samples=config.n_samples,
-            noise=config.noise,
-            train_fraction=config.train_fraction,
-            seed=config.data_seed,
-        )
+        dataset = dataset_for(config)
     model = initial_model(config, dataset, dtype=dtype)
     n_parameters = sum(p.numel() for p in model.parameters())
     batch = len(dataset.x_train) if config.batch_size <= 0 else config.batch_size
@@ -64,6 +58,17 @@ def build_run(config: TrainingConfig, dataset: Dataset | None = None) -> Run:
     )
     theta = system.initial_state()[: system.dim].clone()
     return Run(dataset, model, system, device, dtype, theta, initial_momentum(config, model, theta))
+
+
+def dataset_for(config: TrainingConfig) -> Dataset:
+    """The data ``config`` draws (seeded: the same points every time)."""
+    return make_dataset(
+        config.dataset,
+        n_samples=config.n_samples,
+        noise=config.noise,
+        train_fraction=config.train_fraction,
+        seed=config.data_seed,
+    )
 
 
 def initial_model(
