@@ -182,7 +182,7 @@ def run_discrete(
             if not math.isfinite(loss):
                 curve.diverged = True
                 break
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     _final_metrics(curve, trainer, theta)
     return curve
 
