@@ -27,9 +27,9 @@ import torch
 
 from .config import TrainingConfig, make_config
 from .data import DATASETS
-from .models import build_model
 from .optim import PortHamiltonianSGD
 from .training import Trainer, TrainingError
+from .training.run import initial_model
 
 METHODS = ("phviz-ode", "phviz-sgd", "sgd-momentum", "adam")
 
@@ -159,17 +159,7 @@ def run_discrete(
 ) -> Curve:
     """``budget`` full-batch steps of ``method`` from the trainer's initial weights."""
     ds = trainer.dataset
-    model = build_model(
-        ds.input_dim,
-        ds.output_dim,
-        architecture=config.architecture,
-        hidden=config.hidden,
-        activation=config.activation,
-        softplus_beta=config.softplus_beta,
-        seed=config.model_seed,
-        device=trainer.device,
-        dtype=trainer.dtype,
-    )
+    model = initial_model(config, ds, device=trainer.device, dtype=trainer.dtype)
     optimizer = make_optimizer(method, model.parameters(), setting, config)
     loss_fn = ds.loss_fn
     curve = Curve(config.dataset, method, setting)
@@ -192,7 +182,7 @@ def run_discrete(
             if not math.isfinite(loss):
                 curve.diverged = True
                 break
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     _final_metrics(curve, trainer, theta)
     return curve
 
