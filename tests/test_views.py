@@ -224,14 +224,14 @@ def test_explorer_says_whether_the_damping_is_under_critical():
         explorer.update_view()  # a page's first update: the numbers and curves
         explorer.update_view(force=True)  # the pictures and notes (no page acknowledges)
         estimate = explorer.worker.stiffness
-        note = explorer.damping_note.object
+        note = explorer.controls.damping_note.object
         assert f"{estimate.critical:.3g}" in note
         expected = damping_regime(explorer.settings.damping, estimate.critical)
         assert expected in note
         # the same estimate against a much larger damping reads over-damped
         explorer.settings.damping = 10 * estimate.critical
         explorer.update_view(force=True)
-        assert "over-damped" in explorer.damping_note.object
+        assert "over-damped" in explorer.controls.damping_note.object
     finally:
         explorer.close()
 
@@ -304,7 +304,7 @@ def test_a_new_sample_tracks_other_coordinates(explorer):
 
     def retracked():  # the plots show the new coordinates' θ, rebuilt from whole θ
         tracked = explorer.session.trainer.tracked
-        column = explorer.series.data[theta_column(0)]
+        column = explorer.plots.series.data[theta_column(0)]
         stored = explorer.session.history.thetas[0, tracked[0]]
         return not np.array_equal(tracked, before) and len(column) and column[0] == stored
 
