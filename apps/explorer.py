@@ -11,30 +11,15 @@ import panel as pn
 
 from phviz.budget import Budget
 from phviz.views import Explorer
+from phviz.views.layout import page
 from phviz.views.serving import full_page, quiet_closed_connections, servable, session_gate
 
 pn.extension(notifications=False)
 quiet_closed_connections()
 
 budget = Budget.from_settings(sys.argv[1:])
-title = "phviz · port-Hamiltonian training"
 if session_gate(budget.max_sessions).admit(pn.state.on_session_destroyed):
     explorer = Explorer(budget=budget)
-    # One root per template area: each root added to a Bokeh document walks every
-    # model already in it, so forty sidebar roots cost seconds per page.
-    sidebar = pn.Column(*explorer.sidebar(), sizing_mode="stretch_width")
-    page = pn.template.BootstrapTemplate(
-        title=title,
-        sidebar=[sidebar],
-        main=[explorer],
-        sidebar_width=340,
-        header_background="#1f4e79",
-        # The spinner would turn at every update; and Panel sets every page's spinner
-        # on every callback of every session, which grows with the square of the tabs.
-        busy_indicator=None,
-    )
-    servable(page)
+    servable(page([explorer], explorer.sidebar()))
 else:
-    pn.template.BootstrapTemplate(
-        title=title, main=[full_page(budget.max_sessions)], header_background="#1f4e79"
-    ).servable()
+    page([full_page(budget.max_sessions)]).servable()

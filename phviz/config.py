@@ -35,17 +35,33 @@ class TrainingConfig(param.Parameterized):
     """Everything that defines a port-Hamiltonian training run."""
 
     # data
-    dataset = param.Selector(default="moons", objects=list(DATASETS), doc="Data set to learn.")
+    dataset = param.Selector(
+        default="moons", objects=list(DATASETS), label="Data set", doc="Data set to learn."
+    )
     n_samples = param.Integer(
-        default=None, bounds=(4, 100_000), allow_None=True, doc="Points in all (None: default)."
+        default=None,
+        bounds=(4, 100_000),
+        softbounds=(20, 4000),
+        step=10,
+        allow_None=True,
+        label="Size (points)",
+        doc="Points in all (None: default).",
     )
     noise = param.Number(
-        default=None, bounds=(0.0, 5.0), allow_None=True, doc="Noise level (None: default)."
+        default=None,
+        bounds=(0.0, 5.0),
+        softbounds=(0.0, 2.0),
+        step=0.01,
+        allow_None=True,
+        doc="Noise level (None: default).",
     )
     train_fraction = param.Number(
         default=None,
         bounds=(0.05, 1.0),
+        softbounds=(0.1, 1.0),
+        step=0.05,
         allow_None=True,
+        label="Train fraction",
         doc="Share of points used for training (None: default).",
     )
     data_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the data set.")
@@ -54,7 +70,9 @@ class TrainingConfig(param.Parameterized):
     architecture = param.Selector(
         default="mlp", objects=["mlp", "linear"], doc="A linear model or an MLP."
     )
-    hidden = param.String(default="16,16", doc="Hidden widths of the MLP, e.g. '16,16'.")
+    hidden = param.String(
+        default="16,16", label="Hidden widths", doc="Hidden widths of the MLP, e.g. '16,16'."
+    )
     activation = param.Selector(
         default="softplus", objects=list(ACTIVATIONS), doc="Activation between layers."
     )
@@ -76,14 +94,39 @@ class TrainingConfig(param.Parameterized):
     )
 
     # gains
-    damping = param.Number(default=0.5, bounds=(0.0, None), doc="Damping B (>= 0).")
+    damping = param.Number(
+        default=0.5,
+        bounds=(0.0, None),
+        softbounds=(0.0, 3.0),
+        step=0.05,
+        label="Damping B",
+        doc="Damping B (>= 0).",
+    )
     inertia = param.Number(
-        default=1.0, bounds=(1e-6, None), inclusive_bounds=(True, True), doc="Inertia M (> 0)."
+        default=1.0,
+        bounds=(1e-6, None),
+        inclusive_bounds=(True, True),
+        softbounds=(0.1, 5.0),
+        step=0.05,
+        label="Inertia M",
+        doc="Inertia M (> 0).",
     )
     potential_gain = param.Number(
-        default=1.0, bounds=(1e-6, None), doc="Potential gain a (> 0): H = a·L + ..."
+        default=1.0,
+        bounds=(1e-6, None),
+        softbounds=(0.1, 10.0),
+        step=0.1,
+        label="Potential gain a",
+        doc="Potential gain a (> 0): H = a·L + ...",
     )
-    weight_decay = param.Number(default=0.0, bounds=(0.0, None), doc="Weight decay c (>= 0).")
+    weight_decay = param.Number(
+        default=0.0,
+        bounds=(0.0, None),
+        softbounds=(0.0, 0.2),
+        step=0.005,
+        label="Weight decay c",
+        doc="Weight decay c (>= 0).",
+    )
 
     # switching and solver
     batch_size = param.Integer(
@@ -94,7 +137,12 @@ class TrainingConfig(param.Parameterized):
         doc="Shuffle the training set each epoch; off: batches in the data's own order.",
     )
     switching_interval = param.Number(
-        default=0.1, bounds=(1e-4, 100.0), doc="Time Δt each batch is held (and record spacing)."
+        default=0.1,
+        bounds=(1e-4, 100.0),
+        softbounds=(0.01, 1.0),
+        step=0.01,
+        label="Switching interval Δt",
+        doc="Time Δt each batch is held (and record spacing).",
     )
     solver = param.Selector(
         default="dopri5",
@@ -102,14 +150,23 @@ class TrainingConfig(param.Parameterized):
         doc="torchdiffeq method; conformal_leapfrog (fixed step) or radau (implicit, "
         "small models) for stiff damping.",
     )
-    rtol = param.Number(default=1e-4, bounds=(1e-12, 1.0), doc="Relative tolerance (adaptive).")
-    atol = param.Number(default=1e-6, bounds=(1e-14, 1.0), doc="Absolute tolerance (adaptive).")
+    rtol = param.Number(
+        default=1e-4, bounds=(1e-12, 1.0), label="rtol", doc="Relative tolerance (adaptive)."
+    )
+    atol = param.Number(
+        default=1e-6, bounds=(1e-14, 1.0), label="atol", doc="Absolute tolerance (adaptive)."
+    )
     step_size = param.Number(
-        default=0.01, bounds=(1e-6, 10.0), doc="Step of the fixed-step solvers."
+        default=0.01,
+        bounds=(1e-6, 10.0),
+        label="Fixed step (rk4, euler, …)",
+        doc="Step of the fixed-step solvers.",
     )
     max_steps = param.Integer(
         default=20_000,
         bounds=(10, None),
+        softbounds=(10, 1_000_000),
+        label="Most solver steps per interval",
         doc="Most solver steps in one switching interval before it is called stiff.",
     )
 
@@ -131,6 +188,16 @@ class TrainingConfig(param.Parameterized):
         """The settings as a plain dict (for JSON)."""
         return {k: v for k, v in self.param.values().items() if k != "name"}
 
+
+TOLERANCES = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
+# The values a menu offers for settings that could take any number within their bounds
+# (the explorer's sidebar; labels, slider ranges and steps are on the parameters).
+CHOICES: dict[str, dict | list] = {
+    "batch_size": {"full batch": 0, "8": 8, "16": 16, "32": 32, "64": 64, "128": 128, "256": 256},
+    "rtol": TOLERANCES,
+    "atol": TOLERANCES,
+    "step_size": [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001],
+}
 
 PRESETS: dict[str, dict] = {
     # Opens the explorer: under-damped, so both the oscillation and the decay show.

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import colours
 from .config import PRESET_NOTES, make_config
 from .data import DUFFING, Dataset, duffing_field, duffing_trajectory
 from .training import Record, Trainer
@@ -295,10 +296,6 @@ def format_numbers(numbers: dict) -> str:
 
 
 # ------------------------------------------------------------------ figures
-# One colour per quantity everywhere: potential blue, kinetic orange,
-# dissipated grey, total H black.
-COLOURS = {"potential": "#1f77b4", "kinetic": "#ff7f0e", "dissipated": "#7f7f7f", "H": "black"}
-CLASS_COLOURS = ("#d62728", "#1f77b4")
 
 
 def _pyplot():
@@ -351,12 +348,12 @@ def linear_boundary_figure(run: Run, path) -> Path:
         ax.plot(t, velocity[:, list(trainer.tracked).index(i)], color=f"C{i}", label=names[i])
     ax.set(title="Velocities θ̇ = M⁻¹p", xlabel="time t", ylabel="θ̇ (1/time)")
     ax = axes[1, 0]
-    ax.semilogy(t, run.series("train_loss"), color=COLOURS["potential"], label="train loss L")
+    ax.semilogy(t, run.series("train_loss"), color=colours.POTENTIAL, label="train loss L")
     ax.semilogy(
-        t, run.series("hamiltonian"), color=COLOURS["H"], label="H = aL + c/2‖θ‖² + kinetic"
+        t, run.series("hamiltonian"), color=colours.HAMILTONIAN, label="H = aL + c/2‖θ‖² + kinetic"
     )
     kinetic = np.maximum(run.series("kinetic"), 1e-12)
-    ax.semilogy(t, kinetic, color=COLOURS["kinetic"], label="kinetic ½pᵀM⁻¹p")
+    ax.semilogy(t, kinetic, color=colours.KINETIC, label="kinetic ½pᵀM⁻¹p")
     ax.set(title="Objective over time", xlabel="time t", ylabel="value (log scale)")
     ax.set_ylim(bottom=max(1e-6, float(kinetic[kinetic > 1e-12].min(initial=1.0)) / 2))
     ax.legend(loc="upper right")
@@ -387,12 +384,12 @@ def _decision_panel(ax, trainer: Trainer, accuracy: float) -> None:
         theta = trainer.xi[: trainer.system.dim]
         out = trainer.system.forward(theta, torch.as_tensor(grid).to(trainer.xi))
     margin = (out[:, 0] - out[:, 1]).cpu().numpy().reshape(len(vs), len(us))
-    ax.contourf(us, vs, margin, levels=[-1e9, 0, 1e9], colors=CLASS_COLOURS[::-1], alpha=0.15)
+    ax.contourf(us, vs, margin, levels=[-1e9, 0, 1e9], colors=colours.TWO_CLASSES[::-1], alpha=0.15)
     ax.contour(us, vs, margin, levels=[0], colors="black", linewidths=2.5)
     for label in (0, 1):
         pts = x[y == label]
         ax.scatter(
-            pts[:, 0], pts[:, 1], s=12, color=CLASS_COLOURS[label], label=f"class {label + 1}"
+            pts[:, 0], pts[:, 1], s=12, color=colours.TWO_CLASSES[label], label=f"class {label + 1}"
         )
     ax.plot([], [], color="black", label="boundary f₁ = f₂")
     ax.set(
@@ -441,14 +438,12 @@ def duffing_training_figure(run: Run, path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(16, 6), layout="constrained")
     ax = axes[0]
     ax.semilogy(
-        t, run.series("train_loss"), color=COLOURS["potential"], label="MSE (potential, a = 1)"
+        t, run.series("train_loss"), color=colours.POTENTIAL, label="MSE (potential, a = 1)"
     )
+    ax.semilogy(t, np.maximum(run.series("kinetic"), 1e-12), color=colours.KINETIC, label="kinetic")
+    ax.semilogy(t, run.series("hamiltonian"), color=colours.HAMILTONIAN, linestyle="--", label="H")
     ax.semilogy(
-        t, np.maximum(run.series("kinetic"), 1e-12), color=COLOURS["kinetic"], label="kinetic"
-    )
-    ax.semilogy(t, run.series("hamiltonian"), color=COLOURS["H"], linestyle="--", label="H")
-    ax.semilogy(
-        t[1:], run.series("dissipated")[1:], color=COLOURS["dissipated"], label="dissipated ∫vᵀBv"
+        t[1:], run.series("dissipated")[1:], color=colours.DISSIPATED, label="dissipated ∫vᵀBv"
     )
     mse = run.summary["final_train_loss"]
     ax.axhline(

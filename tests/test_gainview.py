@@ -128,8 +128,8 @@ def test_a_picked_cell_sets_the_gains_restarts_the_run_and_leaves_its_ghost():
         assert picked == {"damping": 4.0, "inertia": 0.1}
         explorer.update_view(force=True)  # the next tick applies it
         assert explorer.settings.damping == 4.0 and explorer.settings.inertia == 0.1
-        assert explorer.widgets["damping"].value == 4.0
-        assert session.playing and explorer.run_button.name == "Pause"
+        assert explorer.controls.widgets["damping"].value == 4.0
+        assert session.playing and explorer.controls.run_button.name == "Pause"
         # back to t = 0 with the new gains from the start
         assert wait_for(lambda: (explorer.update_view(force=True), session.status())[1]["t"] < 0.5)
         assert wait_for(lambda: float(session.trainer.system.damping) == 4.0)

@@ -139,6 +139,30 @@ def test_pause_is_final_once_settled(pool):
     session.close()
 
 
+def test_pictures_and_training_share_one_session_on_the_pool(pool):
+    """A playing session's slices both integrate and make pictures: records keep
+    arriving while the landscape and the task picture move on."""
+    session = ready_session(pool, max_rate=None)
+    pictures = session.pictures
+    assert wait_for(lambda: session.poll() is not None and pictures.task is not None)
+    landscape, task = pictures.window.state.version, pictures.task.version
+    session.play()
+    records = []
+
+    def both_moved():
+        records.extend(session.poll().records)
+        return (
+            len(records) >= 20
+            and pictures.window.state.version > landscape
+            and pictures.task.version > task
+        )
+
+    assert wait_for(both_moved, timeout=60)
+    assert [r.interval for r in records] == list(range(1, len(records) + 1))
+    assert session.history.last.interval == records[-1].interval
+    session.close()
+
+
 def test_a_hidden_page_stops_its_work(pool):
     session = ready_session(pool, max_rate=None)
     session.play()

@@ -224,14 +224,14 @@ def test_explorer_says_whether_the_damping_is_under_critical():
         explorer.update_view()  # a page's first update: the numbers and curves
         explorer.update_view(force=True)  # the pictures and notes (no page acknowledges)
         estimate = explorer.worker.stiffness
-        note = explorer.damping_note.object
+        note = explorer.controls.damping_note.object
         assert f"{estimate.critical:.3g}" in note
         expected = damping_regime(explorer.settings.damping, estimate.critical)
         assert expected in note
         # the same estimate against a much larger damping reads over-damped
         explorer.settings.damping = 10 * estimate.critical
         explorer.update_view(force=True)
-        assert "over-damped" in explorer.damping_note.object
+        assert "over-damped" in explorer.controls.damping_note.object
     finally:
         explorer.close()
 
@@ -262,6 +262,11 @@ def test_the_refresh_period_from_the_query_string():
     assert refresh_ms({"refresh": [b"5"]}) == 40  # clamped to [40, 2000]
     assert refresh_ms({"refresh": [b"99999"]}) == 2000
     assert refresh_ms({"refresh": [b"fast"]}) == round(1000 * TICK_SECONDS)
+    assert refresh_ms({"refresh": [b"-3"]}) == 40
+    # missing or malformed: the default
+    for args in ({"refresh": [b""]}, {"refresh": []}, {"refresh": ["250"]}, {"other": [b"9"]}):
+        assert refresh_ms(args) == round(1000 * TICK_SECONDS)
+    assert refresh_ms({"refresh": ["250".encode("utf-16")]}) == round(1000 * TICK_SECONDS)
 
 
 @pytest.fixture
@@ -278,7 +283,8 @@ def shown(explorer, condition):
 
 
 def test_a_preset_from_the_sidebar_rebuilds_the_run(explorer):
-    explorer.preset = "paper-duffing"
+    explorer.controls.preset_widget.value = "paper-duffing"
+    assert explorer.preset == "paper-duffing"
     assert explorer.settings.dataset == "duffing"
     assert wait_for(lambda: shown(explorer, lambda: explorer.task_kind == "field"), timeout=60)
     assert explorer.session.trainer.dataset.name == "duffing"
@@ -286,7 +292,9 @@ def test_a_preset_from_the_sidebar_rebuilds_the_run(explorer):
 
 
 def test_the_plane_follows_the_sidebar_and_bad_indices_are_named(explorer):
-    explorer.param.update(plane="coordinates", plane_x=0, plane_y=3)
+    controls = explorer.controls
+    controls.plane_y_widget.value = 3
+    controls.plane_widget.value = "coordinates"
 
     def on_new_plane():
         state = explorer.worker.window.state
@@ -294,17 +302,18 @@ def test_the_plane_follows_the_sidebar_and_bad_indices_are_named(explorer):
 
     assert wait_for(lambda: shown(explorer, on_new_plane), timeout=60)
     assert explorer.worker.window.coordinates == (0, 3)
-    explorer.plane_y = 0  # the same parameter twice
+    controls.plane_y_widget.value = 0  # the same parameter twice
     assert "Invalid plane coordinates: (0, 0)" in explorer.session.notice.text
 
 
 def test_a_new_sample_tracks_other_coordinates(explorer):
     before = explorer.session.trainer.tracked.copy()
-    explorer.sample_seed += 1
+    explorer.controls.sample_button.clicks += 1
+    assert explorer.sample_seed == 1
 
     def retracked():  # the plots show the new coordinates' θ, rebuilt from whole θ
         tracked = explorer.session.trainer.tracked
-        column = explorer.series.data[theta_column(0)]
+        column = explorer.plots.series.data[theta_column(0)]
         stored = explorer.session.history.thetas[0, tracked[0]]
         return not np.array_equal(tracked, before) and len(column) and column[0] == stored
 
@@ -327,3 +336,152 @@ def test_energy_key_names_each_curve_in_its_own_colour():
     for column, label, colour, _dash in figures.ENERGY_LINES:
         assert drawn[column] == colour
         assert label in key and colour in key
+
+
+def test_the_sidebar_cannot_drift_from_the_config(explorer):
+    """Each setting's widget shows its parameter: value, label, hard bounds, slider range,
+    step and the menu's values all come from TrainingConfig."""
+    import param
+
+    from phviz.config import CHOICES
+
+    settings = explorer.settings
+    widgets = explorer.controls.widgets
+    assert set(widgets) <= set(settings.param)
+    for name, widget in widgets.items():
+        p = settings.param[name]
+        assert widget.value == getattr(settings, name), name
+        assert widget.label == p.label, name
+        if "fixed_start" in widget.param:
+            assert (widget.fixed_start, widget.fixed_end) == p.bounds, name
+        if "start" in widget.param and "options" not in widget.param:
+            assert (widget.start, widget.end) == p.get_soft_bounds(), name
+        if "step" in widget.param and p.step is not None:
+            assert widget.step == p.step, name
+        if name in CHOICES:
+            assert widget.options == CHOICES[name], name
+        elif isinstance(p, param.Selector):
+            assert list(widget.options.values()) == p.objects, name
+    # and the other way: a setting changed in code shows in its widget
+    settings.damping = 1.25
+    assert widgets["damping"].value == 1.25
+
+
+def test_step_and_reset_from_the_sidebar(explorer):
+    controls = explorer.controls
+    controls.step_button.clicks += 1
+    assert wait_for(lambda: explorer.session.poll() and explorer.session.status()["t"] > 0)
+    controls.reset_button.clicks += 1
+    assert wait_for(lambda: explorer.session.poll().reset, timeout=60)
+    assert explorer.session.status()["t"] == 0.0
+
+
+# ------------------------------------------------------------------ presenter
+def test_two_polls_merge_into_one_update():
+    from phviz.views import presenter
+    from phviz.views.live import Tick
+
+    history = History(dim=5, n_tracked=3, capacity=11)
+    one = Tick(history.extend([record(0), record(1)]), [record(0), record(1)], False, False)
+    two = Tick(history.extend([record(2)]), [record(2)], False, True)
+    both = presenter.merged(one, two)
+    np.testing.assert_allclose(both.update.rows["t"], [0.0, 0.1, 0.2])
+    assert len(both.records) == 3 and both.rebuilt and not both.reset
+    reset = Tick(history.extend([record(3)]), [record(3)], True, False)
+    assert presenter.merged(both, reset).reset  # a reset starts over, the rebuild kept
+    assert presenter.merged(both, reset).rebuilt
+    assert presenter.merged(None, one) is one
+
+
+def test_the_status_line_and_the_run_button():
+    from phviz.views import presenter
+
+    status = dict(
+        t=1.234,
+        epoch=3.0,
+        train_loss=0.012345,
+        test_loss=math.nan,
+        accuracy=0.875,
+        hamiltonian=0.5,
+        nfe=42,
+        steps_per_second=math.nan,
+        device="cpu",
+    )
+    line = presenter.status_line(status)
+    assert "<b>t</b> 1.23" in line and "<b>train loss</b> 0.01235" in line
+    assert "<b>test loss</b> –" in line and "<b>accuracy</b> 88%" in line
+    assert "<b>–</b> steps/s" in line and line.startswith('<div class="phviz-status">')
+    assert "accuracy" not in presenter.status_line({**status, "accuracy": math.nan})
+    assert presenter.device_note(status) == "in use: **cpu**"
+    assert presenter.run_button(True) == ("Pause", "warning")
+    assert presenter.run_button(False) == ("Run", "primary")
+
+
+def test_the_time_axis_grows_by_a_quarter_and_shrinks_when_mostly_empty():
+    from phviz.views import presenter
+
+    assert presenter.time_range([], 1.0) is None
+    assert presenter.time_range([0.0, 0.5], 1.0) is None  # t < 1 still fits the first axis
+    assert presenter.time_range([0.0, 4.0], 1.0) == (0.0, 5.0)
+    assert presenter.time_range([0.0, 4.0], 5.0) is None
+    assert presenter.time_range([0.0, 2.0], 5.0) == (0.0, 2.5)  # more than half empty
+
+
+def test_the_trail_streams_new_points_and_is_resent_whole_on_a_new_plane():
+    from types import SimpleNamespace
+
+    from phviz.views import presenter
+
+    def state(n, version=1):
+        t = 0.1 * np.arange(n)
+        return SimpleNamespace(path_t=t, path_xy=np.c_[t, -t], version=version)
+
+    assert presenter.trail(SimpleNamespace(path_t=[], path_xy=[], version=0), -1) is None
+    first = presenter.trail(state(3), -1)
+    assert not first.grown and len(first.columns["x"]) == 3 and first.sent == (1, 3, 0.2)
+    assert first.head == {"x": [0.2], "y": [-0.2]} and first.t_range == (0.0, 0.2)
+    assert presenter.trail(state(3), first.sent) is None  # nothing new
+    more = presenter.trail(state(5), first.sent)
+    assert more.grown and more.columns["t"] == pytest.approx([0.3, 0.4])
+    replaced = presenter.trail(state(5, version=2), more.sent)  # a new plane
+    assert not replaced.grown and len(replaced.columns["t"]) == 5
+
+
+def test_the_landscape_picture_as_plain_data():
+    from types import SimpleNamespace
+
+    from phviz.views import presenter
+
+    xs, ys = np.linspace(-1, 1, 5), np.linspace(0, 2, 4)
+    z = 10.0 ** (xs[None, :] + ys[:, None])
+    z[0, 0] = np.inf
+    plane = SimpleNamespace(kind="pca", labels=("PC1 (80%)", "PC2 (15%)"))
+    state = SimpleNamespace(xs=xs, ys=ys, Z=z, plane=plane, explained=0.95)
+    surface = presenter.surface(state)
+    assert surface.x_range == (-1.0, 1.0) and surface.y_range == (0.0, 2.0)
+    assert surface.low == pytest.approx(-0.5) and surface.high == pytest.approx(3.0)  # inf left out
+    assert surface.title == "Landscape · PCA · 95% of path variance"
+    assert surface.labels == ("PC1 (80%)", "PC2 (15%)")
+    assert surface.image["image"][0].dtype == np.float32 and len(surface.lines["x"])
+
+
+def test_a_confusion_matrix_as_cells():
+    from types import SimpleNamespace
+
+    from phviz.views import presenter
+
+    view = presenter.task(SimpleNamespace(kind="confusion", values=np.array([[3, 1], [0, 4]])))
+    cells = view.sources["cells"]
+    assert cells["predicted"] == ["0", "1", "0", "1"] and cells["true"] == ["0", "0", "1", "1"]
+    assert cells["label"] == ["3", "1", "0", "4"] and view.high == 4.0
+    assert view.x_range is None
+
+
+def test_spans_and_levels_never_collapse():
+    from phviz.views import presenter
+
+    lo, hi = presenter.span(np.array([2.0, 2.0]))
+    assert lo < 2.0 < hi
+    assert presenter.span(np.array([0.0, 1.0])) == pytest.approx((-0.2, 1.2))
+    np.testing.assert_allclose(presenter.levels(np.array([np.nan, np.inf]), 3), [0, 0.5, 1])
+    assert presenter.levels(np.array([1.0, 1.0]), 2)[1] > 1.0

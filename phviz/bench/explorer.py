@@ -112,11 +112,11 @@ def live_explorer(seconds: float, changes: int):
         while due < now:  # as Tornado's PeriodicCallback: a late tick skips, never bunches
             due += TICK_SECONDS
         time.sleep(due - now)
-        before = len(explorer.series.data["t"])
+        before = len(explorer.plots.series.data["t"])
         t0 = time.perf_counter()
         explorer.update_view(force=True)  # no page here to acknowledge frames
         costs.append(time.perf_counter() - t0)
-        with_data += len(explorer.series.data["t"]) != before
+        with_data += len(explorer.plots.series.data["t"]) != before
     rate = with_data / (time.monotonic() - started)
     latencies = []
     for value in (1.0, 0.4, 1.5, 0.6, 2.0, 0.8)[:changes]:

@@ -23,10 +23,11 @@ from bokeh.palettes import Blues256, Plasma256, Reds256
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
-from . import style
+from .. import colours
 from .history import momentum_column, theta_column
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+LINE_WIDTH = 3
 
 # Two BokehJS habits make a streaming page restyle itself many times a frame. Every
 # renderer rewrites its inline stylesheet (its position) on every paint, even with the
@@ -94,12 +95,12 @@ def new_figure(title: str, x_label: str, y_label: str, **kw):
 # ------------------------------------------------------------------ time series
 # (column, label, colour, dash) of the energy plot's curves.
 ENERGY_LINES = (
-    ("hamiltonian", "H", style.HAMILTONIAN, "solid"),
-    ("potential", "potential", style.POTENTIAL, "solid"),
-    ("kinetic", "kinetic", style.KINETIC, "solid"),
-    ("dissipated", "dissipated ∫vᵀBv dt", style.DISSIPATED, "solid"),
-    ("residual", "|ledger residual|", style.RESIDUAL, "dashed"),
-    ("gain_jumps", "|gain-change jumps|", style.HAMILTONIAN, "dotted"),
+    ("hamiltonian", "H", colours.HAMILTONIAN, "solid"),
+    ("potential", "potential", colours.POTENTIAL, "solid"),
+    ("kinetic", "kinetic", colours.KINETIC, "solid"),
+    ("dissipated", "dissipated ∫vᵀBv dt", colours.DISSIPATED, "solid"),
+    ("residual", "|ledger residual|", colours.RESIDUAL, "dashed"),
+    ("gain_jumps", "|gain-change jumps|", colours.HAMILTONIAN, "dotted"),
 )
 
 
@@ -116,7 +117,7 @@ def energy_key() -> str:
         f'"></span> {label}</span>'
         for _column, label, colour, dash in ENERGY_LINES
     ]
-    entries.append(f'<span style="color: {style.HAMILTONIAN}">▲</span> batch switch')
+    entries.append(f'<span style="color: {colours.HAMILTONIAN}">▲</span> batch switch')
     return '<div class="phviz-energy-key">' + " &nbsp; ".join(entries) + "</div>"
 
 
@@ -136,11 +137,13 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
     )
     renderers = []
     for column, _label, colour, dash in ENERGY_LINES:
-        width = 2 if dash != "solid" else style.LINE_WIDTH
+        width = 2 if dash != "solid" else LINE_WIDTH
         renderers.append(
             energy.line("t", column, source=series, color=colour, line_width=width, line_dash=dash)
         )
-    energy.scatter("t", "switch", source=series, marker="triangle", size=8, color=style.HAMILTONIAN)
+    energy.scatter(
+        "t", "switch", source=series, marker="triangle", size=8, color=colours.HAMILTONIAN
+    )
     energy.add_tools(
         HoverTool(
             renderers=renderers[:1],
@@ -161,14 +164,14 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
     )
     momenta = new_figure("Momenta p_i(t)", "time t", "p_i", x_range=t_range, y_range=Range1d(-1, 1))
     for k in range(n_tracked):
-        colour = style.coordinate_colour(k)
-        thetas.line("t", theta_column(k), source=series, color=colour, line_width=style.LINE_WIDTH)
+        colour = colours.coordinate_colour(k)
+        thetas.line("t", theta_column(k), source=series, color=colour, line_width=LINE_WIDTH)
         momenta.line(
             "t",
             momentum_column(k),
             source=series,
             color=colour,
-            line_width=style.LINE_WIDTH,
+            line_width=LINE_WIDTH,
             line_dash="dashed",
         )
     for fig, column in ((thetas, "theta"), (momenta, "p")):
@@ -191,7 +194,7 @@ def phase_figure(series: ColumnDataSource, head: ColumnDataSource, contours: Col
 
 
 def show_phase_coordinate(path_renderer, dot_renderer, k: int) -> None:
-    colour = style.coordinate_colour(k)
+    colour = colours.coordinate_colour(k)
     path_renderer.glyph.x = theta_column(k)
     path_renderer.glyph.y = momentum_column(k)
     path_renderer.glyph.line_color = colour
@@ -241,8 +244,8 @@ def regions_figure(regions: ColumnDataSource, points: ColumnDataSource, n_classe
         x_range=Range1d(0, 1),
         y_range=Range1d(0, 1),
     )
-    colours = list(style.CLASSES[: max(n_classes, 2)])
-    mapper = LinearColorMapper(palette=colours, low=-0.5, high=len(colours) - 0.5)
+    palette = list(colours.CLASSES[: max(n_classes, 2)])
+    mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(palette) - 0.5)
     fig.image(
         "image", x="x", y="y", dw="dw", dh="dh", source=regions, color_mapper=mapper, alpha=0.3
     )
@@ -280,8 +283,8 @@ def field_figure(error: ColumnDataSource, true: ColumnDataSource, learned: Colum
     )
     fig.add_tools(HoverTool(renderers=[img], tooltips=[("error", "@image{0.000}")]))
     fig.segment("x0", "y0", "x1", "y1", source=true, color="#555555", line_width=2)
-    fig.segment("x0", "y0", "x1", "y1", source=learned, color=style.TEST, line_width=3)
-    fig.scatter("x1", "y1", source=learned, size=5, color=style.TEST)
+    fig.segment("x0", "y0", "x1", "y1", source=learned, color=colours.TEST, line_width=3)
+    fig.scatter("x1", "y1", source=learned, size=5, color=colours.TEST)
     return styled(fig), mapper
 
 
@@ -376,7 +379,7 @@ def point_data(x_train, y_train, x_test, y_test) -> dict:
     x = np.concatenate([x_train, x_test])
     y = np.concatenate([y_train, y_test]).astype(int)
     n_train = len(x_train)
-    colours = [style.CLASSES[c % len(style.CLASSES)] for c in y]
+    fills = [colours.CLASSES[c % len(colours.CLASSES)] for c in y]
     train = np.arange(len(x)) < n_train
     return dict(
         x=x[:, 0],
@@ -385,6 +388,6 @@ def point_data(x_train, y_train, x_test, y_test) -> dict:
         set=np.where(train, "train", "test"),
         marker=np.where(train, "circle", "triangle"),
         size=np.where(train, 7, 10),
-        fill=[c if tr else "white" for c, tr in zip(colours, train, strict=True)],
-        line=[("white" if tr else c) for c, tr in zip(colours, train, strict=True)],
+        fill=[c if tr else "white" for c, tr in zip(fills, train, strict=True)],
+        line=[("white" if tr else c) for c, tr in zip(fills, train, strict=True)],
     )

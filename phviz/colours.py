@@ -1,12 +1,12 @@
-"""One colour per quantity, and sizes a classroom projector can show."""
+"""One colour per quantity, shared by the explorer's Bokeh plots and the paper's
+matplotlib figures (plain hex strings: no plotting library is imported here)."""
 
 POTENTIAL = "#1f77b4"  # blue
 KINETIC = "#ff7f0e"  # orange
 DISSIPATED = "#7f7f7f"  # grey
 HAMILTONIAN = "#000000"  # black
 RESIDUAL = "#9467bd"  # purple, dashed
-TRAIN = "#333333"
-TEST = "#d62728"
+TEST = "#d62728"  # red
 # θ_i and p_i of coordinate i share one of these hues (none of them is an energy colour).
 COORDINATES = (
     "#2ca02c",
@@ -21,30 +21,9 @@ COORDINATES = (
     "#843c39",
 )
 CLASSES = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-TRAIL_CMAP = "plasma"
-LANDSCAPE_CMAP = "Blues_r"
-ERROR_CMAP = "Reds"
-
-LINE_WIDTH = 3
-FONT_SIZES = {
-    "title": "16pt",
-    "labels": "15pt",
-    "xticks": "14pt",
-    "yticks": "14pt",
-    "legend": "14pt",
-}
-PLOT_WIDTH = 520
-PLOT_HEIGHT = 400
+# The paper's linear-boundary figure: class 1 red, class 2 blue.
+TWO_CLASSES = ("#d62728", "#1f77b4")
 
 
 def coordinate_colour(k: int) -> str:
     return COORDINATES[k % len(COORDINATES)]
-
-
-def common_options() -> dict:
-    """Bokeh options every plot shares."""
-    return dict(
-        fontsize=FONT_SIZES,
-        toolbar="above",
-        default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
-    )

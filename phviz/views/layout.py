@@ -1,0 +1,158 @@
+"""The explorer's page: its Bokeh figures and their sources, the panes they sit in,
+the tabs, and the template a served page uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import panel as pn
+from bokeh.models import ColumnDataSource
+
+from ..landscape import extent_around
+from . import figures
+from .history import column_names
+from .live import TRACKED_COLUMNS
+from .worker import task_kind
+
+TITLE = "phviz · port-Hamiltonian training"
+HEADER = "#1f4e79"
+
+
+def _empty_image() -> dict:
+    return figures.image_data(np.zeros(2), np.zeros(2), np.zeros((1, 1)))
+
+
+class Plots:
+    """The live tab's figures and the sources that feed them."""
+
+    def __init__(self, phase_coordinate: int = 0):
+        n = TRACKED_COLUMNS
+        self.series = ColumnDataSource({name: np.zeros(0) for name in column_names(n)})
+        self.timeline = figures.timeline_figures(self.series, n)
+        self.phase_head = ColumnDataSource(dict(x=[], y=[]))
+        self.phase_lines = ColumnDataSource(dict(x=[], y=[]))
+        self.phase_fig, self.phase_path, self.phase_dot = figures.phase_figure(
+            self.series, self.phase_head, self.phase_lines
+        )
+        figures.show_phase_coordinate(self.phase_path, self.phase_dot, phase_coordinate)
+        self.surface = ColumnDataSource(_empty_image())
+        self.surface_lines = ColumnDataSource(dict(x=[], y=[]))
+        self.trail = ColumnDataSource(dict(x=[], y=[], t=[], v=[]))
+        self.head = ColumnDataSource(dict(x=[], y=[]))
+        self.landscape_fig, self.landscape_mapper, self.trail_cmap = figures.landscape_figure(
+            self.surface, self.surface_lines, self.trail, self.head
+        )
+        placeholder = figures.new_figure("Preparing the run…", "", "")
+        placeholder.text(x=[0], y=[0], text=["building the model…"], text_font_size="18px")
+        self.task_pane = pn.pane.Bokeh(placeholder, sizing_mode="stretch_both")
+        self.task_kind = None
+        self.task_fig = None
+        self.task_sources: dict[str, ColumnDataSource] = {}
+        self.task_mapper = None
+
+    def new_task_figure(self, trainer):
+        """A figure for the trainer's task, with its static layers filled in."""
+        ds = trainer.dataset
+        self.task_kind = task_kind(trainer)
+        self.task_mapper = None
+        if self.task_kind == "regions":
+            regions = ColumnDataSource(_empty_image())
+            points = ColumnDataSource(
+                figures.point_data(
+                    ds.x_train.cpu().numpy(),
+                    ds.y_train.cpu().numpy(),
+                    ds.x_test.cpu().numpy(),
+                    ds.y_test.cpu().numpy(),
+                )
+            )
+            self.task_sources = {"regions": regions, "points": points}
+            self.task_fig = figures.regions_figure(regions, points, ds.n_classes)
+        elif self.task_kind == "field":
+            sources = {k: ColumnDataSource() for k in ("error", "true", "learned")}
+            sources["error"].data = _empty_image()
+            for key in ("true", "learned"):
+                sources[key].data = dict(x0=[], y0=[], x1=[], y1=[])
+            self.task_sources = sources
+            self.task_fig, self.task_mapper = figures.field_figure(
+                sources["error"], sources["true"], sources["learned"]
+            )
+        else:
+            cells = ColumnDataSource(dict(predicted=[], true=[], count=[], label=[]))
+            self.task_sources = {"cells": cells}
+            self.task_fig, self.task_mapper = figures.confusion_figure(cells, max(ds.n_classes, 1))
+        if self.task_kind in ("regions", "field"):  # the extent the pictures will have
+            points = ds.x_train.cpu().numpy()
+            xmin, xmax, ymin, ymax = extent_around(points, margin=0.15, per_axis=True)
+            self.task_fig.x_range.update(start=xmin, end=xmax)
+            self.task_fig.y_range.update(start=ymin, end=ymax)
+        return self.task_fig
+
+
+def live_tab(plots: Plots, banner, clock) -> pn.Column:
+    """The pictures over the time series, under the banner and the status line."""
+
+    def pane(fig, height):
+        return pn.pane.Bokeh(fig, sizing_mode="stretch_both", min_height=height)
+
+    top = pn.Row(
+        pane(plots.landscape_fig, 430),
+        plots.task_pane,
+        pane(plots.phase_fig, 430),
+        sizing_mode="stretch_width",
+        height=440,
+        css_classes=["phviz-pictures"],
+    )
+    energy, thetas, momenta = plots.timeline
+    key = pn.pane.HTML(
+        figures.energy_key(),
+        sizing_mode="stretch_width",
+        styles={"font-size": "15px", "line-height": "1.4"},
+        margin=(0, 10),
+    )
+    bottom = pn.Row(
+        pn.Column(pane(energy, 300), key, sizing_mode="stretch_both"),
+        pane(thetas, 360),
+        pane(momenta, 360),
+        sizing_mode="stretch_width",
+        height=370,
+        css_classes=["phviz-timeline"],
+    )
+    patch = pn.pane.HTML(f"<script>{figures.CALM_STYLES_JS}</script>", width=0, height=0, margin=0)
+    return pn.Column(patch, banner, clock, top, bottom, sizing_mode="stretch_width")
+
+
+def banner() -> pn.pane.Alert:
+    return pn.pane.Alert(
+        "",
+        alert_type="info",
+        visible=False,
+        sizing_mode="stretch_width",
+        css_classes=["phviz-banner"],
+        styles={"font-size": "17px"},
+    )
+
+
+def tabs(live, gain_map) -> pn.Tabs:
+    return pn.Tabs(
+        ("Live", live),
+        ("Gain map", gain_map),
+        sizing_mode="stretch_width",
+        css_classes=["phviz-tabs"],
+    )
+
+
+def page(main: list, sidebar: list | None = None) -> pn.template.BootstrapTemplate:
+    """The served page around the explorer (or around the note that the server is full)."""
+    if sidebar is None:
+        return pn.template.BootstrapTemplate(title=TITLE, main=main, header_background=HEADER)
+    return pn.template.BootstrapTemplate(
+        title=TITLE,
+        # One root per template area: each root added to a Bokeh document walks every
+        # model already in it, so forty sidebar roots cost seconds per page.
+        sidebar=[pn.Column(*sidebar, sizing_mode="stretch_width")],
+        main=main,
+        sidebar_width=340,
+        header_background=HEADER,
+        # The spinner would turn at every update; and Panel sets every page's spinner
+        # on every callback of every session, which grows with the square of the tabs.
+        busy_indicator=None,
+    )

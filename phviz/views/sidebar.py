@@ -1,0 +1,130 @@
+"""The explorer's sidebar: run controls, the run's settings and the view's choices.
+
+Each setting's widget is made from its ``TrainingConfig`` parameter (label, value,
+hard bounds, slider range and step are the parameter's; the menus' values are
+``config.CHOICES``), so the sidebar and the CLI cannot disagree about a setting.
+"""
+
+from __future__ import annotations
+
+import panel as pn
+import param
+
+from ..config import CHOICES, TrainingConfig
+
+# The settings in the sidebar, by section.
+SECTIONS = {
+    "Data": ("dataset", "noise", "n_samples", "train_fraction"),
+    "Model": ("architecture", "hidden", "activation"),
+    "Gains": ("damping", "inertia", "potential_gain", "weight_decay"),
+    "Solver": (
+        "batch_size",
+        "switching_interval",
+        "solver",
+        "rtol",
+        "atol",
+        "step_size",
+        "max_steps",
+    ),
+    "Device": ("device",),
+}
+# A widget for each kind of parameter (the first that matches), and where one differs.
+BY_TYPE = (
+    (param.Selector, pn.widgets.Select),
+    (param.String, pn.widgets.TextInput),
+    (param.Integer, pn.widgets.IntSlider),
+    (param.Number, pn.widgets.EditableFloatSlider),
+)
+WIDGETS = {
+    "architecture": pn.widgets.RadioButtonGroup,
+    "device": pn.widgets.RadioButtonGroup,
+    "train_fraction": pn.widgets.FloatSlider,
+    "max_steps": pn.widgets.IntInput,
+}
+
+
+def setting_widget(settings: TrainingConfig, name: str) -> pn.widgets.Widget:
+    """The widget of one setting, linked both ways to ``settings``."""
+    parameter = settings.param[name]
+    if name in CHOICES:
+        return pn.widgets.Select.from_param(parameter, options=CHOICES[name])
+    kind = WIDGETS.get(name) or next(w for t, w in BY_TYPE if isinstance(parameter, t))
+    return kind.from_param(parameter)
+
+
+class Sidebar:
+    """The widgets of one explorer, wired to it; ``panels()`` lays them out."""
+
+    def __init__(self, explorer):
+        s = explorer.settings
+        self.run_button = pn.widgets.Button(
+            name="Run", button_type="primary", width=95, css_classes=["phviz-run"]
+        )
+        self.step_button = pn.widgets.Button(name="Step", width=80, css_classes=["phviz-step"])
+        self.reset_button = pn.widgets.Button(name="Reset", width=80, css_classes=["phviz-reset"])
+        self.run_button.on_click(lambda _: explorer.run_or_pause())
+        self.step_button.on_click(lambda _: explorer.step())
+        self.reset_button.on_click(lambda _: explorer.reset())
+        self.speed_widget = pn.widgets.Select.from_param(
+            explorer.param.speed, name="Speed", css_classes=["phviz-speed"]
+        )
+        self.preset_widget = pn.widgets.Select.from_param(explorer.param.preset, name="Preset")
+        self.new_data_button = pn.widgets.Button(name="New data (new seed)", width=160)
+        self.new_data_button.on_click(lambda _: setattr(s, "data_seed", s.data_seed + 1))
+        self.device_note = pn.pane.Markdown("", margin=(0, 10))
+        self.widgets = {
+            name: setting_widget(s, name) for names in SECTIONS.values() for name in names
+        }
+        for key, widget in self.widgets.items():  # a handle for tests and styling
+            widget.css_classes = [*widget.css_classes, f"phviz-{key.replace('_', '-')}"]
+        self.plane_widget = pn.widgets.RadioBoxGroup.from_param(explorer.param.plane)
+        self.plane_x_widget = pn.widgets.IntInput.from_param(
+            explorer.param.plane_x, name="θ index x"
+        )
+        self.plane_y_widget = pn.widgets.IntInput.from_param(
+            explorer.param.plane_y, name="θ index y"
+        )
+        self.sample_button = pn.widgets.Button(name="New sample of θ_i", width=160)
+        self.sample_button.on_click(lambda _: explorer.new_sample())
+        self.phase_widget = pn.widgets.IntSlider.from_param(
+            explorer.param.phase_coordinate, start=0, end=7, name="Phase portrait of sample #"
+        )
+        self.damping_note = pn.pane.HTML(
+            '<div class="phviz-damping-note">critical damping: estimating…</div>',
+            css_classes=["phviz-critical"],
+            styles={"font-size": "15px", "white-space": "normal", "line-height": "1.3"},
+            sizing_mode="stretch_width",
+            margin=(0, 10, 8, 10),
+        )
+
+    def panels(self, gains: list) -> list:
+        """The sidebar's contents, top to bottom; ``gains`` follow the gain sliders."""
+        w = self.widgets
+        return [
+            pn.Row(self.run_button, self.step_button, self.reset_button),
+            self.speed_widget,
+            self.preset_widget,
+            *_section("Data", w),
+            self.new_data_button,
+            *_section("Model", w),
+            pn.pane.Markdown("### Gains"),
+            w["damping"],
+            self.damping_note,
+            w["inertia"],
+            w["potential_gain"],
+            w["weight_decay"],
+            *gains,
+            *_section("Solver", w),
+            *_section("Device", w),
+            self.device_note,
+            pn.pane.Markdown("### Landscape plane"),
+            self.plane_widget,
+            pn.Row(self.plane_x_widget, self.plane_y_widget),
+            pn.pane.Markdown("### Tracked coordinates"),
+            self.sample_button,
+            self.phase_widget,
+        ]
+
+
+def _section(title: str, widgets: dict) -> list:
+    return [pn.pane.Markdown(f"### {title}"), *(widgets[name] for name in SECTIONS[title])]
