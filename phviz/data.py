@@ -23,6 +23,8 @@ DATASETS = (
     "digits",
 )
 LOSSES = ("cross_entropy", "mse_onehot", "mse")
+# Most noise a data set takes, in its own units (the training config's bound as well).
+MAX_NOISE = 5.0
 
 # The paper's two Gaussian classes (the paper's linear boundary).
 BLOB_MEANS = ((0.6, 0.7), (0.1, 0.2))
@@ -186,8 +188,8 @@ def make_dataset(
     frac = spec["train_fraction"] if train_fraction is None else train_fraction
     if isinstance(n, bool) or not isinstance(n, int) or n < 4:
         raise ValueError(f"Invalid n_samples: {n!r} (must be a whole number >= 4)")
-    if not 0.0 <= noise < 10.0:
-        raise ValueError(f"Invalid noise: {noise!r} (must be in [0, 10))")
+    if not 0.0 <= noise <= MAX_NOISE:
+        raise ValueError(f"Invalid noise: {noise!r} (must be in [0, {MAX_NOISE:g}])")
     if not 0.0 < frac <= 1.0:
         raise ValueError(f"Invalid train_fraction: {frac!r} (must be in (0, 1])")
     if "build" in spec:
