@@ -37,7 +37,8 @@ def add_train_parser(subparsers) -> None:
     p.add_argument(
         "--preset",
         choices=list(PRESETS),
-        help="start from a preset's settings (the flags given change them)",
+        help="start from a preset's settings, which the flags given change: 'default' is the "
+        "explorer's opening set-up, the 'paper-' ones the paper's experiments",
     )
     p.add_argument(
         "--seed",
