@@ -2,8 +2,9 @@
 
     python -m phviz reproduce --out assets
 
-runs the linear-boundary preset, its weight-decay sweep and the Duffing preset, prints
-the numbers (final MSE, wall time, vector-field evaluations) and writes the PNGs.
+runs the linear-boundary preset and its weight-decay sweep, the authors' own online run
+of it and the Duffing preset, prints the numbers (final MSE, wall time, vector-field
+evaluations) and writes the PNGs.
 Figures use matplotlib, imported inside the functions that draw.
 """
 
@@ -539,7 +540,10 @@ def add_parser(subparsers) -> None:
 
 
 def _positive(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"invalid value: {text!r} (must be > 0)")
     return value
