@@ -17,86 +17,117 @@ import sys
 SUBCOMMAND_MODULES = ("phviz.compare", "phviz.experiments", "phviz.sweep")
 
 
+# TrainingConfig's settings that ``train`` offers no flag for, and why.
+NOT_ON_CLI = (
+    "name",  # param's own name for the instance, not a setting
+    "n_tracked",  # which coordinates the records sample: ``train`` writes only the summary
+)
+# Shorter spellings kept beside a setting's own flag.
+ALIASES = {"switching_interval": ("--dt",)}
+
+
 def add_train_parser(subparsers) -> None:
-    from .config import PRESETS, SOLVERS
-    from .data import DATASETS
+    from .config import PRESETS, TrainingConfig
 
     p = subparsers.add_parser(
         "train",
         help="train one model as a port-Hamiltonian system",
         description="Train one model; prints a summary and writes it as JSON with --out.",
     )
-    p.add_argument("--preset", choices=list(PRESETS), help="start from a preset")
-    p.add_argument("--dataset", choices=list(DATASETS))
-    p.add_argument("--n-samples", type=int, help="points in all (train + test)")
-    p.add_argument("--noise", type=float)
-    p.add_argument("--train-fraction", type=float)
-    p.add_argument("--seed", type=int, help="seed of the data and the initial weights")
-    p.add_argument("--linear", action="store_true", help="a linear model instead of an MLP")
-    p.add_argument("--hidden", help="hidden widths, e.g. 16,16")
-    p.add_argument("--activation", choices=["softplus", "tanh", "relu", "sigmoid"])
-    p.add_argument("--damping", type=float, help="damping B >= 0")
-    p.add_argument("--inertia", type=float, help="inertia M > 0")
-    p.add_argument("--potential-gain", type=float, help="potential gain a > 0")
-    p.add_argument("--weight-decay", type=float, help="weight decay c >= 0")
-    p.add_argument("--batch-size", type=int, help="points per batch; 0 = full batch")
-    p.add_argument("--dt", type=float, help="switching interval Δt (time each batch is held)")
-    p.add_argument("--epochs", type=float, help="passes over the training set")
-    p.add_argument("--horizon", type=float, help="end time T (instead of --epochs)")
-    p.add_argument("--solver", choices=list(SOLVERS))
-    p.add_argument("--rtol", type=float)
-    p.add_argument("--atol", type=float)
-    p.add_argument("--step-size", type=float, help="step of the fixed-step solvers")
-    p.add_argument("--max-steps", type=int, help="most solver steps in one switching interval")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="start from a preset's settings, which the flags given change: 'default' is the "
+        "explorer's opening set-up, the 'paper-' ones the paper's experiments",
+    )
+    p.add_argument(
+        "--seed",
+        type=_bounded(int, TrainingConfig.param.data_seed),
+        help="seed of the data and the initial weights (unless --data-seed or --model-seed)",
+    )
+    p.add_argument("--linear", action="store_true", help="a linear model: --architecture linear")
+    p.add_argument("--epochs", type=float, help="passes over the training set (or --horizon)")
     p.add_argument("--out", help="write the summary as JSON here")
-    p.add_argument(
-        "--initial-momentum", choices=["zero", "uniform"], help="p(0): zero or uniform in [0, 1)"
-    )
-    p.add_argument("--momentum-seed", type=int, help="seed of uniform initial momenta")
-    p.add_argument(
-        "--no-shuffle", action="store_true", help="batches in the data's own order every epoch"
-    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    settings = p.add_argument_group(
+        "settings", "One flag per setting of the training config; unset: the preset's or default."
+    )
+    for name in TrainingConfig.param:
+        if name not in NOT_ON_CLI:
+            flags = [f"--{name.replace('_', '-')}", *ALIASES.get(name, ())]
+            settings.add_argument(*flags, dest=name, **_flag(TrainingConfig.param[name]))
     p.set_defaults(func=train_command)
 
 
-def config_from_args(args):
-    from .config import make_config
+def _flag(parameter) -> dict:
+    """add_argument's type or choices and help for one config parameter."""
+    import param
 
-    overrides = dict(
-        dataset=args.dataset,
-        n_samples=args.n_samples,
-        noise=args.noise,
-        train_fraction=args.train_fraction,
-        hidden=args.hidden,
-        activation=args.activation,
-        damping=args.damping,
-        inertia=args.inertia,
-        potential_gain=args.potential_gain,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        switching_interval=args.dt,
-        horizon=args.horizon,
-        solver=args.solver,
-        rtol=args.rtol,
-        atol=args.atol,
-        step_size=args.step_size,
-        max_steps=args.max_steps,
-        device=args.device,
-        dtype=args.dtype,
-        initial_momentum=args.initial_momentum,
-        momentum_seed=args.momentum_seed,
-    )
-    if args.no_shuffle:
-        overrides["shuffle"] = False
+    doc = (parameter.doc or "").replace("%", "%%")
+    if isinstance(parameter, param.Boolean):
+        return dict(action=argparse.BooleanOptionalAction, help=doc)
+    if isinstance(parameter, param.Selector):
+        return dict(choices=list(parameter.objects), help=doc)
+    if isinstance(parameter, param.Number):
+        kind = int if isinstance(parameter, param.Integer) else float
+        bounds = describe_bounds(parameter)
+        return dict(
+            type=_bounded(kind, parameter),
+            metavar="N" if kind is int else "X",
+            help=f"{doc} Must be {bounds}." if bounds else doc,
+        )
+    if isinstance(parameter, param.String):
+        return dict(help=doc)
+    raise TypeError(f"No flag for {type(parameter).__name__} parameter {parameter.name!r}")
+
+
+def describe_bounds(parameter) -> str:
+    """A number parameter's bounds as text: '>= 0', 'in (0, 1]', or '' when unbounded."""
+    low, high = parameter.bounds or (None, None)
+    low_in, high_in = parameter.inclusive_bounds
+    if low is not None and high is not None:
+        return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+    if low is not None:
+        return f"{'>=' if low_in else '>'} {low:g}"
+    if high is not None:
+        return f"{'<=' if high_in else '<'} {high:g}"
+    return ""
+
+
+def _bounded(kind, parameter):
+    """An argparse type: ``kind`` of the text, refused outside ``parameter``'s bounds."""
+    low, high = parameter.bounds or (None, None)
+    low_in, high_in = parameter.inclusive_bounds
+
+    def convert(text: str):
+        value = kind(text)
+        too_low = low is not None and not (value >= low if low_in else value > low)
+        too_high = high is not None and not (value <= high if high_in else value < high)
+        if too_low or too_high:
+            raise argparse.ArgumentTypeError(
+                f"invalid value: {text!r} (must be {describe_bounds(parameter)})"
+            )
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
+    return convert
+
+
+def config_from_args(args):
+    from .config import TrainingConfig, make_config
+
+    names = [name for name in TrainingConfig.param if name not in NOT_ON_CLI]
+    overrides = {name: getattr(args, name) for name in names}
     if args.linear:
+        if args.architecture not in (None, "linear"):
+            raise ValueError("Give --linear or --architecture mlp, not both")
         overrides["architecture"] = "linear"
-    elif args.hidden is not None:
+    elif args.hidden is not None and args.architecture is None:
         overrides["architecture"] = "mlp"
     if args.seed is not None:
-        overrides.update(data_seed=args.seed, model_seed=args.seed)
+        for name in ("data_seed", "model_seed"):
+            if overrides[name] is None:
+                overrides[name] = args.seed
     return make_config(args.preset, **overrides)
 
 

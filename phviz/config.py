@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import param
 
-from .data import DATASETS
-from .models import ACTIVATIONS, parse_hidden
+from .data import DATASETS, MAX_NOISE
+from .models import ACTIVATIONS
 
 SOLVERS = (
     "dopri5",
@@ -29,6 +29,8 @@ IMPLICIT_SOLVERS = ("radau",)
 SPLITTING_SOLVERS = ("conformal_leapfrog",)
 INITIAL_STATES = ("seeded", "paper-notebook")
 INITIAL_MOMENTA = ("zero", "uniform")
+# Most coordinates of θ and p sampled into a record: the explorer draws one column each.
+MAX_TRACKED = 8
 
 
 class TrainingConfig(param.Parameterized):
@@ -49,7 +51,7 @@ class TrainingConfig(param.Parameterized):
     )
     noise = param.Number(
         default=None,
-        bounds=(0.0, 5.0),
+        bounds=(0.0, MAX_NOISE),
         softbounds=(0.0, 2.0),
         step=0.01,
         allow_None=True,
@@ -176,13 +178,10 @@ class TrainingConfig(param.Parameterized):
         default=10, bounds=(1, None), doc="Test loss/accuracy every this many intervals."
     )
     n_tracked = param.Integer(
-        default=8, bounds=(1, 64), doc="Coordinates of θ and p sampled into every record."
+        default=8, bounds=(1, MAX_TRACKED), doc="Coordinates of θ and p sampled into every record."
     )
     device = param.Selector(default="auto", objects=["auto", "cpu", "cuda"], doc="Where to train.")
     dtype = param.Selector(default="float32", objects=["float32", "float64"], doc="Precision.")
-
-    def hidden_widths(self) -> tuple[int, ...]:
-        return parse_hidden(self.hidden)
 
     def values(self) -> dict:
         """The settings as a plain dict (for JSON)."""

@@ -23,6 +23,8 @@ DATASETS = (
     "digits",
 )
 LOSSES = ("cross_entropy", "mse_onehot", "mse")
+# Most noise a data set takes, in its own units (the training config's bound as well).
+MAX_NOISE = 5.0
 
 # The paper's two Gaussian classes (the paper's linear boundary).
 BLOB_MEANS = ((0.6, 0.7), (0.1, 0.2))
@@ -55,7 +57,7 @@ class Dataset:
 
     @property
     def loss_fn(self):
-        return loss_function(self.loss, self.n_classes)
+        return loss_function(self.loss)
 
     def to(self, device=None, dtype=None) -> Dataset:
         """Floating tensors in ``dtype`` on ``device``; integer labels stay integers."""
@@ -149,7 +151,7 @@ mse_onehot.array_form = (_array_onehot, _array_mse_and_gradient)
 cross_entropy.array_form = (_array_onehot, _array_cross_entropy_and_gradient)
 
 
-def loss_function(name: str, n_classes: int = 0):
+def loss_function(name: str):
     """The scalar mean loss ``loss(outputs, targets)`` called ``name``.
 
     Each carries ``with_output_gradient(outputs, targets, need_loss=True)`` → (L,
@@ -186,8 +188,8 @@ def make_dataset(
     frac = spec["train_fraction"] if train_fraction is None else train_fraction
     if isinstance(n, bool) or not isinstance(n, int) or n < 4:
         raise ValueError(f"Invalid n_samples: {n!r} (must be a whole number >= 4)")
-    if not 0.0 <= noise < 10.0:
-        raise ValueError(f"Invalid noise: {noise!r} (must be in [0, 10))")
+    if not 0.0 <= noise <= MAX_NOISE:
+        raise ValueError(f"Invalid noise: {noise!r} (must be in [0, {MAX_NOISE:g}])")
     if not 0.0 < frac <= 1.0:
         raise ValueError(f"Invalid train_fraction: {frac!r} (must be in (0, 1])")
     if "build" in spec:
@@ -293,11 +295,9 @@ def _digits(n, noise, rng):
     return x[keep] + noise * rng.standard_normal(x[keep].shape), y[keep]
 
 
-def duffing_field(state: np.ndarray | torch.Tensor, alpha=None, k=None, beta=None):
+def duffing_field(state: np.ndarray | torch.Tensor):
     """The Duffing vector field (u, v) ↦ (v, −αu − kv − βu³), for arrays of states."""
-    alpha = DUFFING["alpha"] if alpha is None else alpha
-    k = DUFFING["k"] if k is None else k
-    beta = DUFFING["beta"] if beta is None else beta
+    alpha, k, beta = DUFFING["alpha"], DUFFING["k"], DUFFING["beta"]
     u, v = state[..., 0], state[..., 1]
     lib = torch if isinstance(state, torch.Tensor) else np
     return lib.stack([v, -alpha * u - k * v - beta * u**3], -1)

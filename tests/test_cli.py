@@ -1,10 +1,15 @@
 """python -m phviz train, as a user runs it."""
 
+import argparse
 import json
 import subprocess
 import sys
 
+import param
 import pytest
+
+from phviz.__main__ import NOT_ON_CLI, add_train_parser, config_from_args, describe_bounds
+from phviz.config import TrainingConfig, make_config
 
 
 def run(*args, cwd=None):
@@ -114,3 +119,87 @@ def test_divergence_exits_nonzero_with_a_message(tmp_path):
     assert result.returncode == 1
     assert "diverged" in result.stderr and "Traceback" not in result.stderr
     assert "error" in json.loads(out.read_text())
+
+
+# ------------------------------------------------------------------ flags = the config
+def train_parser():
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    add_train_parser(subparsers)
+    return subparsers.choices["train"]
+
+
+def setting_flags():
+    """{setting: its argparse action} for the flags generated from the config."""
+    return {a.dest: a for a in train_parser()._actions if a.dest in TrainingConfig.param}
+
+
+def outside(parameter):
+    """A value just past each finite bound of a number parameter."""
+    step = 1 if isinstance(parameter, param.Integer) else None
+    low, high = parameter.bounds or (None, None)
+    if low is not None:
+        yield low - (step or (low / 2 if low > 0 else 1.0))
+    if high is not None:
+        yield high + (step or high)
+
+
+def test_every_setting_has_a_flag_or_a_reason():
+    flags = setting_flags()
+    assert set(NOT_ON_CLI) <= set(TrainingConfig.param)
+    for name in TrainingConfig.param:
+        assert (name in flags) != (name in NOT_ON_CLI), name
+        if name in flags:
+            assert f"--{name.replace('_', '-')}" in flags[name].option_strings
+
+
+def test_flags_take_the_configs_types_choices_and_help():
+    for name, action in setting_flags().items():
+        parameter = TrainingConfig.param[name]
+        assert parameter.doc and parameter.doc in action.help
+        if isinstance(parameter, param.Selector):
+            assert list(action.choices) == list(parameter.objects)
+        elif isinstance(parameter, param.Boolean):
+            assert f"--no-{name.replace('_', '-')}" in action.option_strings
+        elif isinstance(parameter, param.Number) and parameter.bounds is not None:
+            assert describe_bounds(parameter) in action.help
+
+
+def test_a_bound_broken_on_the_command_line_is_refused_with_the_bound(capsys):
+    checked = 0
+    for name, action in setting_flags().items():
+        parameter = TrainingConfig.param[name]
+        if not isinstance(parameter, param.Number):
+            continue
+        for low_or_high in parameter.bounds or ():
+            if low_or_high is not None:  # the bound itself is in (inclusive bounds)
+                TrainingConfig(**{name: low_or_high})
+        for value in outside(parameter):
+            with pytest.raises(ValueError):
+                TrainingConfig(**{name: value})
+            with pytest.raises(SystemExit) as exit_:
+                train_parser().parse_args([action.option_strings[0], str(value)])
+            assert exit_.value.code == 2
+            message = capsys.readouterr().err
+            assert action.option_strings[0] in message
+            assert describe_bounds(parameter) in message
+            checked += 1
+    assert checked >= 20
+
+
+def test_the_old_flags_keep_their_meaning():
+    args = train_parser().parse_args(
+        ["--preset", "default", "--dt", "0.3", "--seed", "4", "--linear", "--no-shuffle"]
+    )
+    config = config_from_args(args)
+    assert config.switching_interval == 0.3
+    assert (config.data_seed, config.model_seed) == (4, 4)
+    assert config.architecture == "linear" and config.shuffle is False
+    args = train_parser().parse_args(["--preset", "paper-blobs", "--hidden", "8", "--seed", "4"])
+    config = config_from_args(args)
+    assert (config.architecture, config.hidden) == ("mlp", "8")  # --hidden asks for an MLP
+    args = train_parser().parse_args(["--seed", "4", "--model-seed", "1"])
+    config = config_from_args(args)
+    assert (config.data_seed, config.model_seed) == (4, 1)
+    # unset flags leave the preset's settings alone
+    config = config_from_args(train_parser().parse_args(["--preset", "paper-blobs-online"]))
+    assert config.values() == make_config("paper-blobs-online").values()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from phviz.data import DATASETS, dataset_defaults, duffing_field, make_dataset
+from phviz.config import TrainingConfig
+from phviz.data import DATASETS, MAX_NOISE, dataset_defaults, duffing_field, make_dataset
 from phviz.models import build_model, parse_hidden
 
 
@@ -98,6 +99,17 @@ def test_digits_is_the_bundled_8x8_set():
 def test_bad_dataset_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_dataset(**kwargs)
+
+
+def test_the_data_take_every_noise_the_config_takes():
+    low, high = TrainingConfig.param.noise.bounds
+    for noise in (low, high):
+        TrainingConfig(noise=noise)
+        make_dataset("moons", noise=noise)
+    with pytest.raises(ValueError, match=f"Invalid noise: {2 * MAX_NOISE}"):
+        make_dataset("moons", noise=2 * MAX_NOISE)
+    with pytest.raises(ValueError):
+        TrainingConfig(noise=2 * MAX_NOISE)
 
 
 def test_models_from_spec():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..budget import Budget
-from ..config import TrainingConfig, make_config
+from ..config import MAX_TRACKED, TrainingConfig, make_config
 from ..data import make_dataset
 from ..scheduler import NOW, Job, Scheduler
 from ..training import Record, Trainer, TrainingError
@@ -29,7 +29,7 @@ from .history import History, Update
 from .worker import Pictures
 
 # Tracked coordinates drawn (the plots' columns stay the same whatever the model).
-TRACKED_COLUMNS = 8
+TRACKED_COLUMNS = MAX_TRACKED
 # Changes the running trainer takes at its next switching interval.
 GAINS = ("damping", "inertia", "potential_gain", "weight_decay")
 SOLVER_SETTINGS = ("solver", "rtol", "atol", "step_size", "max_steps", "switching_interval")
