@@ -166,7 +166,7 @@ def _frames(trainer, records, frames, resolution, progress):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .experiments import COLOURS
+    from . import colours
     from .landscape import Plane, extent_around, trainer_surface
 
     thetas = np.stack([np.asarray(r.theta, dtype=np.float64) for r in records])
@@ -176,6 +176,11 @@ def _frames(trainer, records, frames, resolution, progress):
     xs, ys, z = trainer_surface(trainer, plane, extent=extent, resolution=resolution)
     logz = np.log10(np.maximum(np.where(np.isfinite(z), z, np.nan), 1e-12))
     t = np.array([r.t for r in records])
+    palette = {
+        "H": colours.HAMILTONIAN,
+        "potential": colours.POTENTIAL,
+        "kinetic": colours.KINETIC,
+    }
     energy = {
         "H": np.array([r.hamiltonian for r in records]),
         "potential": np.array([r.potential for r in records]),
@@ -199,7 +204,7 @@ def _frames(trainer, records, frames, resolution, progress):
         title="Energy",
     )
     lines = {
-        name: ener.plot([], [], color=COLOURS[name], lw=3, label=name, animated=True)[0]
+        name: ener.plot([], [], color=palette[name], lw=3, label=name, animated=True)[0]
         for name in energy
     }
     ener.legend(handles=list(lines.values()), loc="upper right")
