@@ -28,6 +28,7 @@ ALIASES = {"switching_interval": ("--dt",)}
 
 def add_train_parser(subparsers) -> None:
     from .config import PRESETS, TrainingConfig
+    from .flags import add_setting_flags, bounded
 
     p = subparsers.add_parser(
         "train",
@@ -41,8 +42,14 @@ def add_train_parser(subparsers) -> None:
         "explorer's opening set-up, the 'paper-' ones the paper's experiments",
     )
     p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="start from the settings in this JSON file (written by the explorer's export, "
+        "or the summary of an earlier --out), which the flags given change",
+    )
+    p.add_argument(
         "--seed",
-        type=_bounded(int, TrainingConfig.param.data_seed),
+        type=bounded(int, TrainingConfig.param.data_seed),
         help="seed of the data and the initial weights (unless --data-seed or --model-seed)",
     )
     p.add_argument("--linear", action="store_true", help="a linear model: --architecture linear")
@@ -52,65 +59,9 @@ def add_train_parser(subparsers) -> None:
     settings = p.add_argument_group(
         "settings", "One flag per setting of the training config; unset: the preset's or default."
     )
-    for name in TrainingConfig.param:
-        if name not in NOT_ON_CLI:
-            flags = [f"--{name.replace('_', '-')}", *ALIASES.get(name, ())]
-            settings.add_argument(*flags, dest=name, **_flag(TrainingConfig.param[name]))
+    names = [name for name in TrainingConfig.param if name not in NOT_ON_CLI]
+    add_setting_flags(settings, names, aliases=ALIASES)
     p.set_defaults(func=train_command)
-
-
-def _flag(parameter) -> dict:
-    """add_argument's type or choices and help for one config parameter."""
-    import param
-
-    doc = (parameter.doc or "").replace("%", "%%")
-    if isinstance(parameter, param.Boolean):
-        return dict(action=argparse.BooleanOptionalAction, help=doc)
-    if isinstance(parameter, param.Selector):
-        return dict(choices=list(parameter.objects), help=doc)
-    if isinstance(parameter, param.Number):
-        kind = int if isinstance(parameter, param.Integer) else float
-        bounds = describe_bounds(parameter)
-        return dict(
-            type=_bounded(kind, parameter),
-            metavar="N" if kind is int else "X",
-            help=f"{doc} Must be {bounds}." if bounds else doc,
-        )
-    if isinstance(parameter, param.String):
-        return dict(help=doc)
-    raise TypeError(f"No flag for {type(parameter).__name__} parameter {parameter.name!r}")
-
-
-def describe_bounds(parameter) -> str:
-    """A number parameter's bounds as text: '>= 0', 'in (0, 1]', or '' when unbounded."""
-    low, high = parameter.bounds or (None, None)
-    low_in, high_in = parameter.inclusive_bounds
-    if low is not None and high is not None:
-        return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
-    if low is not None:
-        return f"{'>=' if low_in else '>'} {low:g}"
-    if high is not None:
-        return f"{'<=' if high_in else '<'} {high:g}"
-    return ""
-
-
-def _bounded(kind, parameter):
-    """An argparse type: ``kind`` of the text, refused outside ``parameter``'s bounds."""
-    low, high = parameter.bounds or (None, None)
-    low_in, high_in = parameter.inclusive_bounds
-
-    def convert(text: str):
-        value = kind(text)
-        too_low = low is not None and not (value >= low if low_in else value > low)
-        too_high = high is not None and not (value <= high if high_in else value < high)
-        if too_low or too_high:
-            raise argparse.ArgumentTypeError(
-                f"invalid value: {text!r} (must be {describe_bounds(parameter)})"
-            )
-        return value
-
-    convert.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
-    return convert
 
 
 def config_from_args(args):
@@ -128,6 +79,13 @@ def config_from_args(args):
         for name in ("data_seed", "model_seed"):
             if overrides[name] is None:
                 overrides[name] = args.seed
+    if args.config is not None:
+        from .export import load_settings
+
+        if args.preset is not None:
+            raise ValueError("Give --config or --preset, not both")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return make_config(None, **{**load_settings(args.config).values(), **given})
     return make_config(args.preset, **overrides)
 
 

@@ -78,7 +78,9 @@ class TrainingConfig(param.Parameterized):
     activation = param.Selector(
         default="softplus", objects=list(ACTIVATIONS), doc="Activation between layers."
     )
-    softplus_beta = param.Number(default=10.0, bounds=(0.1, 100.0), doc="Sharpness of softplus.")
+    softplus_beta = param.Number(
+        default=10.0, bounds=(0.1, 100.0), label="Softplus sharpness", doc="Sharpness of softplus."
+    )
     model_seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the initial weights.")
     initial_state = param.Selector(
         default="seeded",
@@ -178,10 +180,15 @@ class TrainingConfig(param.Parameterized):
         default=10, bounds=(1, None), doc="Test loss/accuracy every this many intervals."
     )
     n_tracked = param.Integer(
-        default=8, bounds=(1, MAX_TRACKED), doc="Coordinates of θ and p sampled into every record."
+        default=8,
+        bounds=(1, MAX_TRACKED),
+        label="Tracked coordinates",
+        doc="Coordinates of θ and p sampled into every record.",
     )
     device = param.Selector(default="auto", objects=["auto", "cpu", "cuda"], doc="Where to train.")
-    dtype = param.Selector(default="float32", objects=["float32", "float64"], doc="Precision.")
+    dtype = param.Selector(
+        default="float32", objects=["float32", "float64"], label="Precision", doc="Precision."
+    )
 
     def values(self) -> dict:
         """The settings as a plain dict (for JSON)."""

@@ -86,7 +86,8 @@ def settings_json(config: TrainingConfig) -> str:
 
 
 def load_settings(path) -> TrainingConfig:
-    """A config from a file written by ``settings_json``; a file that is not such JSON, an
+    """A config from a file written by ``settings_json`` (or a ``train --out`` summary,
+    whose ``config`` it takes); a file that is not such JSON, an
     unknown setting or a value out of bounds is a ``ValueError`` naming the file."""
     path = Path(path)
     try:
@@ -95,6 +96,8 @@ def load_settings(path) -> TrainingConfig:
         raise ValueError(f"Cannot read settings from {path}: {err.strerror or err}") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"Invalid settings file {path}: not JSON ({err})") from None
+    if isinstance(values, dict) and isinstance(values.get("config"), dict):
+        values = values["config"]  # the summary ``python -m phviz train --out`` writes
     if not isinstance(values, dict):
         raise ValueError(f"Invalid settings file {path}: expected an object of settings")
     try:

@@ -497,15 +497,19 @@ def add_parser(subparsers) -> None:
         description=__doc__.splitlines()[0],
     )
     from .config import PRESETS
+    from .flags import add_setting_flags
 
     p.add_argument("--preset", choices=list(PRESETS), default="default")
     for gain in GAINS:
         p.add_argument(f"--{gain.replace('_', '-')}", help=f"{gain} values, e.g. 0.1,0.4,1.6")
     p.add_argument("--horizon", type=float, help="end time T (default: the preset's)")
     p.add_argument("--target", type=float, help="loss for time_to_target (default 1%% of L(0))")
-    p.add_argument("--step-size", type=float, help="step h of the integrator")
-    p.add_argument("--dt", type=float, help="switching interval Δt (and record spacing)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    add_setting_flags(
+        p,
+        ("step_size", "switching_interval", "device"),
+        aliases={"switching_interval": ("--dt",)},
+        defaults={"device": "cpu"},
+    )
     p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--no-curvature", action="store_true", help="skip the Lanczos curvatures")
     p.add_argument("--out", help="write the map as JSON here")
@@ -533,7 +537,10 @@ def sweep_command(args) -> int:
         if getattr(args, gain) is not None
     }
     config = make_config(
-        args.preset, step_size=args.step_size, switching_interval=args.dt, device=args.device
+        args.preset,
+        step_size=args.step_size,
+        switching_interval=args.switching_interval,
+        device=args.device,
     )
     bar = tqdm(total=1, unit=" member-intervals", disable=args.quiet, file=sys.stderr)
 

@@ -8,8 +8,9 @@ import sys
 import param
 import pytest
 
-from phviz.__main__ import NOT_ON_CLI, add_train_parser, config_from_args, describe_bounds
+from phviz.__main__ import NOT_ON_CLI, add_train_parser, config_from_args
 from phviz.config import TrainingConfig, make_config
+from phviz.flags import describe_bounds
 
 
 def run(*args, cwd=None):
@@ -203,3 +204,43 @@ def test_the_old_flags_keep_their_meaning():
     # unset flags leave the preset's settings alone
     config = config_from_args(train_parser().parse_args(["--preset", "paper-blobs-online"]))
     assert config.values() == make_config("paper-blobs-online").values()
+
+
+def test_a_settings_file_reruns_with_flags_on_top(tmp_path):
+    from phviz.export import settings_json
+
+    config = make_config("paper-duffing", damping=0.7, horizon=3.0)
+    path = tmp_path / "run.json"
+    path.write_text(settings_json(config))
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "--config", str(path), "--inertia", "2"])
+    loaded = config_from_args(args)
+    assert loaded.values() == {**config.values(), "inertia": 2.0}
+    both = parser.parse_args(["train", "--config", str(path), "--preset", "default"])
+    with pytest.raises(ValueError, match="--config or --preset"):
+        config_from_args(both)
+
+
+def test_train_reruns_an_exported_settings_file_end_to_end(tmp_path):
+    from phviz.export import settings_json
+
+    path = tmp_path / "run.json"
+    path.write_text(settings_json(make_config("default", hidden="4", horizon=0.5)))
+    out = tmp_path / "summary.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "phviz", "train", "--config", str(path), "--quiet"]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())
+    assert summary["config"]["hidden"] == "4" and summary["config"]["horizon"] == 0.5
+    assert summary["t_final"] == pytest.approx(0.5)
+    # the summary itself is a settings file too
+    again = make_config(None, **summary["config"])
+    from phviz.export import load_settings
+
+    assert load_settings(out).values() == again.values()

@@ -22,9 +22,9 @@ import numpy as np
 
 from ..budget import Budget
 from ..config import MAX_TRACKED, TrainingConfig, make_config
-from ..data import make_dataset
 from ..scheduler import NOW, Job, Scheduler
 from ..training import Record, Trainer, TrainingError
+from ..training.run import dataset_for
 from .history import History, Update
 from .worker import Pictures
 
@@ -50,22 +50,6 @@ REBUILD = (
     "dtype",
     "n_tracked",
 )
-LABELS = {
-    "dataset": "data set",
-    "n_samples": "size",
-    "noise": "noise",
-    "train_fraction": "train fraction",
-    "data_seed": "data seed",
-    "architecture": "architecture",
-    "hidden": "hidden widths",
-    "activation": "activation",
-    "softplus_beta": "softplus sharpness",
-    "model_seed": "model seed",
-    "batch_size": "batch size",
-    "device": "device",
-    "dtype": "precision",
-    "n_tracked": "tracked coordinates",
-}
 
 
 @dataclass
@@ -243,7 +227,7 @@ class LiveSession(Job):
             self.notice = Notice(f"{err}", "danger")
             return
         if structural:
-            what = ", ".join(LABELS[k] for k in structural)
+            what = ", ".join(_label(k) for k in structural)
             reason = f"Changed {what}: a new model was built and the run restarted at t = 0."
             self.rebuild(reason)
             return
@@ -461,13 +445,7 @@ class LiveSession(Job):
     def _new_trainer(self, values: dict) -> Trainer:
         config = make_config(**values)
         self.budget.check_data(config.n_samples)
-        dataset = make_dataset(
-            config.dataset,
-            n_samples=config.n_samples,
-            noise=config.noise,
-            train_fraction=config.train_fraction,
-            seed=config.data_seed,
-        )
+        dataset = dataset_for(config)
         self.budget.check_model(
             config.architecture, config.hidden, dataset.input_dim, dataset.output_dim
         )
@@ -518,3 +496,9 @@ class LiveSession(Job):
         last = self.trainer.last
         pictures.track([point for point in path if point.t < last.t] + [last])
         self.pictures = pictures
+
+
+def _label(name: str) -> str:
+    """A setting's name in a sentence: its sidebar label, lower case, without units."""
+    label = TrainingConfig.param[name].label
+    return label.split(" (")[0].lower()
