@@ -24,6 +24,7 @@ import torch
 from . import colours
 from .config import PRESET_NOTES, make_config
 from .data import DUFFING, Dataset, duffing_field, duffing_trajectory
+from .landscape import extent_around, grid_points
 from .training import Record, Trainer
 
 # The paper's public code for the linear boundary: J* = a‖ŷ − f‖² + b‖ω‖² + c‖θ‖² with
@@ -165,14 +166,7 @@ def learned_field(trainer: Trainer, states: np.ndarray) -> np.ndarray:
 def state_box(margin: float = 0.3) -> tuple[float, float, float, float]:
     """(u_min, u_max, v_min, v_max) around the true trajectory, widened by ``margin``."""
     _, xs = duffing_trajectory()
-    lo, hi = xs.min(0), xs.max(0)
-    pad = margin * (hi - lo)
-    return (
-        float(lo[0] - pad[0]),
-        float(hi[0] + pad[0]),
-        float(lo[1] - pad[1]),
-        float(hi[1] + pad[1]),
-    )
+    return extent_around(xs, margin=margin, per_axis=True)
 
 
 def reconstruction_error_map(
@@ -181,9 +175,8 @@ def reconstruction_error_map(
     """(us, vs, E) with E[i, j] = ‖Ψ(x) − f(x, θ)‖ at x = (us[j], vs[i]), one batched call."""
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
         raise ValueError(f"Invalid resolution: {resolution!r} (must be a whole number >= 2)")
-    u0, u1, v0, v1 = state_box() if extent is None else extent
-    us, vs = np.linspace(u0, u1, resolution), np.linspace(v0, v1, resolution)
-    grid = np.stack(np.meshgrid(us, vs), -1)  # (len(vs), len(us), 2)
+    us, vs, points = grid_points(state_box() if extent is None else extent, resolution)
+    grid = points.reshape(len(vs), len(us), 2)
     error = np.linalg.norm(duffing_field(grid) - learned_field(trainer, grid), axis=-1)
     return us, vs, error
 
@@ -390,8 +383,7 @@ def _decision_panel(ax, trainer: Trainer, accuracy: float) -> None:
     ds = trainer.dataset
     x, y = ds.x_test.cpu().numpy(), ds.y_test.cpu().numpy()
     lo, hi = x.min(0) - 0.1, x.max(0) + 0.1
-    us, vs = np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200)
-    grid = np.stack(np.meshgrid(us, vs), -1).reshape(-1, 2)
+    us, vs, grid = grid_points((lo[0], hi[0], lo[1], hi[1]), 200)
     with torch.no_grad():
         theta = trainer.xi[: trainer.system.dim]
         out = trainer.system.forward(theta, torch.as_tensor(grid).to(trainer.xi))
