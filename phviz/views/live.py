@@ -86,13 +86,18 @@ class _Retracked:
 
 
 class LiveSession(Job):
-    """Settings, slices of training and pictures, and their history, for one tab."""
+    """Settings, slices of training and pictures, and their history, for one tab.
+
+    The history keeps ``capacity`` rows, evenly thinned: the browser redraws every row
+    of every curve on each update (22 curves), and its time per update grows with the
+    rows; 401 rows are still about one a pixel on the plots.
+    """
 
     def __init__(
         self,
         config: TrainingConfig | None = None,
         *,
-        capacity: int = 801,
+        capacity: int = 401,
         max_rate: float | None = 40.0,
         stop_at_horizon: bool = True,
         scheduler: Scheduler | None = None,
