@@ -418,11 +418,6 @@ def test_step_limit_holds_per_interval_over_a_multi_interval_solve():
     assert too_fine.interval == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a fixed grid laid over several intervals lends a step to the next interval "
-    "where k·h and k·Δt round differently, so exactly max_steps steps can count as one more",
-)
 def test_fixed_step_needing_exactly_max_steps_runs():
     trainer = Trainer(small(solver="rk4", step_size=0.02, max_steps=10, dtype="float64"))
     trainer.advance(8)

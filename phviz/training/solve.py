@@ -50,16 +50,24 @@ class GuardedField:
 
     def callback_step(self, t0, y0, dt):
         t0, dt = float(t0), float(dt)
-        while self.interval < len(self.ends) - 1 and t0 >= self.ends[self.interval]:
+        # A fixed grid laid over several intervals puts k·h a rounding error before k·Δt:
+        # a step that starts there belongs to the next interval.
+        while self.interval < len(self.ends) - 1 and t0 >= _before(self.ends[self.interval]):
             self.interval, self.steps = self.interval + 1, 0
-        self.steps += 1
         if not (math.isfinite(dt) and bool(torch.isfinite(y0).all())):
             raise SolverStop("nonfinite", t0)
-        # (a fixed grid may end on a step of length zero: only adaptive steps underflow)
-        if self.adaptive and not t0 + dt > t0:
-            raise SolverStop("underflow", t0)
+        if not t0 + dt > t0:
+            if self.adaptive:
+                raise SolverStop("underflow", t0)
+            return  # a fixed grid may end on a step of length zero: no step at all
+        self.steps += 1
         if self.steps > self.max_steps:
             raise SolverStop("steps", t0)
+
+
+def _before(t: float) -> float:
+    """``t`` less a few rounding errors of a grid's k·h."""
+    return t - 1e-9 * max(1.0, abs(t))
 
 
 def integrate_odeint(
