@@ -72,19 +72,22 @@ class PortHamiltonianSGD(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         scheme: str = "euler",
     ):
-        if not isinstance(step_size, (int, float)) or not step_size > 0:
-            raise ValueError(f"Invalid step_size: {step_size!r} (must be > 0)")
-        if scheme not in SCHEMES:
-            raise ValueError(f"Invalid scheme: {scheme!r} (choose one of {', '.join(SCHEMES)})")
-        defaults = dict(
-            scheme=scheme,
-            step_size=float(step_size),
-            damping=check_gain_value("damping", damping),
-            inertia=check_gain_value("inertia", inertia),
-            potential_gain=check_gain_value("potential_gain", potential_gain),
-            weight_decay=check_gain_value("weight_decay", weight_decay),
+        defaults = _checked(
+            dict(
+                scheme=scheme,
+                step_size=step_size,
+                damping=damping,
+                inertia=inertia,
+                potential_gain=potential_gain,
+                weight_decay=weight_decay,
+            )
         )
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """A group's own gains, step and scheme are checked as the defaults are."""
+        own = {k: v for k, v in param_group.items() if k != "params"}
+        super().add_param_group({**param_group, **_checked({**self.defaults, **own})})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -148,3 +151,18 @@ class PortHamiltonianSGD(torch.optim.Optimizer):
             "momentum": 1.0 - ratio,
             "weight_decay": weight_decay / potential_gain,
         }
+
+
+def _checked(settings: dict) -> dict:
+    """An optimizer's settings, each checked with a message naming it."""
+    step_size, scheme = settings["step_size"], settings["scheme"]
+    if isinstance(step_size, bool) or not isinstance(step_size, int | float) or not step_size > 0:
+        raise ValueError(f"Invalid step_size: {step_size!r} (must be > 0)")
+    if scheme not in SCHEMES:
+        raise ValueError(f"Invalid scheme: {scheme!r} (choose one of {', '.join(SCHEMES)})")
+    gains = ("damping", "inertia", "potential_gain", "weight_decay")
+    return {
+        **settings,
+        "step_size": float(step_size),
+        **{name: check_gain_value(name, settings[name]) for name in gains},
+    }

@@ -165,3 +165,21 @@ def test_state_dict_round_trips_and_a_reloaded_optimizer_continues_identically()
     assert train(reloaded_model, reloaded) == train(model, optimizer)
     for p, q in zip(model.parameters(), reloaded_model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize(
+    "group, message",
+    [
+        ({"damping": -1.0}, "damping"),
+        ({"inertia": 0.0}, "inertia"),
+        ({"step_size": 0.0}, "step_size"),
+        ({"scheme": "leapfrog"}, "scheme"),
+    ],
+)
+def test_a_param_groups_own_gains_are_checked(group, message):
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match=message):
+        PortHamiltonianSGD([{"params": [a]}, {"params": [b], **group}], step_size=0.1)
+    opt = PortHamiltonianSGD([a], step_size=0.1)
+    with pytest.raises(ValueError, match=message):
+        opt.add_param_group({"params": [b], **group})
