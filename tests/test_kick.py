@@ -1,12 +1,14 @@
 """The energy kick: ΔE into the momenta through the port, booked in the ledger."""
 
 import math
+import time
 
 import numpy as np
 import pytest
 import torch
 
 import phviz
+from phviz.views.live import LiveSession
 
 # Every way a run is integrated: adaptive odeint (full batch and mini-batches), the
 # conformal-symplectic splitting in full batch, online in torch and online in NumPy.
@@ -116,3 +118,39 @@ def test_a_reset_forgets_the_kick():
     run.kick(1.0)
     run.reset()
     assert run.supplied == 0.0 and run.last.supplied == 0.0
+
+
+def wait_for(condition, timeout=30.0):
+    """``condition()``'s first truthy value, polled until ``timeout`` (else False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
+
+
+def notice_with(session: LiveSession, text: str) -> bool:
+    session.poll()
+    return session.notice is not None and text in session.notice.text
+
+
+def test_a_session_kicks_while_paused_and_says_so():
+    session = LiveSession(phviz.make_config("default", horizon=0.0), max_rate=None)
+    try:
+        assert wait_for(lambda: session.poll() and session.ready)
+        session.step(3)
+        assert wait_for(lambda: session.poll() and session.history.last.interval == 3)
+        before = session.history.last
+        session.kick(1.0)
+        assert wait_for(lambda: notice_with(session, "Kicked: +ΔE = 1 into the momenta"))
+        after = session.history.last
+        assert after.t == before.t and not session.playing
+        assert after.hamiltonian - before.hamiltonian == pytest.approx(1.0, rel=1e-5)
+        assert session.history.columns()["supplied"][-1] == pytest.approx(1.0, rel=1e-6)
+        session.kick(-2.0)
+        assert wait_for(lambda: notice_with(session, "Invalid kick energy: -2.0"))
+        assert session.notice.kind == "danger"
+        assert session.history.last.supplied == after.supplied
+    finally:
+        session.close()
