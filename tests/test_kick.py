@@ -154,3 +154,15 @@ def test_a_session_kicks_while_paused_and_says_so():
         assert session.history.last.supplied == after.supplied
     finally:
         session.close()
+
+
+def test_the_energy_plot_draws_the_supplied_energy_with_its_key():
+    from phviz.views import figures
+    from phviz.views.history import record_row
+
+    run = trainer("odeint")
+    assert np.isnan(record_row(run.last)["supplied"])  # nothing supplied: a gap on log axes
+    run.kick(0.5)
+    assert record_row(run.last)["supplied"] == pytest.approx(0.5, rel=1e-6)
+    lines = {column: label for column, label, _colour, _dash in figures.ENERGY_LINES}
+    assert "∫vᵀu" in lines["supplied"] and lines["supplied"] in figures.energy_key()
