@@ -28,7 +28,9 @@ class KickControl:
         self.direction_widget = pn.widgets.RadioButtonGroup(
             options=DIRECTIONS, value="momentum", width=150, css_classes=["phviz-kick-direction"]
         )
-        self.button = pn.widgets.Button(name="Kick", width=80, css_classes=["phviz-kick"])
+        self.button = pn.widgets.Button(
+            name="Kick", width=80, align="end", css_classes=["phviz-kick"]
+        )
         self.button.on_click(lambda _: self.kick())
 
     def kick(self) -> None:
