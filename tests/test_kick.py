@@ -166,3 +166,10 @@ def test_the_energy_plot_draws_the_supplied_energy_with_its_key():
     assert record_row(run.last)["supplied"] == pytest.approx(0.5, rel=1e-6)
     lines = {column: label for column, label, _colour, _dash in figures.ENERGY_LINES}
     assert "∫vᵀu" in lines["supplied"] and lines["supplied"] in figures.energy_key()
+
+
+def test_any_real_number_is_a_kick_energy():
+    run = trainer("odeint")
+    assert run.kick(np.float32(0.5)) == pytest.approx(0.5, rel=1e-6)
+    assert run.kick(2) == pytest.approx(2.0, rel=1e-6)
+    assert run.supplied == pytest.approx(2.5, rel=1e-6)

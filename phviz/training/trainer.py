@@ -9,6 +9,7 @@ interval boundaries being only the times at which records are taken.
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from collections.abc import Callable
@@ -139,7 +140,7 @@ class Trainer:
         too; the rise is booked as supplied energy (∫vᵀu), so the ledger's residual does
         not move. The record of the kicked state becomes ``last``.
         """
-        if isinstance(energy, bool) or not isinstance(energy, (int, float)):
+        if isinstance(energy, bool) or not isinstance(energy, numbers.Real):
             raise ValueError(f"Invalid kick energy: {energy!r} (must be a number > 0)")
         energy = float(energy)
         if not (math.isfinite(energy) and energy > 0):
