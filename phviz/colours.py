@@ -6,6 +6,7 @@ KINETIC = "#ff7f0e"  # orange
 DISSIPATED = "#7f7f7f"  # grey
 HAMILTONIAN = "#000000"  # black
 RESIDUAL = "#9467bd"  # purple, dashed
+SUPPLIED = "#009e73"  # bluish green: energy put in through the port (kicks)
 TEST = "#d62728"  # red
 # θ_i and p_i of coordinate i share one of these hues (none of them is an energy colour).
 COORDINATES = (

@@ -471,6 +471,25 @@ class PortHamiltonianSystem:
     def hamiltonian(self, xi: torch.Tensor) -> torch.Tensor:
         return self.energy(xi).total
 
+    def impulse(self, p: torch.Tensor, direction: torch.Tensor, energy: float) -> torch.Tensor:
+        """The impulse α·d (α > 0) that raises the kinetic energy ½pᵀM⁻¹p by ``energy``.
+
+        α solves ½α²·dᵀM⁻¹d + α·pᵀM⁻¹d = ΔE, in float64 and in the form that does not
+        cancel when the kick is small against the momenta already there.
+        """
+        d = direction.to(torch.float64)
+        q = p.detach().to(torch.float64)
+        inverse = self.inverse_inertia
+        if isinstance(inverse, torch.Tensor):
+            inverse = inverse.to(torch.float64)
+        curvature = float((d * inverse * d).sum())  # dᵀM⁻¹d
+        slope = float((q * inverse * d).sum())  # pᵀM⁻¹d
+        if not curvature > 0:
+            raise ValueError("Invalid kick direction: it is zero")
+        root = math.sqrt(slope * slope + 2.0 * curvature * energy)
+        alpha = 2.0 * energy / (slope + root) if slope >= 0 else (root - slope) / curvature
+        return (alpha * d).to(p.dtype)
+
     def dissipation(self, xi: torch.Tensor) -> torch.Tensor:
         """Power drained by damping, vᵀBv ≥ 0."""
         _, p = self.split(xi)

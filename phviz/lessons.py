@@ -106,19 +106,24 @@ LESSONS: dict[str, Lesson] = {
     ),
     "kick": Lesson(
         "A kick out of a poor minimum",
-        "A small network (one hidden layer of 3) on xor settles where the loss is still "
-        "high (about 0.28, one quadrant wrong): a poor minimum, with p ≈ 0 and nothing "
-        "left to move it. **Try** the Kick button: it injects an energy ΔE into the "
-        "momenta through the port. H jumps up by exactly ΔE (booked as supplied energy "
-        "in the ledger, so the residual does not move) and the run may climb out and "
-        "find a lower valley. Kick again, or kick along a random direction.",
+        "A small network (one hidden layer of 3, tanh) on xor settles by the horizon "
+        "t = 150 in a poor minimum: train loss 0.274, 89 % of the training points right, "
+        "‖p‖ ≈ 0.005 and nothing left to move it (the loss fell by only 0.002 since "
+        "t = 100). **Try** the Kick control at t = 150 with ΔE = 10 along p, then Run: the "
+        "impulse puts exactly ΔE into the momenta through the port, so H steps up by 10 "
+        "(booked as supplied energy, the green curve, so the ledger's residual does not "
+        "move), and the weights climb out into a lower valley: loss 0.157 and 94 % right "
+        "at t = 350. A smaller kick may roll back into the same minimum; kick again, or "
+        "try a random direction.",
         settings={
             "dataset": "xor",
             "hidden": "3",
             "activation": "tanh",
             "damping": 0.5,
             "model_seed": 1,
-            "horizon": 200.0,
+            "solver": "conformal_leapfrog",
+            "step_size": 0.05,
+            "horizon": 150.0,
         },
     ),
 }

@@ -72,3 +72,23 @@ def test_weight_decay_pulls_the_weights_towards_zero():
     _, decayed = advance(LESSONS["weight-decay"].config(), 200)
     _, plain = advance(phviz.make_config("paper-blobs"), 200)
     assert np.linalg.norm(decayed[-1].theta) < 0.5 * np.linalg.norm(plain[-1].theta)
+
+
+def test_a_kick_gets_the_kick_lesson_out_of_its_poor_minimum():
+    """The text's numbers: settled at loss 0.274 by t = 150; ΔE = 10 along p reaches 0.157."""
+    trainer = phviz.Trainer(LESSONS["kick"].config())
+    trainer.run(100.0, record_every=1000)
+    earlier = trainer.last.train_loss
+    trainer.run(record_every=1000)  # to the horizon, t = 150
+    settled = trainer.last
+    assert settled.t == pytest.approx(150.0)
+    assert settled.train_loss == pytest.approx(0.274, abs=5e-4)
+    assert earlier - settled.train_loss == pytest.approx(0.002, abs=5e-4)
+    assert settled.momentum_norm == pytest.approx(0.005, abs=1e-3)
+    assert settled.train_accuracy == pytest.approx(0.89, abs=0.005)
+    assert trainer.kick(10.0, "momentum") == pytest.approx(10.0, rel=1e-5)
+    trainer.run(350.0, record_every=1000)
+    kicked = trainer.last
+    assert kicked.train_loss == pytest.approx(0.157, abs=5e-4)
+    assert kicked.train_accuracy == pytest.approx(0.94, abs=0.005)
+    assert kicked.supplied == pytest.approx(10.0, rel=1e-5)

@@ -9,6 +9,7 @@ interval boundaries being only the times at which records are taken.
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from .solve import SolverStop, failure, integrate_odeint, integrate_splitting
 # a fraction of a torch one (the paper's 6-parameter online run: about 8 times less
 # per interval, measured here). Larger ones stay in torch, whose kernels use the cores.
 ARRAY_WORK_THRESHOLD = 2**14
+# Directions of ``Trainer.kick``: along the momenta, or a random one.
+KICK_DIRECTIONS = ("momentum", "random")
 
 
 class Trainer:
@@ -126,6 +129,43 @@ class Trainer:
             for k, v in pending.items():
                 if isinstance(v, (int, float)):
                     setattr(self.config, k, float(v))
+
+    # ------------------------------------------------------------- the port
+    def kick(self, energy: float, direction: str = "momentum", seed: int | None = None) -> float:
+        """Put ``energy`` into the momenta at once, through the port; returns ΔE booked.
+
+        An impulse p ← p + α·d, α > 0 chosen so that ½pᵀM⁻¹p rises by exactly ΔE:
+        ``direction`` "momentum" pushes along p (a seeded random direction where p = 0),
+        "random" along a seeded random unit vector. θ does not move, so H rises by ΔE
+        too; the rise is booked as supplied energy (∫vᵀu), so the ledger's residual does
+        not move. The record of the kicked state becomes ``last``.
+        """
+        if isinstance(energy, bool) or not isinstance(energy, numbers.Real):
+            raise ValueError(f"Invalid kick energy: {energy!r} (must be a number > 0)")
+        energy = float(energy)
+        if not (math.isfinite(energy) and energy > 0):
+            raise ValueError(f"Invalid kick energy: {energy!r} (must be finite and > 0)")
+        if direction not in KICK_DIRECTIONS:
+            choices = ", ".join(repr(d) for d in KICK_DIRECTIONS)
+            raise ValueError(f"Invalid kick direction: {direction!r} (choose {choices})")
+        self._apply_pending_gains()
+        system = self.system
+        theta, p = system.split(self.xi)
+        if direction == "momentum" and bool(p.any()):
+            d = p.to(torch.float64)
+        else:
+            generator = np.random.default_rng(seed)
+            d = torch.from_numpy(generator.standard_normal(system.dim))
+        d = d / d.norm()
+        before = float(system.energy(self.xi).kinetic)
+        p_new = p + system.impulse(p, d.to(p.device), energy)
+        self.xi = torch.cat([theta, p_new])
+        kinetic = float(system.energy(self.xi).kinetic)
+        booked = kinetic - before
+        self.supplied += booked
+        self._h_now += booked
+        self.last = self._record(switched=False, evaluate=False)
+        return booked
 
     # ------------------------------------------------------------- stepping
     def step(self) -> Record:

@@ -99,6 +99,7 @@ ENERGY_LINES = (
     ("potential", "potential", colours.POTENTIAL, "solid"),
     ("kinetic", "kinetic", colours.KINETIC, "solid"),
     ("dissipated", "dissipated ∫vᵀBv dt", colours.DISSIPATED, "solid"),
+    ("supplied", "supplied ∫vᵀu dt (kicks)", colours.SUPPLIED, "solid"),
     ("residual", "|ledger residual|", colours.RESIDUAL, "dashed"),
     ("gain_jumps", "|gain-change jumps|", colours.HAMILTONIAN, "dotted"),
 )
@@ -153,6 +154,7 @@ def timeline_figures(series: ColumnDataSource, n_tracked: int):
                 ("potential", "@potential{0.0000e}"),
                 ("kinetic", "@kinetic{0.0000e}"),
                 ("dissipated", "@dissipated{0.0000e}"),
+                ("supplied", "@supplied{0.0000e}"),
                 ("|residual|", "@residual{0.0e}"),
                 ("|gain jumps|", "@gain_jumps{0.0e}"),
             ],

@@ -28,6 +28,7 @@ SCALARS = (
     "kinetic",
     "potential",
     "dissipated",
+    "supplied",
     "residual",
     "switch",
     "gain_jumps",
@@ -39,6 +40,7 @@ LOG_COLUMNS = (
     "kinetic",
     "potential",
     "dissipated",
+    "supplied",
     "residual",
     "switch",
     "gain_jumps",
@@ -73,6 +75,7 @@ def record_row(record: Record, switched: bool | None = None) -> dict[str, float]
         "kinetic": record.kinetic,
         "potential": record.potential,
         "dissipated": record.dissipated,
+        "supplied": record.supplied,  # ∫vᵀu dt: kicks step it up
         "residual": abs(record.ledger_residual),
         "switch": record.hamiltonian if switched else math.nan,
         # |Σ jumps of H from changes of a, c or M|: booked in the ledger, not dissipated

@@ -191,6 +191,10 @@ class LiveSession(Job):
         self.request(self._reset)
         self.notice = None
 
+    def kick(self, energy: float, direction: str = "momentum") -> None:
+        """Put ``energy`` into the momenta in the next slice, paused or running."""
+        self.request(lambda: self._kick(energy, direction))
+
     def set_speed(self, max_rate: float | None) -> None:
         """Cap in switching intervals per second (None: as fast as the machine goes)."""
         if max_rate is not None and not max_rate > 0:
@@ -486,6 +490,24 @@ class LiveSession(Job):
             return
         trainer.reset()
         self._start(trainer, self._new_pictures(trainer), rebuilt=False, reason=None)
+
+    def _kick(self, energy: float, direction: str) -> None:
+        trainer = self.trainer
+        if trainer is None:
+            return
+        try:
+            booked = trainer.kick(energy, direction)
+        except ValueError as err:
+            self._post(Notice(f"{err}", "danger"))
+            return
+        last = self.trainer.last
+        self.pictures.track([last])
+        how = "along p" if direction == "momentum" else "in a random direction"
+        text = (
+            f"Kicked: +ΔE = {booked:.4g} into the momenta ({how}) at t = {last.t:g}: "
+            f"H is now {last.hamiltonian:.4g}, supplied energy {last.supplied:.4g}."
+        )
+        self._post(last, Notice(text))
 
     def _retrack(self, seed: int) -> None:
         trainer = self.trainer

@@ -19,7 +19,7 @@ from .live import Tick
 from .worker import contour_lines, damping_note
 
 PLANE_NAMES = {"pca": "PCA", "random": "random plane", "coordinates": "two parameters"}
-ENERGY_COLUMNS = ("hamiltonian", "potential", "kinetic", "dissipated", "residual")
+ENERGY_COLUMNS = ("hamiltonian", "potential", "kinetic", "dissipated", "supplied", "residual")
 PHASE_LEVELS = 14
 
 

@@ -11,6 +11,7 @@ import panel as pn
 import param
 
 from ..config import CHOICES, TrainingConfig
+from .kick import KickControl
 
 # The settings in the sidebar, by section.
 SECTIONS = {
@@ -77,6 +78,7 @@ class Sidebar:
         }
         for key, widget in self.widgets.items():  # a handle for tests and styling
             widget.css_classes = [*widget.css_classes, f"phviz-{key.replace('_', '-')}"]
+        self.kick = KickControl(explorer)
         self.plane_widget = pn.widgets.RadioBoxGroup.from_param(explorer.param.plane)
         self.plane_x_widget = pn.widgets.IntInput.from_param(
             explorer.param.plane_x, name="θ index x"
@@ -114,6 +116,7 @@ class Sidebar:
             w["potential_gain"],
             w["weight_decay"],
             *gains,
+            *self.kick.panels(),
             *_section("Solver", w),
             *_section("Device", w),
             self.device_note,
