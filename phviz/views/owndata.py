@@ -164,13 +164,14 @@ class OwnData:
         """Read a CSV file on the pool; ``update`` starts the run when it is read."""
         limit = self._max_points()
         config = self.session.config
+        fraction = config.train_fraction if config.train_fraction is not None else 0.75
 
         def read():
             x, y = read_points_csv(content, max_points=limit)
             return points_dataset(
                 x,
                 y,
-                train_fraction=config.train_fraction,
+                train_fraction=fraction,
                 seed=config.data_seed,
                 max_points=limit,
                 name=name,
@@ -198,7 +199,7 @@ class OwnData:
         trainer = self.session.trainer
         if trainer is not None and trainer is not self._trainer:
             self._trainer = trainer
-            own = self.session.data is not None and trainer.dataset is self.session.data
+            own = self.session.data is not None
             self.count.object = training_points_html(trainer.dataset, own)
             self.back_button.name = f"Back to {self.session.config.dataset}"
             self.back_button.visible = own
