@@ -182,3 +182,13 @@ def test_the_model_budget_applies_to_own_data(explorer):
     explorer.own_data.train_on_drawn()
     assert "at most 50" in banner(explorer)
     assert explorer.session.data is None
+
+
+def test_the_explorer_opens_with_a_links_points(explorer):
+    before = explorer.session.trainer
+    explorer.own_data.open_link({"data": [b"0,0,0;1,1,1;0,1,1;1,0,0;0.5,0.5,0"]})
+    trainer = wait_for(lambda: new_trainer(explorer, before), timeout=60)
+    assert trainer and trainer.n_train == 5
+    assert len(explorer.own_data.drawn.data["x"]) == 5
+    explorer.own_data.open_link({"data": [b"0,0,0;oops"]})
+    assert "Invalid data in the link: point 2" in banner(explorer)

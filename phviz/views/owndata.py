@@ -17,6 +17,7 @@ from bokeh.models import ColumnDataSource, PointDrawTool
 from bokeh.transform import linear_cmap
 
 from .. import colours
+from ..links import link_data
 from ..userdata import MAX_CLASSES, points_dataset, read_points_csv
 from .live import Notice
 
@@ -84,6 +85,24 @@ class OwnData:
             margin=(0, 10, 5, 10),
         )
         self._show_drawn()
+        self.open_link()
+
+    def open_link(self, args: dict | None = None) -> None:
+        """Train on the points a link's ``data`` carries (the page's query arguments),
+        drawn and ready to edit; a bad value is said and the set-up's data stays."""
+        args = (pn.state.session_args or {}) if args is None else args
+        value = args.get("data")
+        if not value:
+            return
+        text = value[-1] if isinstance(value, list | tuple) else value
+        text = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else str(text)
+        try:
+            x, labels = link_data(text)
+        except ValueError as err:
+            self.session.notice = Notice(f"{err}. The data set of the settings is used.", "warning")
+            return
+        self._set_drawn(x, labels)
+        self.train_on_drawn(f"Training on the link's {len(x)} points.")
 
     def panels(self) -> list:
         """The sidebar's "Your data" controls."""
@@ -133,7 +152,7 @@ class OwnData:
             tool.empty_value = int(event.new)
 
     # ------------------------------------------------------------ actions
-    def train_on_drawn(self) -> None:
+    def train_on_drawn(self, reason: str | None = None) -> None:
         """A new run on exactly the drawn points (all of them train and test)."""
         x, labels = drawn_points(self.drawn.data)
         try:
@@ -143,7 +162,8 @@ class OwnData:
         except ValueError as err:
             self._say(f"{err}. The run in progress is kept.")
             return
-        self._use(data, f"Training on your {len(x)} drawn points: the run restarted at t = 0.")
+        reason = reason or f"Training on your {len(x)} drawn points: the run restarted at t = 0."
+        self._use(data, reason)
 
     def start_from_current(self) -> None:
         """The run's training points become the drawn points, to edit."""
