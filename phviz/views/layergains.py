@@ -72,7 +72,6 @@ class LayerGains:
         self.rows = pn.Column(sizing_mode="stretch_width", css_classes=["phviz-layer-gains"])
         self.note = pn.pane.HTML(
             "",
-            css_classes=["phviz-layer-note"],
             sizing_mode="stretch_width",
             styles={"font-size": "14px", "line-height": "1.3"},
             margin=(0, 10, 8, 10),

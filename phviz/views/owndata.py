@@ -77,7 +77,7 @@ class OwnData:
         self.back_button.on_click(lambda _: self.back())
         self.upload.param.watch(self._on_upload, "value")
         self.drawn.on_change("data", lambda attr, old, new: self._show_drawn())
-        self.drawn_count = pn.pane.HTML("", margin=(0, 10), css_classes=["phviz-drawn-count"])
+        self.drawn_count = pn.pane.HTML("", margin=(0, 10))
         self.count = pn.pane.HTML(
             '<div class="phviz-training-points">Training on … points</div>',
             sizing_mode="stretch_width",
