@@ -192,3 +192,22 @@ def test_the_explorer_opens_with_a_links_points(explorer):
     assert len(explorer.own_data.drawn.data["x"]) == 5
     explorer.own_data.open_link({"data": [b"0,0,0;oops"]})
     assert "Invalid data in the link: point 2" in banner(explorer)
+
+
+def test_a_regression_file_trains_a_field(explorer):
+    before = explorer.session.trainer
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, size=(60, 2))
+    rows = "\n".join(f"{a},{b},{b},{-a}" for a, b in x)  # a rotation
+    explorer.own_data.load_csv("field.csv", rows.encode())
+    trainer = wait_for(lambda: new_trainer(explorer, before), timeout=60)
+    assert trainer and trainer.dataset.task == "regression"
+    assert wait_for(lambda: shown_kind(explorer) == "field", timeout=60)
+    picture = wait_for(lambda: explorer.worker.task, timeout=60)
+    assert picture.kind == "field" and np.isfinite(picture.values).all()
+    assert len(picture.grid) == len(trainer.dataset.x_train)  # arrows at the file's points
+
+
+def shown_kind(explorer):
+    explorer.update_view(force=True)
+    return explorer.task_kind
