@@ -7,7 +7,8 @@ Every setting of ``TrainingConfig`` is a query key of its own name
 - ``plane``: the landscape's plane (``pca``, ``random`` or ``coordinates``);
 - ``run=1``: start at once;
 - ``hide``: a comma list of sidebar sections or settings to hide (``hide=solver,device``);
-- ``present=1``: the presenter view, for a projector.
+- ``present=1``: the presenter view, for a projector;
+- ``data``: a small drawn data set, ``x1,x2,label;…`` (``userdata.encode_points``).
 
 A bad value never breaks the page: it is left out, the default stays, and
 ``Link.problems`` says which key and why.
@@ -19,16 +20,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+import numpy as np
 import param
 
 from .config import PRESETS, TrainingConfig, make_config
 from .lessons import LESSONS
 from .models import parse_hidden
+from .userdata import decode_points, encode_points, points_dataset
 
 PLANES = ("pca", "random", "coordinates")
 # The sidebar's sections, by the names a link hides them with.
 SECTIONS = ("controls", "lessons", "data", "model", "gains", "solver", "device", "plane", "tracked")
-PAGE_KEYS = ("preset", "lesson", "plane", "run", "hide", "present", "refresh")
+PAGE_KEYS = ("preset", "lesson", "plane", "run", "hide", "present", "refresh", "data")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -43,6 +46,7 @@ class Link:
     run: bool = False
     hide: tuple[str, ...] = ()
     present: bool = False
+    data: tuple[np.ndarray, np.ndarray] | None = None  # drawn points (x, labels)
     problems: list[str] = field(default_factory=list)
 
     def config(self) -> TrainingConfig:
@@ -82,6 +86,11 @@ def parse_link(args: Mapping) -> Link:
                 link.problems.append(f"Invalid {key} in the link: {values[key]!r} (use 1 or 0)")
             else:
                 setattr(link, key, flag)
+    if "data" in values:
+        try:
+            link.data = link_data(values["data"])
+        except ValueError as err:
+            link.problems.append(str(err))
     if "hide" in values:
         names = [n.strip() for n in values["hide"].split(",") if n.strip()]
         known = set(SECTIONS) | (set(TrainingConfig.param) - {"name"})
@@ -119,6 +128,7 @@ def link_query(
     run: bool = False,
     hide: tuple[str, ...] = (),
     present: bool = False,
+    data: tuple | None = None,
 ) -> str:
     """The query string (without ``?``) that opens ``config``: the lesson or preset and
     the settings that differ from it, so a link stays short."""
@@ -135,7 +145,21 @@ def link_query(
         query["run"] = "1"
     if present:
         query["present"] = "1"
-    return urlencode(query, safe=",")
+    if data is not None:
+        query["data"] = encode_points(*data)
+    return urlencode(query, safe=",;")
+
+
+def link_data(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """The points (x, labels) a link's ``data`` carries, checked as a data set would be
+    (enough points, two classes or more); a ``ValueError`` says what is wrong."""
+    try:
+        x, labels = decode_points(text)
+        points_dataset(x, labels, train_fraction=1.0)
+    except ValueError as err:
+        reason = str(err).replace(" in the link", "").replace("Invalid point", "point")
+        raise ValueError(f"Invalid data in the link: {reason}") from None
+    return x, labels
 
 
 # ------------------------------------------------------------------ values

@@ -92,3 +92,29 @@ def test_a_lesson_link_carries_only_its_changes():
 
 def test_sections_name_the_sidebar():
     assert {"data", "model", "gains", "solver"} <= set(SECTIONS)
+
+
+def test_a_link_carries_a_small_drawn_data_set():
+    import numpy as np
+
+    x = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.5]])
+    labels = np.array([0, 0, 1, 1])
+    query = link_query(phviz.make_config("default"), data=(x, labels))
+    link = parse_link(as_server_args(query))
+    assert link.problems == []
+    np.testing.assert_allclose(link.data[0], x)
+    assert link.data[1].tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("0,0,0;1,1", "Invalid data in the link: point 2: '1,1' (x1,x2,label)"),
+        ("0,0,0;1,1,0;0,1,0;1,0,0", "Invalid data in the link: Only one class"),
+        ("0,0,0;1,1,1", "Invalid data in the link: Too few points: 2"),
+    ],
+)
+def test_bad_link_data_is_named_and_left_out(text, problem):
+    link = parse_link({"data": text})
+    assert link.data is None
+    assert len(link.problems) == 1 and link.problems[0].startswith(problem)

@@ -27,7 +27,9 @@ from ..scheduler import Scheduler
 from . import figures, layout, presenter
 from .clock import FrameClock
 from .gainview import GainView
+from .layergains import LayerGains
 from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice, Tick
+from .owndata import OwnData
 from .sidebar import Sidebar
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,8 @@ class Explorer(pn.viewable.Viewer):
         self.plots = layout.Plots(self.phase_coordinate)
         self.banner = layout.banner()
         self.gains = GainView(self, self.plots.timeline[0])
+        self.own_data = OwnData(self)
+        self.layer_gains = LayerGains(self)
         # The gain map is put in its tab when the tab is first opened: drawing it costs
         # every page a second, and most visits never open it.
         self._map_tab = pn.Column(sizing_mode="stretch_width")
@@ -161,7 +165,8 @@ class Explorer(pn.viewable.Viewer):
 
     def sidebar(self) -> list:
         """The sidebar's contents, for a template's sidebar."""
-        return self.controls.panels(self.gains.sidebar())
+        gains = [*self.layer_gains.panels(), *self.gains.sidebar()]
+        return self.controls.panels(gains, data=self.own_data.panels())
 
     def __panel__(self):
         return self.layout
@@ -230,6 +235,7 @@ class Explorer(pn.viewable.Viewer):
             self.settings.param.update(**fresh.values())
         finally:
             self._loading = False
+        self.session.data = None  # a preset names its data set
         self.session.rebuild(f"Loaded the preset '{self.preset}': the run restarted at t = 0.")
 
     @param.depends("speed", watch=True)
@@ -278,6 +284,8 @@ class Explorer(pn.viewable.Viewer):
             settled = self._pausing and self.session.settled
             self._unsent = presenter.merged(self._unsent, self.session.poll())
             self.gains.update()
+            self.own_data.update()
+            self.layer_gains.update()
             if settled:  # the last records and the label Run go out together, now
                 self._pausing = False
             if not self.session.ready:
@@ -326,7 +334,9 @@ class Explorer(pn.viewable.Viewer):
         return min(self.phase_coordinate, self.session.history.n_tracked - 1)
 
     def _new_task_figure(self) -> None:
-        self.plots.task_pane.object = self.plots.new_task_figure(self.session.trainer)
+        fig = self.plots.new_task_figure(self.session.trainer)
+        self.own_data.decorate(fig)
+        self.plots.task_pane.object = fig
         # A figure swapped into the page takes changes from the next message on: the
         # browser drops those that arrive with the swap itself.
         self._sent["task"] = -1

@@ -56,14 +56,11 @@ class Plots:
         self.task_mapper = None
         if self.task_kind == "regions":
             regions = ColumnDataSource(_empty_image())
-            points = ColumnDataSource(
-                figures.point_data(
-                    ds.x_train.cpu().numpy(),
-                    ds.y_train.cpu().numpy(),
-                    ds.x_test.cpu().numpy(),
-                    ds.y_test.cpu().numpy(),
-                )
-            )
+            x_test, y_test = ds.x_test.cpu().numpy(), ds.y_test.cpu().numpy()
+            if ds.x_test.shape == ds.x_train.shape and bool((ds.x_test == ds.x_train).all()):
+                x_test, y_test = x_test[:0], y_test[:0]  # all points train and test: once
+            x_train, y_train = ds.x_train.cpu().numpy(), ds.y_train.cpu().numpy()
+            points = ColumnDataSource(figures.point_data(x_train, y_train, x_test, y_test))
             self.task_sources = {"regions": regions, "points": points}
             self.task_fig = figures.regions_figure(regions, points, ds.n_classes)
         elif self.task_kind == "field":

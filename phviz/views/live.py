@@ -22,6 +22,7 @@ import numpy as np
 
 from ..budget import Budget
 from ..config import MAX_TRACKED, TrainingConfig, make_config
+from ..data import Dataset
 from ..scheduler import NOW, Job, Scheduler
 from ..training import Record, Trainer, TrainingError
 from ..training.run import dataset_for
@@ -115,6 +116,7 @@ class LiveSession(Job):
         self.budget = budget if budget is not None else Budget()
         self.notice: Notice | None = None
         self.error: TrainingError | None = None  # the last training failure
+        self.data: Dataset | None = None  # the user's own data, in place of config.dataset
         self.latest_eval: dict = {}
         # Owned by the slices; the server's thread reads what they publish.
         self.trainer: Trainer | None = None
@@ -235,6 +237,8 @@ class LiveSession(Job):
         except (ValueError, TypeError) as err:
             self.notice = Notice(f"{err}", "danger")
             return
+        if "dataset" in changes:  # a named data set again, in place of the user's own
+            self.data = None
         if structural:
             what = ", ".join(_label(k) for k in structural)
             reason = f"Changed {what}: a new model was built and the run restarted at t = 0."
@@ -256,8 +260,19 @@ class LiveSession(Job):
     def rebuild(self, reason: str | None = None) -> None:
         """A new trainer from the current settings (in the next slice); on bad settings
         the old one stays and the notice says why."""
-        values = self.config.values()
-        self.request(lambda: self._build(values, reason))
+        values, data = self.config.values(), self.data
+        self.request(lambda: self._build(values, reason, data))
+
+    def use_data(self, dataset: Dataset | None, reason: str | None = None) -> None:
+        """Train on ``dataset`` (None: the named data set of the settings again) from
+        now on, with a new model. The budget is checked here, so a data set or model
+        too large for the server raises ``ValueError`` and the old run stays."""
+        if dataset is not None:
+            c = self.config
+            self.budget.check_data(len(dataset.x_train) + len(dataset.x_test))
+            self.budget.check_model(c.architecture, c.hidden, dataset.input_dim, dataset.output_dim)
+        self.data = dataset
+        self.rebuild(reason)
 
     def close(self) -> None:
         """Stop this session's work and forget it (a closed tab)."""
@@ -440,9 +455,9 @@ class LiveSession(Job):
         if self.pictures is not None:
             self.pictures.settle()
 
-    def _build(self, values: dict, reason: str | None, *, first: bool = False) -> None:
+    def _build(self, values: dict, reason: str | None, data=None, *, first=False) -> None:
         try:
-            trainer = self._new_trainer(values)
+            trainer = self._new_trainer(values, data)
         except (ValueError, TypeError) as err:
             if not first:
                 self._post(Notice(f"{err}. The previous model is kept.", "danger"))
@@ -451,10 +466,11 @@ class LiveSession(Job):
             reason = f"{err}. The default set-up is shown instead."
         self._start(trainer, self._new_pictures(trainer), rebuilt=True, reason=reason)
 
-    def _new_trainer(self, values: dict) -> Trainer:
+    def _new_trainer(self, values: dict, data: Dataset | None = None) -> Trainer:
         config = make_config(**values)
-        self.budget.check_data(config.n_samples)
-        dataset = dataset_for(config)
+        if data is None:
+            self.budget.check_data(config.n_samples)
+        dataset = dataset_for(config) if data is None else data
         self.budget.check_model(
             config.architecture, config.hidden, dataset.input_dim, dataset.output_dim
         )

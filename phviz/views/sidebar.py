@@ -99,8 +99,9 @@ class Sidebar:
             margin=(0, 10, 8, 10),
         )
 
-    def panels(self, gains: list) -> list:
-        """The sidebar's contents, top to bottom; ``gains`` follow the gain sliders."""
+    def panels(self, gains: list, data: list = ()) -> list:
+        """The sidebar's contents, top to bottom; ``gains`` follow the gain sliders,
+        ``data`` the data set's settings."""
         w = self.widgets
         return [
             pn.Row(self.run_button, self.step_button, self.reset_button),
@@ -108,6 +109,7 @@ class Sidebar:
             self.preset_widget,
             *_section("Data", w),
             self.new_data_button,
+            *data,
             *_section("Model", w),
             pn.pane.Markdown("### Gains"),
             w["damping"],

@@ -190,7 +190,8 @@ def task_kind(trainer) -> str:
     ds = trainer.dataset
     if ds.task == "classification":
         return "regions" if ds.input_dim == 2 else "confusion"
-    return "field" if ds.name == "duffing" else "none"
+    plane_to_plane = ds.input_dim == 2 and ds.output_dim == 2
+    return "field" if ds.name == "duffing" or plane_to_plane else "none"
 
 
 @torch.no_grad()
@@ -217,9 +218,13 @@ def task_picture(trainer, theta: np.ndarray, t: float, version: int) -> TaskPict
         return TaskPicture("confusion", version, t, values=counts)
     if kind == "field":
         extent = extent_around(ds.x_train.cpu().numpy(), margin=0.15, per_axis=True)
-        _, _, arrows = grid_points(extent, ARROW_RESOLUTION)
         xs, ys, fine = grid_points(extent, ERROR_RESOLUTION)
-        error = np.linalg.norm(predict(fine) - duffing_field(fine), axis=-1)
+        if ds.name == "duffing":
+            _, _, arrows = grid_points(extent, ARROW_RESOLUTION)
+            true, fine_true = duffing_field(arrows), duffing_field(fine)
+        else:  # a field known at its points only: arrows there, the nearest one's target
+            arrows, true, fine_true = _field_samples(ds, fine)
+        error = np.linalg.norm(predict(fine) - fine_true, axis=-1)
         return TaskPicture(
             "field",
             version,
@@ -229,9 +234,21 @@ def task_picture(trainer, theta: np.ndarray, t: float, version: int) -> TaskPict
             values=error.reshape(len(ys), len(xs)),
             grid=arrows,
             learned=predict(arrows),
-            true=duffing_field(arrows),
+            true=true,
         )
     return None
+
+
+def _field_samples(ds, fine: np.ndarray, most: int = ARROW_RESOLUTION**2):
+    """Up to ``most`` of a field's training points and their targets (the arrows), and
+    on the ``fine`` grid the target of the nearest of them (the error map's truth)."""
+    x = ds.x_train.double().cpu().numpy()
+    y = ds.y_train.double().cpu().numpy()
+    if len(x) > most:
+        keep = np.linspace(0, len(x) - 1, most).astype(int)
+        x, y = x[keep], y[keep]
+    nearest = ((fine[:, None, :] - x[None, :, :]) ** 2).sum(-1).argmin(1)
+    return x, y, y[nearest]
 
 
 PICTURES = ("landscape", "stiffness", "task", "phase")

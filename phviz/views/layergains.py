@@ -1,0 +1,201 @@
+"""Per-layer gains: damping and inertia for each layer of the model, in the sidebar.
+
+A layer is a module prefix of the model's parameter names (``"0"`` for ``"0.weight"``
+and ``"0.bias"``), the keys phviz's gain mappings take. Each row's two inputs set that
+layer's gain on the running trainer; layers left alone keep the run's scalar gain,
+and moving the scalar slider sets every layer again. The rows follow the model when
+it is rebuilt. Plain inputs in rows, so the page loads no table library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import panel as pn
+
+from ..dynamics import check_gain_value
+from .live import Notice
+
+LAYER_GAINS = ("damping", "inertia")
+
+
+def layer_prefixes(names: Sequence[str]) -> list[str]:
+    """The layers of parameters ``names``, in order: each name without its last part
+    (``"0.weight"`` → ``"0"``); a name without a dot is a layer of its own."""
+    layers: list[str] = []
+    for name in names:
+        prefix = name.rsplit(".", 1)[0] if "." in name else name
+        if prefix not in layers:
+            layers.append(prefix)
+    return layers
+
+
+def layer_mapping(layers: Sequence[str], scalar: float, overrides: dict[str, float]) -> dict:
+    """One gain for every layer: the layer's own where set, else the run's ``scalar``."""
+    unknown = set(overrides) - set(layers)
+    if unknown:
+        raise ValueError(f"No layer is named {', '.join(sorted(unknown))}")
+    return {layer: float(overrides.get(layer, scalar)) for layer in layers}
+
+
+def checked_layer_gain(gain: str, layer: str, value) -> float:
+    """``value`` as one layer's ``gain``, or a ``ValueError`` in words for the banner
+    (damping ≥ 0, inertia > 0, finite)."""
+    if value is None:
+        raise ValueError(f"Invalid {gain} for layer {layer!r}: empty (enter a number)")
+    return check_gain_value(gain, value, where=f" for layer {layer!r}")
+
+
+def layer_shapes(model, layers: Sequence[str]) -> dict[str, str]:
+    """A short description of each layer for its row (``2→16``), from its weight."""
+    shapes = {}
+    for layer in layers:
+        weight = dict(model.named_parameters()).get(f"{layer}.weight")
+        if weight is not None and weight.dim() == 2:
+            shapes[layer] = f"{weight.shape[1]}→{weight.shape[0]}"
+        else:
+            shapes[layer] = ""
+    return shapes
+
+
+class LayerGains:
+    """The sidebar's table of per-layer gains for one explorer session."""
+
+    def __init__(self, explorer):
+        self.explorer = explorer
+        self.session = explorer.session
+        self.layers: list[str] = []
+        self.overrides: dict[str, dict[str, float]] = {g: {} for g in LAYER_GAINS}
+        self.inputs: dict[tuple[str, str], pn.widgets.FloatInput] = {}
+        self._trainer = None
+        self._quiet = False  # the inputs are being set from here, not by the user
+        self.rows = pn.Column(sizing_mode="stretch_width", css_classes=["phviz-layer-gains"])
+        self.note = pn.pane.HTML(
+            "",
+            sizing_mode="stretch_width",
+            styles={"font-size": "14px", "line-height": "1.3"},
+            margin=(0, 10, 8, 10),
+        )
+        explorer.settings.param.watch(self._on_scalar, list(LAYER_GAINS))
+
+    def panels(self) -> list:
+        """The table's title, rows and note, for the sidebar's Gains section."""
+        title = pn.pane.Markdown(
+            "**Per-layer gains** (damping B, inertia M)", margin=(5, 10, 0, 10)
+        )
+        return [title, self.rows, self.note]
+
+    def update(self) -> None:
+        """Follow the model: new rows when the session built a new trainer."""
+        trainer = self.session.trainer
+        if trainer is None or trainer is self._trainer:
+            return
+        self._trainer = trainer
+        layers = layer_prefixes(trainer.system.layout.names)
+        if layers != self.layers:
+            self.layers = layers
+            self.overrides = {g: {} for g in LAYER_GAINS}
+            self._make_rows(layer_shapes(trainer.model, layers))
+        else:  # the same layers: the run keeps the table's gains
+            for gain in LAYER_GAINS:
+                if self.overrides[gain]:
+                    self._apply(gain)
+        self._show_note()
+
+    # ------------------------------------------------------------ rows
+    def _make_rows(self, shapes: dict[str, str]) -> None:
+        header = pn.Row(
+            pn.pane.HTML("<b>layer</b>", width=100, margin=(0, 5)),
+            pn.pane.HTML("<b>damping</b>", width=90, margin=(0, 5)),
+            pn.pane.HTML("<b>inertia</b>", width=90, margin=(0, 5)),
+        )
+        rows, self.inputs = [header], {}
+        for layer in self.layers:
+            cells = []
+            for gain in LAYER_GAINS:
+                widget = pn.widgets.FloatInput(
+                    value=self._value(gain, layer),
+                    step=0.1,
+                    width=90,
+                    margin=(2, 5),
+                    css_classes=[f"phviz-layer-{gain}", f"phviz-layer-{gain}-{layer}"],
+                )
+                widget.param.watch(
+                    lambda event, g=gain, n=layer: self._on_edit(g, n, event), "value"
+                )
+                self.inputs[gain, layer] = widget
+                cells.append(widget)
+            label = f"{layer} <small>({shapes[layer]})</small>" if shapes.get(layer) else layer
+            rows.append(pn.Row(pn.pane.HTML(label, width=100, margin=(6, 5)), *cells))
+        self.rows.objects = rows
+
+    def _value(self, gain: str, layer: str) -> float:
+        return float(self.overrides[gain].get(layer, getattr(self.explorer.settings, gain)))
+
+    def _set_input(self, gain: str, layer: str, value: float) -> None:
+        widget = self.inputs.get((gain, layer))
+        if widget is None:
+            return
+        self._quiet = True
+        try:
+            widget.value = value
+        finally:
+            self._quiet = False
+
+    # ------------------------------------------------------------ events
+    def _on_edit(self, gain: str, layer: str, event) -> None:
+        if self._quiet:
+            return
+        try:
+            value = checked_layer_gain(gain, layer, event.new)
+        except (ValueError, TypeError) as err:
+            kept = self._value(gain, layer)
+            self.session.notice = Notice(f"{err}. The layer keeps {kept:g}.", "danger")
+            self._set_input(gain, layer, self._value(gain, layer))
+            self.explorer._show_controls()
+            return
+        old = self.overrides[gain].get(layer)
+        self.overrides[gain][layer] = value
+        try:
+            self._apply(gain)
+        except (ValueError, TypeError) as err:
+            if old is None:
+                self.overrides[gain].pop(layer)
+            else:
+                self.overrides[gain][layer] = old
+            self.session.notice = Notice(f"{err}", "danger")
+            self._set_input(gain, layer, self._value(gain, layer))
+        self._show_note()
+        self.explorer._show_controls()
+
+    def _on_scalar(self, *events) -> None:
+        """The scalar slider sets every layer's gain: the table follows it."""
+        for event in events:
+            self.overrides[event.name] = {}
+            for layer in self.layers:
+                self._set_input(event.name, layer, float(event.new))
+        self._show_note()
+
+    def _apply(self, gain: str) -> None:
+        trainer = self.session.trainer
+        if trainer is None:
+            return
+        scalar = getattr(self.explorer.settings, gain)
+        trainer.set_gains(**{gain: layer_mapping(self.layers, scalar, self.overrides[gain])})
+        pictures = self.session.pictures
+        if pictures is not None:
+            self.session.request(lambda: self.session.pictures.refresh())
+
+    def _show_note(self) -> None:
+        parts = []
+        for gain in LAYER_GAINS:
+            own = self.overrides[gain]
+            if own:
+                each = ", ".join(f"{layer}: {v:g}" for layer, v in own.items())
+                scalar = getattr(self.explorer.settings, gain)
+                parts.append(f"{gain} by layer ({each}; other layers {scalar:g})")
+        self.note.object = (
+            f'<div class="phviz-layer-note">{"; ".join(parts)}</div>'
+            if parts
+            else '<div class="phviz-layer-note">every layer takes the sliders\' gains</div>'
+        )
