@@ -23,11 +23,17 @@ from panel.io.callbacks import PeriodicCallback
 from ..budget import Budget
 from ..config import PRESETS, TrainingConfig, make_config
 from ..data import dataset_defaults
+from ..lessons import LESSONS
+from ..links import Link
 from ..scheduler import Scheduler
 from . import figures, layout, presenter
 from .clock import FrameClock
+from .exportview import ExportView
 from .gainview import GainView
+from .lessonview import LessonView
+from .linkview import LinkView
 from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice, Tick
+from .presentview import present
 from .sidebar import Sidebar
 
 log = logging.getLogger(__name__)
@@ -63,10 +69,10 @@ def refresh_ms(args: dict | None = None) -> int:
     return min(2000, max(40, value))
 
 
-def settings_for(preset: str) -> TrainingConfig:
-    """A preset with the data set's own size, noise and split filled in (widgets need
-    numbers, not None)."""
-    config = make_config(preset)
+def settings_for(preset: str | TrainingConfig) -> TrainingConfig:
+    """A preset (or a config) with the data set's own size, noise and split filled in
+    (widgets need numbers, not None)."""
+    config = make_config(preset) if isinstance(preset, str) else preset
     defaults = dataset_defaults(config.dataset)
     for key in ("n_samples", "noise", "train_fraction"):
         if getattr(config, key) is None:
@@ -94,10 +100,17 @@ class Explorer(pn.viewable.Viewer):
         live: bool = True,
         budget: Budget | None = None,
         scheduler: Scheduler | None = None,
+        link: Link | None = None,
         **params,
     ):
+        link = link if link is not None else Link()
+        preset = LESSONS[link.lesson].preset if link.lesson else link.preset
+        params = {"preset": preset, **({"plane": link.plane} if link.plane else {}), **params}
         super().__init__(**params)
-        self.settings = config if config is not None else settings_for(self.preset)
+        if config is None:
+            config = settings_for(link.config() if link.lesson or link.settings else self.preset)
+        self.settings = config
+        self.presenting = link.present
         self.session = LiveSession(
             self.settings,
             max_rate=self.speed or None,
@@ -126,10 +139,18 @@ class Explorer(pn.viewable.Viewer):
         self.plots = layout.Plots(self.phase_coordinate)
         self.banner = layout.banner()
         self.gains = GainView(self, self.plots.timeline[0])
+        self.lessons = LessonView(self, link.lesson)
+        self.exports = ExportView(self)
+        self.links = LinkView(self, link)
         # The gain map is put in its tab when the tab is first opened: drawing it costs
         # every page a second, and most visits never open it.
         self._map_tab = pn.Column(sizing_mode="stretch_width")
-        live_tab = layout.live_tab(self.plots, self.banner, self.clock)
+        tools = pn.Row(self.links.button, *self.exports.widgets(), css_classes=["phviz-tools"])
+        if self.presenting:
+            c = self.controls  # no sidebar: the run's buttons come over the plots
+            tools.objects = [c.run_button, c.step_button, c.reset_button, *tools.objects]
+        above = (self.lessons.pane, tools, self.links.field)
+        live_tab = layout.live_tab(self.plots, self.banner, self.clock, *above)
         self.layout = layout.tabs(live_tab, self._map_tab)
         self.layout.param.watch(self._on_tab, "active")
         self.settings.param.watch(self._on_settings, list(WATCHED))
@@ -138,6 +159,9 @@ class Explorer(pn.viewable.Viewer):
         self.clock.param.watch(lambda _: self.update_view(), "drawn")
         self.clock.param.watch(lambda _: self.update_view(force=True), "rendered")
         self._callback = None
+        self.links.apply()
+        if self.presenting:
+            present(self)
         self._show_controls()
         if live:
             # A background callback: the updates are not user actions, so they neither
@@ -159,9 +183,18 @@ class Explorer(pn.viewable.Viewer):
         """The kind of task picture on the page (None before the first)."""
         return self.plots.task_kind
 
-    def sidebar(self) -> list:
-        """The sidebar's contents, for a template's sidebar."""
-        return self.controls.panels(self.gains.sidebar())
+    def sidebar(self) -> list | None:
+        """The sidebar's contents, for a template's sidebar (None in the presenter view)."""
+        if self.presenting:
+            return None
+        panels = self.controls.panels(self.gains.sidebar(), self.lessons.sidebar())
+        self.links.hide(self.links.hidden)  # the sections a link hides exist now
+        return panels
+
+    @property
+    def loading(self) -> bool:
+        """Settings are being loaded at once (a preset or a lesson)."""
+        return self._loading
 
     def __panel__(self):
         return self.layout
@@ -172,6 +205,7 @@ class Explorer(pn.viewable.Viewer):
             self._callback.stop()
             self._callback = None
         self.gains.close()
+        self.exports.close()
         self.session.close()
 
     def _on_tab(self, event) -> None:
@@ -222,15 +256,27 @@ class Explorer(pn.viewable.Viewer):
                 self._loading = False
         self.session.apply(**changes)
 
-    @param.depends("preset", watch=True)
-    def _on_preset(self) -> None:
-        fresh = settings_for(self.preset)
+    def load(self, config: TrainingConfig, reason: str, *, preset: str | None = None) -> None:
+        """A whole set-up at once (a preset or a lesson): the sidebar shows it and the
+        run is rebuilt once."""
+        fresh = settings_for(config)
         self._loading = True
         try:
+            if preset is not None:
+                self.preset = preset
             self.settings.param.update(**fresh.values())
         finally:
             self._loading = False
-        self.session.rebuild(f"Loaded the preset '{self.preset}': the run restarted at t = 0.")
+        self.session.rebuild(reason)
+
+    @param.depends("preset", watch=True)
+    def _on_preset(self) -> None:
+        if self._loading:
+            return
+        self.load(
+            make_config(self.preset),
+            f"Loaded the preset '{self.preset}': the run restarted at t = 0.",
+        )
 
     @param.depends("speed", watch=True)
     def _on_speed(self) -> None:
@@ -278,6 +324,7 @@ class Explorer(pn.viewable.Viewer):
             settled = self._pausing and self.session.settled
             self._unsent = presenter.merged(self._unsent, self.session.poll())
             self.gains.update()
+            self.exports.sync()
             if settled:  # the last records and the label Run go out together, now
                 self._pausing = False
             if not self.session.ready:

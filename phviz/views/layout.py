@@ -48,6 +48,8 @@ class Plots:
         self.task_fig = None
         self.task_sources: dict[str, ColumnDataSource] = {}
         self.task_mapper = None
+        self.styles: list = []  # restyling for every task figure to come (presenter view)
+        self.key = None  # the energy plot's key, once on a page
 
     def new_task_figure(self, trainer):
         """A figure for the trainer's task, with its static layers filled in."""
@@ -84,11 +86,13 @@ class Plots:
             xmin, xmax, ymin, ymax = extent_around(points, margin=0.15, per_axis=True)
             self.task_fig.x_range.update(start=xmin, end=xmax)
             self.task_fig.y_range.update(start=ymin, end=ymax)
+        for style in self.styles:
+            style(self.task_fig)
         return self.task_fig
 
 
-def live_tab(plots: Plots, banner, clock) -> pn.Column:
-    """The pictures over the time series, under the banner and the status line."""
+def live_tab(plots: Plots, banner, clock, *above) -> pn.Column:
+    """The pictures over the time series, under the banner, ``above`` and the status line."""
 
     def pane(fig, height):
         return pn.pane.Bokeh(fig, sizing_mode="stretch_both", min_height=height)
@@ -108,6 +112,7 @@ def live_tab(plots: Plots, banner, clock) -> pn.Column:
         styles={"font-size": "15px", "line-height": "1.4"},
         margin=(0, 10),
     )
+    plots.key = key
     bottom = pn.Row(
         pn.Column(pane(energy, 300), key, sizing_mode="stretch_both"),
         pane(thetas, 360),
@@ -117,7 +122,7 @@ def live_tab(plots: Plots, banner, clock) -> pn.Column:
         css_classes=["phviz-timeline"],
     )
     patch = pn.pane.HTML(f"<script>{figures.CALM_STYLES_JS}</script>", width=0, height=0, margin=0)
-    return pn.Column(patch, banner, clock, top, bottom, sizing_mode="stretch_width")
+    return pn.Column(patch, banner, *above, clock, top, bottom, sizing_mode="stretch_width")
 
 
 def banner() -> pn.pane.Alert:
