@@ -26,7 +26,7 @@ from ..data import dataset_defaults
 from ..lessons import LESSONS
 from ..links import Link
 from ..scheduler import Scheduler
-from . import figures, layout, presenter
+from . import figures, firstview, layout, presenter
 from .clock import FrameClock
 from .exportview import ExportView
 from .gainview import GainView
@@ -383,6 +383,7 @@ class Explorer(pn.viewable.Viewer):
         plots, history = self.plots, self.session.history
         if tick.reset or tick.update.rebuilt:
             plots.series.data = history.columns()
+            firstview.show_start(plots.start, plots.series.data)
         elif len(tick.update):
             plots.series.stream(presenter.inline(tick.update.rows))
         self._fit_ranges()
@@ -400,6 +401,7 @@ class Explorer(pn.viewable.Viewer):
         if t_range is not None:
             energy.x_range.update(start=t_range[0], end=t_range[1])
         values = presenter.curve_values(data, self.session.history.n_tracked, self._phase_k())
+        values = {k: firstview.readable(v, log=k == "energy") for k, v in values.items()}
         figures.sticky_range(energy.y_range, values["energy"], log=True)
         figures.sticky_range(thetas.y_range, values["theta"])
         figures.sticky_range(momenta.y_range, values["momentum"])
@@ -479,6 +481,8 @@ class Explorer(pn.viewable.Viewer):
     def _request_phase(self) -> None:
         k = self._phase_k()
         extent = presenter.phase_extent(self.plots.series.data, k)
+        if extent is not None:  # the picture covers at least the axes' readable span
+            extent = tuple(firstview.widened(*e) for e in extent)
         if extent is None or k >= len(self.session.trainer.tracked):
             return
         self.session.request_phase(self._tracked_index(k), *extent)

@@ -8,7 +8,7 @@ import panel as pn
 from bokeh.models import ColumnDataSource
 
 from ..landscape import extent_around
-from . import figures
+from . import figures, firstview
 from .history import column_names
 from .live import TRACKED_COLUMNS
 from .worker import task_kind
@@ -28,6 +28,7 @@ class Plots:
         n = TRACKED_COLUMNS
         self.series = ColumnDataSource({name: np.zeros(0) for name in column_names(n)})
         self.timeline = figures.timeline_figures(self.series, n)
+        self.start = firstview.start_markers(self.timeline, n)
         self.phase_head = ColumnDataSource(dict(x=[], y=[]))
         self.phase_lines = ColumnDataSource(dict(x=[], y=[]))
         self.phase_fig, self.phase_path, self.phase_dot = figures.phase_figure(

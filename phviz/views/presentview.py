@@ -10,7 +10,7 @@ from __future__ import annotations
 from bokeh.models import GlyphRenderer
 
 # Text sizes for a projector (the normal view's are 18, 17, 15 and 15 px).
-TITLE = "21px"
+TITLE = "19px"
 AXIS_LABEL = "21px"
 TICKS = "19px"
 LEGEND = "19px"
