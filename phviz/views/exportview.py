@@ -15,13 +15,32 @@ import io
 import tempfile
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import panel as pn
 
 from .. import export
+from ..config import make_config
 from .live import Notice
 
 GIF_FRAMES = 48
+
+
+def _still(trainer) -> SimpleNamespace:
+    """What ``export.animate`` reads of a trainer, copied: the model, the data (not
+    written during a run), the gains and the settings; the live trainer goes on."""
+    system = trainer.system
+    return SimpleNamespace(
+        model=copy.deepcopy(trainer.model),
+        dataset=trainer.dataset,
+        config=make_config(**trainer.config.values()),
+        system=SimpleNamespace(
+            potential_gain=system.potential_gain,
+            weight_decay=system.weight_decay,
+            inputs=None,
+            targets=None,
+        ),
+    )
 
 
 class ExportView:
@@ -34,7 +53,6 @@ class ExportView:
             filename="run.csv",
             label="Records (CSV)",
             embed=False,
-            button_type="default",
             width=150,
             css_classes=["phviz-export-csv"],
             margin=(5, 5),
@@ -44,7 +62,6 @@ class ExportView:
             filename="run.json",
             label="Settings (JSON)",
             embed=False,
-            button_type="default",
             width=150,
             css_classes=["phviz-export-json"],
             margin=(5, 5),
@@ -66,7 +83,6 @@ class ExportView:
             filename="run.gif",
             label="Download the GIF",
             embed=False,
-            button_type="success",
             visible=False,
             width=170,
             css_classes=["phviz-gif-download"],
@@ -110,7 +126,11 @@ class ExportView:
         path = Path(self._dir.name) / "run.gif"
 
         def snapshot() -> None:  # in the session's slice: the trainer is its own there
-            trainer = copy.deepcopy(session.trainer)
+            try:
+                trainer = _still(session.trainer)
+            except Exception as err:
+                self._tell(error=f"The animation could not be made: {err}")
+                return
             session.scheduler.run_once(lambda: self._draw(trainer, records, path))
 
         session.request(snapshot)

@@ -56,7 +56,6 @@ class LinkView:
         self.link = link
         self.hidden: tuple[str, ...] = ()
         self.field = pn.widgets.TextInput(
-            name="",
             value="",
             visible=False,
             sizing_mode="stretch_width",
