@@ -72,6 +72,8 @@ class LinkView:
         self._refresh()
         explorer.settings.param.watch(lambda *_: self._refresh(), list(_settings()))
         explorer.param.watch(lambda *_: self._refresh(), ["preset", "plane"])
+        if pn.state.location is not None:  # the page's address arrives once it connects
+            pn.state.location.param.watch(lambda *_: self._refresh(), "href")
 
     def apply(self) -> None:
         """What the link asks of the page once the explorer stands: hidden sections and

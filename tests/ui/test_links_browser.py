@@ -103,10 +103,13 @@ def test_a_link_opens_its_set_up_and_copies_back(page, server):
     expect(page.locator(".phviz-inertia").first).to_be_visible()
     expect(page.locator(".phviz-banner").first).to_be_hidden()  # nothing to complain of
 
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.locator(".phviz-copy-link button").first.click()
     field = page.locator(".phviz-link input").first
     expect(field).to_be_visible()
     expect(field).to_have_value(re.compile(r"/explorer\?preset=paper-blobs&damping=0\.7&hide="))
+    copied = "async () => (await navigator.clipboard.readText()).includes('damping=0.7')"
+    page.wait_for_function(copied)
 
 
 def test_a_lesson_link_shows_the_lesson(page, server):
