@@ -12,6 +12,7 @@ import panel as pn
 from phviz.budget import Budget
 from phviz.views import Explorer
 from phviz.views.layout import page
+from phviz.views.linkview import read_link
 from phviz.views.serving import full_page, quiet_closed_connections, servable, session_gate
 
 pn.extension(notifications=False)
@@ -19,7 +20,7 @@ quiet_closed_connections()
 
 budget = Budget.from_settings(sys.argv[1:])
 if session_gate(budget.max_sessions).admit(pn.state.on_session_destroyed):
-    explorer = Explorer(budget=budget)
+    explorer = Explorer(budget=budget, link=read_link())
     servable(page([explorer], explorer.sidebar()))
 else:
     page([full_page(budget.max_sessions)]).servable()

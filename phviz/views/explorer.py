@@ -23,13 +23,19 @@ from panel.io.callbacks import PeriodicCallback
 from ..budget import Budget
 from ..config import PRESETS, TrainingConfig, make_config
 from ..data import dataset_defaults
+from ..lessons import LESSONS
+from ..links import Link
 from ..scheduler import Scheduler
-from . import figures, layout, presenter
+from . import figures, firstview, layout, presenter
 from .clock import FrameClock
+from .exportview import ExportView
 from .gainview import GainView
 from .layergains import LayerGains
+from .lessonview import LessonView
+from .linkview import LinkView
 from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice, Tick
 from .owndata import OwnData
+from .presentview import present
 from .sidebar import Sidebar
 
 log = logging.getLogger(__name__)
@@ -65,10 +71,10 @@ def refresh_ms(args: dict | None = None) -> int:
     return min(2000, max(40, value))
 
 
-def settings_for(preset: str) -> TrainingConfig:
-    """A preset with the data set's own size, noise and split filled in (widgets need
-    numbers, not None)."""
-    config = make_config(preset)
+def settings_for(preset: str | TrainingConfig) -> TrainingConfig:
+    """A preset (or a config) with the data set's own size, noise and split filled in
+    (widgets need numbers, not None)."""
+    config = make_config(preset) if isinstance(preset, str) else preset
     defaults = dataset_defaults(config.dataset)
     for key in ("n_samples", "noise", "train_fraction"):
         if getattr(config, key) is None:
@@ -96,10 +102,17 @@ class Explorer(pn.viewable.Viewer):
         live: bool = True,
         budget: Budget | None = None,
         scheduler: Scheduler | None = None,
+        link: Link | None = None,
         **params,
     ):
+        link = link if link is not None else Link()
+        preset = LESSONS[link.lesson].preset if link.lesson else link.preset
+        params = {"preset": preset, **({"plane": link.plane} if link.plane else {}), **params}
         super().__init__(**params)
-        self.settings = config if config is not None else settings_for(self.preset)
+        if config is None:
+            config = settings_for(link.config() if link.lesson or link.settings else self.preset)
+        self.settings = config
+        self.presenting = link.present
         self.session = LiveSession(
             self.settings,
             max_rate=self.speed or None,
@@ -130,10 +143,18 @@ class Explorer(pn.viewable.Viewer):
         self.gains = GainView(self, self.plots.timeline[0])
         self.own_data = OwnData(self)
         self.layer_gains = LayerGains(self)
+        self.lessons = LessonView(self, link.lesson)
+        self.exports = ExportView(self)
+        self.links = LinkView(self, link)
         # The gain map is put in its tab when the tab is first opened: drawing it costs
         # every page a second, and most visits never open it.
         self._map_tab = pn.Column(sizing_mode="stretch_width")
-        live_tab = layout.live_tab(self.plots, self.banner, self.clock)
+        tools = pn.Row(self.links.button, *self.exports.widgets(), css_classes=["phviz-tools"])
+        if self.presenting:
+            c = self.controls  # no sidebar: the run's buttons come over the plots
+            tools.objects = [c.run_button, c.step_button, c.reset_button, *tools.objects]
+        above = (self.lessons.pane, tools, self.links.field)
+        live_tab = layout.live_tab(self.plots, self.banner, self.clock, *above)
         self.layout = layout.tabs(live_tab, self._map_tab)
         self.layout.param.watch(self._on_tab, "active")
         self.settings.param.watch(self._on_settings, list(WATCHED))
@@ -142,6 +163,9 @@ class Explorer(pn.viewable.Viewer):
         self.clock.param.watch(lambda _: self.update_view(), "drawn")
         self.clock.param.watch(lambda _: self.update_view(force=True), "rendered")
         self._callback = None
+        self.links.apply()
+        if self.presenting:
+            present(self)
         self._show_controls()
         if live:
             # A background callback: the updates are not user actions, so they neither
@@ -163,10 +187,19 @@ class Explorer(pn.viewable.Viewer):
         """The kind of task picture on the page (None before the first)."""
         return self.plots.task_kind
 
-    def sidebar(self) -> list:
-        """The sidebar's contents, for a template's sidebar."""
+    def sidebar(self) -> list | None:
+        """The sidebar's contents, for a template's sidebar (None in the presenter view)."""
+        if self.presenting:
+            return None
         gains = [*self.layer_gains.panels(), *self.gains.sidebar()]
-        return self.controls.panels(gains, data=self.own_data.panels())
+        panels = self.controls.panels(gains, self.lessons.sidebar(), data=self.own_data.panels())
+        self.links.hide(self.links.hidden)  # the sections a link hides exist now
+        return panels
+
+    @property
+    def loading(self) -> bool:
+        """Settings are being loaded at once (a preset or a lesson)."""
+        return self._loading
 
     def __panel__(self):
         return self.layout
@@ -177,6 +210,7 @@ class Explorer(pn.viewable.Viewer):
             self._callback.stop()
             self._callback = None
         self.gains.close()
+        self.exports.close()
         self.session.close()
 
     def _on_tab(self, event) -> None:
@@ -227,16 +261,28 @@ class Explorer(pn.viewable.Viewer):
                 self._loading = False
         self.session.apply(**changes)
 
-    @param.depends("preset", watch=True)
-    def _on_preset(self) -> None:
-        fresh = settings_for(self.preset)
+    def load(self, config: TrainingConfig, reason: str, *, preset: str | None = None) -> None:
+        """A whole set-up at once (a preset or a lesson): the sidebar shows it and the
+        run is rebuilt once."""
+        fresh = settings_for(config)
         self._loading = True
         try:
+            if preset is not None:
+                self.preset = preset
             self.settings.param.update(**fresh.values())
         finally:
             self._loading = False
-        self.session.data = None  # a preset names its data set
-        self.session.rebuild(f"Loaded the preset '{self.preset}': the run restarted at t = 0.")
+        self.session.data = None  # a preset or a lesson names its data set
+        self.session.rebuild(reason)
+
+    @param.depends("preset", watch=True)
+    def _on_preset(self) -> None:
+        if self._loading:
+            return
+        self.load(
+            make_config(self.preset),
+            f"Loaded the preset '{self.preset}': the run restarted at t = 0.",
+        )
 
     @param.depends("speed", watch=True)
     def _on_speed(self) -> None:
@@ -286,6 +332,7 @@ class Explorer(pn.viewable.Viewer):
             self.gains.update()
             self.own_data.update()
             self.layer_gains.update()
+            self.exports.sync()
             if settled:  # the last records and the label Run go out together, now
                 self._pausing = False
             if not self.session.ready:
@@ -346,6 +393,7 @@ class Explorer(pn.viewable.Viewer):
         plots, history = self.plots, self.session.history
         if tick.reset or tick.update.rebuilt:
             plots.series.data = history.columns()
+            firstview.show_start(plots.start, plots.series.data)
         elif len(tick.update):
             plots.series.stream(presenter.inline(tick.update.rows))
         self._fit_ranges()
@@ -363,6 +411,7 @@ class Explorer(pn.viewable.Viewer):
         if t_range is not None:
             energy.x_range.update(start=t_range[0], end=t_range[1])
         values = presenter.curve_values(data, self.session.history.n_tracked, self._phase_k())
+        values = {k: firstview.readable(v, log=k == "energy") for k, v in values.items()}
         figures.sticky_range(energy.y_range, values["energy"], log=True)
         figures.sticky_range(thetas.y_range, values["theta"])
         figures.sticky_range(momenta.y_range, values["momentum"])
@@ -442,6 +491,8 @@ class Explorer(pn.viewable.Viewer):
     def _request_phase(self) -> None:
         k = self._phase_k()
         extent = presenter.phase_extent(self.plots.series.data, k)
+        if extent is not None:  # the picture covers at least the axes' readable span
+            extent = tuple(firstview.widened(*e) for e in extent)
         if extent is None or k >= len(self.session.trainer.tracked):
             return
         self.session.request_phase(self._tracked_index(k), *extent)

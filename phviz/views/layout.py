@@ -8,7 +8,7 @@ import panel as pn
 from bokeh.models import ColumnDataSource
 
 from ..landscape import extent_around
-from . import figures
+from . import figures, firstview
 from .history import column_names
 from .live import TRACKED_COLUMNS
 from .worker import task_kind
@@ -28,6 +28,7 @@ class Plots:
         n = TRACKED_COLUMNS
         self.series = ColumnDataSource({name: np.zeros(0) for name in column_names(n)})
         self.timeline = figures.timeline_figures(self.series, n)
+        self.start = firstview.start_markers(self.timeline, n)
         self.phase_head = ColumnDataSource(dict(x=[], y=[]))
         self.phase_lines = ColumnDataSource(dict(x=[], y=[]))
         self.phase_fig, self.phase_path, self.phase_dot = figures.phase_figure(
@@ -48,6 +49,8 @@ class Plots:
         self.task_fig = None
         self.task_sources: dict[str, ColumnDataSource] = {}
         self.task_mapper = None
+        self.styles: list = []  # restyling for every task figure to come (presenter view)
+        self.key = None  # the energy plot's key, once on a page
 
     def new_task_figure(self, trainer):
         """A figure for the trainer's task, with its static layers filled in."""
@@ -81,11 +84,13 @@ class Plots:
             xmin, xmax, ymin, ymax = extent_around(points, margin=0.15, per_axis=True)
             self.task_fig.x_range.update(start=xmin, end=xmax)
             self.task_fig.y_range.update(start=ymin, end=ymax)
+        for style in self.styles:
+            style(self.task_fig)
         return self.task_fig
 
 
-def live_tab(plots: Plots, banner, clock) -> pn.Column:
-    """The pictures over the time series, under the banner and the status line."""
+def live_tab(plots: Plots, banner, clock, *above) -> pn.Column:
+    """The pictures over the time series, under the banner, ``above`` and the status line."""
 
     def pane(fig, height):
         return pn.pane.Bokeh(fig, sizing_mode="stretch_both", min_height=height)
@@ -105,6 +110,7 @@ def live_tab(plots: Plots, banner, clock) -> pn.Column:
         styles={"font-size": "15px", "line-height": "1.4"},
         margin=(0, 10),
     )
+    plots.key = key
     bottom = pn.Row(
         pn.Column(pane(energy, 300), key, sizing_mode="stretch_both"),
         pane(thetas, 360),
@@ -114,7 +120,7 @@ def live_tab(plots: Plots, banner, clock) -> pn.Column:
         css_classes=["phviz-timeline"],
     )
     patch = pn.pane.HTML(f"<script>{figures.CALM_STYLES_JS}</script>", width=0, height=0, margin=0)
-    return pn.Column(patch, banner, clock, top, bottom, sizing_mode="stretch_width")
+    return pn.Column(patch, banner, *above, clock, top, bottom, sizing_mode="stretch_width")
 
 
 def banner() -> pn.pane.Alert:

@@ -27,6 +27,7 @@ from ..scheduler import NOW, Job, Scheduler
 from ..training import Record, Trainer, TrainingError
 from ..training.run import dataset_for
 from .history import History, Update
+from .runlog import RunLog
 from .worker import Pictures
 
 # Tracked coordinates drawn (the plots' columns stay the same whatever the model).
@@ -126,6 +127,7 @@ class LiveSession(Job):
         self._horizon_passed = False
         # Owned by the server's thread.
         self.history: History | None = None
+        self.run_log = RunLog()  # the run's records, for export
         self._rate = collections.deque(maxlen=32)  # (wall clock, interval)
         # Shared, under the lock: requests to the slices, and what they produced.
         self._lock = threading.Lock()
@@ -291,6 +293,7 @@ class LiveSession(Job):
             if isinstance(item, Record):
                 pending.append(item)
                 records.append(item)
+                self.run_log.extend([item])
             elif isinstance(item, _Built):
                 pending, records = [], []
                 self._adopt(item)
@@ -300,6 +303,7 @@ class LiveSession(Job):
                 self.history.extend(pending)
                 pending = []
                 self.history.retrack(item.tracked)
+                self.run_log.retracked()
                 reset = True
             elif isinstance(item, TrainingError):
                 self.error = item
@@ -321,6 +325,9 @@ class LiveSession(Job):
             self.history = History(trainer.system.dim, TRACKED_COLUMNS, rows)
         self.history.clear()
         self.history.extend([trainer.last])
+        self.run_log = RunLog(rows)
+        self.run_log.clear(trainer.tracked)
+        self.run_log.extend([trainer.last])
         self._rate.clear()
         self.latest_eval = {}
         self._note_eval([trainer.last])

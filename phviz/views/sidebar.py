@@ -73,6 +73,7 @@ class Sidebar:
         self.new_data_button = pn.widgets.Button(name="New data (new seed)", width=160)
         self.new_data_button.on_click(lambda _: setattr(s, "data_seed", s.data_seed + 1))
         self.device_note = pn.pane.Markdown("", margin=(0, 10))
+        self.sections: dict[str, list] = {}  # filled by ``panels``
         self.widgets = {
             name: setting_widget(s, name) for names in SECTIONS.values() for name in names
         }
@@ -99,36 +100,44 @@ class Sidebar:
             margin=(0, 10, 8, 10),
         )
 
-    def panels(self, gains: list, data: list = ()) -> list:
-        """The sidebar's contents, top to bottom; ``gains`` follow the gain sliders,
-        ``data`` the data set's settings."""
+    def panels(self, gains: list, lessons: list = (), data: list = ()) -> list:
+        """The sidebar's contents, top to bottom; ``gains`` follow the gain sliders (the
+        Kick after them), ``lessons`` the preset and ``data`` the data set's settings.
+        ``sections`` keeps them by the names links hide them by."""
         w = self.widgets
-        return [
-            pn.Row(self.run_button, self.step_button, self.reset_button),
-            self.speed_widget,
-            self.preset_widget,
-            *_section("Data", w),
-            self.new_data_button,
-            *data,
-            *_section("Model", w),
-            pn.pane.Markdown("### Gains"),
-            w["damping"],
-            self.damping_note,
-            w["inertia"],
-            w["potential_gain"],
-            w["weight_decay"],
-            *gains,
-            *self.kick.panels(),
-            *_section("Solver", w),
-            *_section("Device", w),
-            self.device_note,
-            pn.pane.Markdown("### Landscape plane"),
-            self.plane_widget,
-            pn.Row(self.plane_x_widget, self.plane_y_widget),
-            pn.pane.Markdown("### Tracked coordinates"),
-            self.sample_button,
-            self.phase_widget,
-        ]
+        self.sections = {
+            "controls": [
+                pn.Row(self.run_button, self.step_button, self.reset_button),
+                self.speed_widget,
+                self.preset_widget,
+            ],
+            "lessons": list(lessons),
+            "data": [*_section("Data", w), self.new_data_button, *data],
+            "model": _section("Model", w),
+            "gains": [
+                pn.pane.Markdown("### Gains"),
+                w["damping"],
+                self.damping_note,
+                w["inertia"],
+                w["potential_gain"],
+                w["weight_decay"],
+                *gains,
+                *self.kick.panels(),
+            ],
+            "solver": _section("Solver", w),
+            "device": [*_section("Device", w), self.device_note],
+            "plane": [
+                pn.pane.Markdown("### Landscape plane"),
+                self.plane_widget,
+                pn.Row(self.plane_x_widget, self.plane_y_widget),
+            ],
+            "tracked": [
+                pn.pane.Markdown("### Tracked coordinates"),
+                self.sample_button,
+                self.phase_widget,
+            ],
+        }
+        return [widget for section in self.sections.values() for widget in section]
 
 
 def _section(title: str, widgets: dict) -> list:

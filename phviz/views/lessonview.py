@@ -1,0 +1,87 @@
+"""Lessons in the explorer: a picker in the sidebar and the lesson's text over the plots.
+
+Picking a lesson loads its set-up as a preset does (its settings, its plane, one
+rebuild) and shows its title and text above the plots, where a class reads what to
+watch and what to try. Picking a preset afterwards leaves the lesson.
+"""
+
+from __future__ import annotations
+
+import panel as pn
+
+from ..lessons import LESSONS, Lesson
+
+NONE = "none"
+
+
+def lesson_markdown(lesson: Lesson) -> str:
+    """The lesson's title and text as the pane shows them."""
+    return f"### {lesson.title}\n\n{lesson.text}"
+
+
+class LessonView:
+    """The lesson picker and the lesson's pane of one explorer."""
+
+    def __init__(self, explorer, lesson: str | None = None):
+        self.explorer = explorer
+        options = {NONE: NONE, **{item.title: name for name, item in LESSONS.items()}}
+        self.picker = pn.widgets.Select(
+            name="Lesson",
+            options=options,
+            value=lesson if lesson in LESSONS else NONE,
+            css_classes=["phviz-lesson-picker"],
+            sizing_mode="stretch_width",
+        )
+        self.pane = pn.pane.Markdown(
+            "",
+            visible=False,
+            css_classes=["phviz-lesson"],
+            sizing_mode="stretch_width",
+            styles={
+                "font-size": "18px",
+                "line-height": "1.45",
+                "background": "#f3f7fb",
+                "border-left": "5px solid #1f4e79",
+                "padding": "0 14px",
+            },
+            margin=(4, 10),
+        )
+        self._show()
+        self.picker.param.watch(self._on_pick, "value")
+        explorer.param.watch(self._on_preset, "preset")
+
+    @property
+    def lesson(self) -> str | None:
+        """The name of the lesson shown (None: none)."""
+        value = self.picker.value
+        return value if value in LESSONS else None
+
+    def sidebar(self) -> list:
+        return [self.picker]
+
+    def _show(self) -> None:
+        lesson = self.lesson
+        if lesson is None:
+            self.pane.visible = False
+            return
+        self.pane.object = lesson_markdown(LESSONS[lesson])
+        self.pane.visible = True
+
+    def _on_pick(self, event) -> None:
+        self._show()
+        name = self.lesson
+        if name is None:
+            return
+        lesson = LESSONS[name]
+        explorer = self.explorer
+        explorer.load(
+            lesson.config(),
+            f"Opened the lesson '{lesson.title}': the run restarted at t = 0.",
+            preset=lesson.preset,
+        )
+        explorer.plane = lesson.plane
+
+    def _on_preset(self, event) -> None:
+        if self.explorer.loading:  # the lesson itself set the preset
+            return
+        self.picker.value = NONE

@@ -1,0 +1,159 @@
+"""Links in the explorer: open the set-up a query string names, and copy the current one.
+
+``read_link`` turns the page's query string into a ``links.Link`` and the config the
+session starts from, so a linked set-up is built once, not the default first.
+``LinkView`` then hides what the link hides, starts the run if asked, names every bad
+key in the banner, and keeps a "Copy link" button whose link always matches what the
+sidebar shows (the browser copies it at the click; the link also stands in a field
+beside the button, for browsers that refuse the clipboard on a page served over
+plain http).
+"""
+
+from __future__ import annotations
+
+import panel as pn
+
+from ..config import TrainingConfig, make_config
+from ..data import dataset_defaults
+from ..lessons import LESSONS
+from ..links import SECTIONS, Link, link_query, parse_link
+from .live import Notice
+
+COPY_JS = """
+const text = link.value;
+if (navigator.clipboard && window.isSecureContext) {
+  navigator.clipboard.writeText(text).catch(() => {});
+}
+"""
+
+
+def read_link(args: dict | None = None) -> Link:
+    """The page's link (``pn.state.session_args`` unless ``args`` are given); a query
+    that cannot be read at all is one problem, never an exception."""
+    args = (pn.state.session_args or {}) if args is None else args
+    try:
+        return parse_link(args)
+    except Exception as err:  # the page must open whatever the query holds
+        return Link(problems=[f"The link could not be read: {err}"])
+
+
+def problems_text(link: Link) -> str | None:
+    """One banner message naming each bad key of the link (None: none)."""
+    if not link.problems:
+        return None
+    return (
+        "Parts of this link were not used, the rest applies: "
+        + "; ".join(p.rstrip(".") for p in link.problems)
+        + "."
+    )
+
+
+class LinkView:
+    """Applies one explorer's link, and makes the link of its current set-up."""
+
+    def __init__(self, explorer, link: Link):
+        self.explorer = explorer
+        self.link = link
+        self.hidden: tuple[str, ...] = ()
+        self.field = pn.widgets.TextInput(
+            value="",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["phviz-link"],
+            margin=(5, 10),
+        )
+        self.button = pn.widgets.Button(
+            name="Copy link", width=110, css_classes=["phviz-copy-link"], margin=(5, 10)
+        )
+        self.button.js_on_click(args={"link": self.field}, code=COPY_JS)
+        self.button.on_click(self._on_copy)
+        self._writing = False
+        self.field.param.watch(self._on_edit, "value")  # read-only: an edit is undone
+        self._refresh()
+        explorer.settings.param.watch(lambda *_: self._refresh(), list(_settings()))
+        explorer.param.watch(lambda *_: self._refresh(), ["preset", "plane"])
+        if pn.state.location is not None:  # the page's address arrives once it connects
+            pn.state.location.param.watch(lambda *_: self._refresh(), "href")
+
+    def apply(self) -> None:
+        """What the link asks of the page once the explorer stands: hidden sections and
+        settings, the run started, and the banner naming what was not used."""
+        link, explorer = self.link, self.explorer
+        self.hide(link.hide)
+        if link.run:
+            explorer.session.play()
+        text = problems_text(link)
+        if text is not None:
+            explorer.session.notice = Notice(text, "warning")
+        self._refresh()
+
+    def hide(self, names) -> None:
+        """Hide the sidebar sections (``links.SECTIONS``) or settings' widgets named."""
+        controls = self.explorer.controls
+        self.hidden = tuple(names)
+        for name in self.hidden:
+            if name in SECTIONS:
+                for widget in controls.sections.get(name, ()):
+                    widget.visible = False
+            elif name in controls.widgets:
+                controls.widgets[name].visible = False
+        self._refresh()
+
+    def query(self) -> str:
+        """The query string of the current set-up."""
+        explorer = self.explorer
+        lesson = explorer.lessons.lesson if hasattr(explorer, "lessons") else None
+        return link_query(
+            _unfilled(
+                explorer.settings, LESSONS[lesson].config() if lesson else None, explorer.preset
+            ),
+            preset=explorer.preset,
+            lesson=lesson,
+            plane=explorer.plane if explorer.plane != "pca" else None,
+            hide=self.hidden,
+            present=explorer.presenting,
+        )
+
+    def url(self) -> str:
+        """The whole link: this page's address with ``query()``."""
+        location = pn.state.location
+        base = ""
+        if location is not None and location.href:
+            base = location.href.split("?")[0].split("#")[0]
+        return f"{base}?{self.query()}"
+
+    def _refresh(self) -> None:
+        try:
+            url = self.url()
+        except Exception as err:  # a link that cannot be made says so in its field
+            url = f"(no link: {err})"
+        self._writing = True
+        try:
+            self.field.value = url
+        finally:
+            self._writing = False
+
+    def _on_copy(self, _event) -> None:
+        self._refresh()
+        self.field.visible = True
+
+    def _on_edit(self, event) -> None:
+        if not self._writing:
+            self._refresh()
+
+
+def _unfilled(config: TrainingConfig, base: TrainingConfig | None, preset: str):
+    """``config`` with the data set's own size, noise and split back to None where the
+    lesson or preset leaves them to the data set (the sidebar shows them filled in), so
+    a link names only what was changed."""
+    base = base if base is not None else make_config(preset)
+    out = make_config(**config.values())
+    defaults = dataset_defaults(config.dataset)
+    for key in ("n_samples", "noise", "train_fraction"):
+        if getattr(base, key) is None and getattr(config, key) == defaults[key]:
+            setattr(out, key, None)
+    return out
+
+
+def _settings() -> tuple[str, ...]:
+    return tuple(name for name in TrainingConfig.param if name != "name")
