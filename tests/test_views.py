@@ -460,7 +460,7 @@ def test_the_landscape_picture_as_plain_data():
     surface = presenter.surface(state)
     assert surface.x_range == (-1.0, 1.0) and surface.y_range == (0.0, 2.0)
     assert surface.low == pytest.approx(-0.5) and surface.high == pytest.approx(3.0)  # inf left out
-    assert surface.title == "Landscape · PCA · 95% of path variance"
+    assert surface.title == "Landscape · PCA · 95% of path"
     assert surface.labels == ("PC1 (80%)", "PC2 (15%)")
     assert surface.image["image"][0].dtype == np.float32 and len(surface.lines["x"])
 

@@ -211,9 +211,7 @@ def surface(state) -> Surface:
         high=float(bands[-1]),
         x_range=(float(state.xs[0]), float(state.xs[-1])),
         y_range=(float(state.ys[0]), float(state.ys[-1])),
-        title=(
-            f"Landscape · {PLANE_NAMES[state.plane.kind]} · {state.explained:.0%} of path variance"
-        ),
+        title=(f"Landscape · {PLANE_NAMES[state.plane.kind]} · {state.explained:.0%} of path"),
         labels=tuple(state.plane.labels),
     )
 
@@ -249,7 +247,7 @@ def phase_contours(phase) -> dict:
 
 
 def phase_title(phase, k: int) -> str:
-    return f"Phase portrait of {phase.label} (sample #{k})"
+    return f"Phase · {phase.label} (#{k})"
 
 
 def task(picture) -> TaskView:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from ..config import CHOICES, TrainingConfig
+from ..config import CHOICES, MAX_TRACKED, TrainingConfig
 from .kick import KickControl
 
 # The settings in the sidebar, by section.
@@ -90,7 +90,10 @@ class Sidebar:
         self.sample_button = pn.widgets.Button(name="New sample of θ_i", width=160)
         self.sample_button.on_click(lambda _: explorer.new_sample())
         self.phase_widget = pn.widgets.IntSlider.from_param(
-            explorer.param.phase_coordinate, start=0, end=7, name="Phase portrait of sample #"
+            explorer.param.phase_coordinate,
+            start=0,
+            end=MAX_TRACKED - 1,
+            name="Phase portrait of sample #",
         )
         self.damping_note = pn.pane.HTML(
             '<div class="phviz-damping-note">critical damping: estimating…</div>',
