@@ -166,7 +166,7 @@ class Explorer(pn.viewable.Viewer):
         self.links.apply()
         if self.presenting:
             present(self)
-        self._show_controls()
+        self.show_controls()
         if live:
             # A background callback: the updates are not user actions, so they neither
             # mark the page busy nor log a line each (both cost the server's thread).
@@ -235,12 +235,12 @@ class Explorer(pn.viewable.Viewer):
     def step(self) -> None:
         """One switching interval (the Step button)."""
         self.session.step(1)
-        self._show_controls()
+        self.show_controls()
 
     def reset(self) -> None:
         """Back to t = 0 with the same settings (the Reset button)."""
         self.session.reset()
-        self._show_controls()
+        self.show_controls()
 
     def new_sample(self) -> None:
         """Track another random sample of θ's coordinates."""
@@ -336,7 +336,7 @@ class Explorer(pn.viewable.Viewer):
             if settled:  # the last records and the label Run go out together, now
                 self._pausing = False
             if not self.session.ready:
-                self._show_controls()
+                self.show_controls()
                 return
             if not self.clock.rendered:
                 return  # the page is still connecting: what went out now could be lost
@@ -344,7 +344,7 @@ class Explorer(pn.viewable.Viewer):
                 return
             news = presenter.has_news(self._unsent, self.worker, self._sent, self.settings.damping)
             if not (force or settled or news):
-                self._show_controls()  # a notice may have changed; nothing else did
+                self.show_controls()  # a notice may have changed; nothing else did
                 return
             tick, self._unsent = self._unsent, None
             # The page's first update carries the numbers and curves only, so the page
@@ -360,13 +360,13 @@ class Explorer(pn.viewable.Viewer):
                     self._send_pictures()
                     self._show_stiffness()
                 self._show_status()
-                self._show_controls()
+                self.show_controls()
             self.clock.tick(self.status_text)  # after the update has gone out
             self._sent_at = time.monotonic()
         except Exception as err:  # never a traceback in the page
             log.exception("explorer update")
             self.session.notice = Notice(f"The view could not be updated: {err}", "danger")
-            self._show_controls()
+            self.show_controls()
 
     def _due(self) -> bool:
         """Whether this tab's share of the server's updates allows one now: the full
@@ -502,7 +502,9 @@ class Explorer(pn.viewable.Viewer):
         self.status_text = presenter.status_line(status)
         self.controls.device_note.object = presenter.device_note(status)
 
-    def _show_controls(self) -> None:
+    def show_controls(self) -> None:
+        """The Run button's label and the banner, as the session stands now (parts of
+        the page that post a notice call it to show the notice at once)."""
         button = self.controls.run_button
         button.name, button.button_type = presenter.run_button(
             self.session.playing or self._pausing

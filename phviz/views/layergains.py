@@ -152,7 +152,7 @@ class LayerGains:
             kept = self._value(gain, layer)
             self.session.notice = Notice(f"{err}. The layer keeps {kept:g}.", "danger")
             self._set_input(gain, layer, self._value(gain, layer))
-            self.explorer._show_controls()
+            self.explorer.show_controls()
             return
         old = self.overrides[gain].get(layer)
         self.overrides[gain][layer] = value
@@ -166,7 +166,7 @@ class LayerGains:
             self.session.notice = Notice(f"{err}", "danger")
             self._set_input(gain, layer, self._value(gain, layer))
         self._show_note()
-        self.explorer._show_controls()
+        self.explorer.show_controls()
 
     def _on_scalar(self, *events) -> None:
         """The scalar slider sets every layer's gain: the table follows it."""

@@ -247,4 +247,4 @@ class OwnData:
 
     def _say(self, text: str) -> None:
         self.session.notice = Notice(text, "danger")
-        self.explorer._show_controls()
+        self.explorer.show_controls()
