@@ -3,11 +3,11 @@ budget, a picked cell restarting the run, optimizer ghosts, and the damping note
 
 import math
 import threading
-import time
 
 import numpy as np
 import pytest
 import torch
+from waiting import wait_for
 
 from phviz import make_config
 from phviz.budget import Budget
@@ -20,15 +20,6 @@ from phviz.views import Explorer
 from phviz.views.gainmap import GainMap
 from phviz.views.gainview import gain_values
 from phviz.views.worker import Stiffness, curvature_modes, damping_note
-
-
-def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 @pytest.fixture

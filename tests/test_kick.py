@@ -1,11 +1,11 @@
 """The energy kick: ΔE into the momenta through the port, booked in the ledger."""
 
 import math
-import time
 
 import numpy as np
 import pytest
 import torch
+from waiting import wait_for
 
 import phviz
 from phviz.views.live import LiveSession
@@ -118,16 +118,6 @@ def test_a_reset_forgets_the_kick():
     run.kick(1.0)
     run.reset()
     assert run.supplied == 0.0 and run.last.supplied == 0.0
-
-
-def wait_for(condition, timeout=30.0):
-    """``condition()``'s first truthy value, polled until ``timeout`` (else False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 def notice_with(session: LiveSession, text: str) -> bool:

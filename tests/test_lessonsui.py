@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from types import SimpleNamespace
 
 import numpy as np
 import panel as pn
 import pytest
+from waiting import wait_for
 
 from phviz.config import make_config
 from phviz.lessons import LESSONS
@@ -20,15 +20,6 @@ from phviz.views.firstview import readable, widened
 from phviz.views.lessonview import NONE
 from phviz.views.linkview import problems_text, read_link
 from phviz.views.runlog import RunLog
-
-
-def wait_for(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 def opened(link) -> Explorer:

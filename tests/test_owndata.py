@@ -2,26 +2,16 @@
 and files start a run on exactly those points, a layer's gain reaches the trainer,
 and every bad input is said in the banner while the run in progress stays."""
 
-import time
-
 import numpy as np
 import pytest
 import torch
+from waiting import wait_for
 
 from phviz import make_config
 from phviz.budget import Budget
 from phviz.views import Explorer
 from phviz.views.layergains import checked_layer_gain, layer_mapping, layer_prefixes
 from phviz.views.owndata import DRAWN, drawn_points
-
-
-def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from waiting import wait_for
 
 from phviz import make_config
 from phviz.budget import Budget, parameter_count
@@ -12,16 +13,6 @@ from phviz.scheduler import NOW, Job, Scheduler
 from phviz.views import Explorer
 from phviz.views.live import LiveSession
 from phviz.views.serving import SessionGate
-
-
-def wait_for(condition, timeout=30.0):
-    """``condition()``'s first truthy value, polled until ``timeout`` (else False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.01)
 
 
 class Busy(Job):

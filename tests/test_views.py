@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from waiting import wait_for
 
 from phviz import PortHamiltonianSystem, Record, make_config
 from phviz.views import Explorer
@@ -90,16 +91,6 @@ def test_a_skipped_switch_still_marks_the_next_kept_row():
 def test_capacity_must_be_odd():
     with pytest.raises(ValueError, match="capacity"):
         History(dim=3, n_tracked=2, capacity=10)
-
-
-def wait_for(condition, timeout=30.0):
-    """``condition()``'s first truthy value, polled until ``timeout`` (else False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 def ready(session: LiveSession) -> LiveSession:
