@@ -129,23 +129,28 @@ def _array_onehot(labels, width: int, dtype) -> np.ndarray:
     return np.eye(width, dtype=dtype)[np.asarray(labels).reshape(-1)]
 
 
-def _array_mse_and_gradient(outputs: np.ndarray, targets: np.ndarray):
+def _array_mse_and_gradient(outputs: np.ndarray, targets: np.ndarray, need_loss: bool = True):
     residual = outputs - targets
     # sum / size is what NumPy's mean computes, without its Python-level bookkeeping
-    return (residual * residual).sum() / residual.size, residual * (2.0 / residual.size)
+    loss = (residual * residual).sum() / residual.size if need_loss else None
+    residual *= 2.0 / residual.size
+    return loss, residual
 
 
-def _array_cross_entropy_and_gradient(outputs: np.ndarray, onehot: np.ndarray):
+def _array_cross_entropy_and_gradient(
+    outputs: np.ndarray, onehot: np.ndarray, need_loss: bool = True
+):
     shifted = outputs - outputs.max(-1, keepdims=True)
     e = np.exp(shifted)
     total = e.sum(-1, keepdims=True)
     n = len(outputs)
-    loss = -(onehot * (shifted - np.log(total))).sum() / n
+    loss = -(onehot * (shifted - np.log(total))).sum() / n if need_loss else None
     return loss, (e / total - onehot) / n
 
 
 # The same in NumPy, for small models on the CPU: (targets as the loss wants them,
-# computed once: one-hot rows for labels; L and ∂L/∂outputs from those targets)
+# computed once: one-hot rows for labels; L and ∂L/∂outputs from those targets, L None
+# when ``need_loss`` is false)
 mse.array_form = (lambda targets, width, dtype: np.asarray(targets), _array_mse_and_gradient)
 mse_onehot.array_form = (_array_onehot, _array_mse_and_gradient)
 cross_entropy.array_form = (_array_onehot, _array_cross_entropy_and_gradient)

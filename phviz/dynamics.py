@@ -502,9 +502,13 @@ class PortHamiltonianSystem:
         Integrating D and S with the same solver as ξ makes the energy ledger
         H(t) − H(0) + D(t) − S(t) a direct measure of the integrator's error.
         """
+        out = torch.empty_like(y)
+        self._ledger_into(t, y, out)
+        return out
+
+    def _ledger_into(self, t, y: torch.Tensor, out: torch.Tensor) -> None:
         self.nfe += 1
         n = self.dim
-        out = torch.empty_like(y)
         v = out[:n]
         u = self._rates_into(t, y[:n], y[n : 2 * n], v, out[n : 2 * n])
         if isinstance(self.damping, torch.Tensor):
@@ -515,7 +519,51 @@ class PortHamiltonianSystem:
             out[2 * n + 1] = 0.0
         else:
             out[2 * n + 1] = (v * u).sum()
-        return out
+
+    def array_ledger_field(self) -> Callable[[float, np.ndarray, np.ndarray], None]:
+        """``ledger_field`` on NumPy arrays on the CPU: ``field(t, y, out)`` writes ẏ.
+
+        phviz's MLP with a phviz loss and no port, or a constant one, is evaluated in
+        NumPy with buffers allocated once for the current batch (``MLP.array_gradient``);
+        any other model runs ``ledger_field``'s torch code on the same memory.
+        """
+        if self.inputs is None:
+            raise RuntimeError("No batch: call set_batch(inputs, targets) first")
+        if not (self.takes_array_gradients and (self.port is None or not callable(self.port))):
+
+            def field(t, y: np.ndarray, out: np.ndarray) -> None:
+                self._ledger_into(torch.as_tensor(t), torch.from_numpy(y), torch.from_numpy(out))
+
+            return field
+        n = self.dim
+        gradient = self.model.array_gradient(
+            self.inputs.numpy(), self.array_targets(self.targets), self.loss_fn.array_form[1]
+        )
+        scale = -self.potential_gain
+        inverse, damping = _as_array(self.inverse_inertia), _as_array(self.damping)
+        decay = _as_array(self.weight_decay)
+        port = None if self.port is None else _as_array(self.port)
+        scratch = np.empty(n, dtype=self._like.numpy().dtype)
+
+        def field(t, y: np.ndarray, out: np.ndarray) -> None:
+            self.nfe += 1
+            theta, p = y[:n], y[n : 2 * n]
+            velocity, rate = out[:n], out[n : 2 * n]
+            gradient(theta, scale, rate)  # −a∇L
+            np.multiply(p, inverse, out=velocity)
+            if not _is_zero(decay):
+                np.multiply(theta, decay, out=scratch)
+                rate -= scratch
+            np.multiply(velocity, damping, out=scratch)
+            rate -= scratch
+            out[2 * n] = np.dot(scratch, velocity)  # vᵀBv
+            if port is None:
+                out[2 * n + 1] = 0.0
+            else:
+                rate += port
+                out[2 * n + 1] = np.dot(velocity, port)
+
+        return field
 
     def critical_damping(
         self, curvature: float, inertia: float = 1.0, weight_decay: float | None = None

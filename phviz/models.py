@@ -169,6 +169,97 @@ class MLP(nn.Sequential):
                 )
         return loss, grads
 
+    def array_gradient(self, x: np.ndarray, targets: np.ndarray, output_gradient):
+        """``ArrayGradient``: the gradient of ``array_loss_and_gradient`` on one batch,
+        with every buffer allocated once (for a vector field called thousands of times)."""
+        return ArrayGradient(self, x, targets, output_gradient)
+
+
+class ArrayGradient:
+    """s·∇L(θ) of an ``MLP`` on one batch, in NumPy, into a given flat array.
+
+    The forward pass keeps the activations' derivatives, the backward pass writes each
+    layer's gradient straight into its slice of the output and no array is allocated
+    per call: a small network's evaluation costs a few dozen NumPy calls. The formulas
+    are ``array_loss_and_gradient``'s (torch's own, softplus' threshold included).
+    ``output_gradient(outputs, targets, need_loss)`` is the loss's ∂L/∂outputs.
+    """
+
+    def __init__(self, model: MLP, x: np.ndarray, targets: np.ndarray, output_gradient):
+        self.x, self.targets, self.output_gradient = x, targets, output_gradient
+        self.activation, self.beta = model.activation, float(model.softplus_beta)
+        sizes, dtype, n = model.sizes, x.dtype, len(x)
+        self.layout, offset = [], 0
+        for m, k in zip(sizes[:-1], sizes[1:], strict=True):
+            self.layout.append(((offset, offset + k * m, (k, m)), (offset + k * m, offset + k * m + k)))
+            offset += k * m + k
+        self.z = [np.empty((n, k), dtype) for k in sizes[1:]]
+        self.h = [np.empty((n, k), dtype) for k in sizes[1:-1]]
+        self.slope = [np.empty((n, k), dtype) for k in sizes[1:-1]]
+        self.back = [np.empty((n, k), dtype) for k in sizes[1:-1]]
+        self.ones = np.ones(n, dtype)
+
+    def __call__(self, theta: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
+        """``out`` ← scale·∇L(θ) (θ and ``out`` flat, in the model's parameter order)."""
+        weights = [
+            (theta[a:b].reshape(shape), theta[b:c]) for (a, b, shape), (_, c) in self.layout
+        ]
+        last = len(weights) - 1
+        inputs = self.x
+        for i, (w, b) in enumerate(weights):
+            z = self.z[i]
+            np.dot(inputs, w.T, out=z)
+            z += b
+            if i < last:
+                self._activate(z, self.h[i], self.slope[i])
+                inputs = self.h[i]
+        _, g = self.output_gradient(self.z[last], self.targets, False)
+        if scale != 1.0:
+            g *= scale
+        for i in range(last, -1, -1):
+            (a, b, shape), (_, c) = self.layout[i]
+            inputs = self.x if i == 0 else self.h[i - 1]
+            np.dot(g.T, inputs, out=out[a:b].reshape(shape))
+            np.dot(self.ones, g, out=out[b:c])
+            if i > 0:
+                back = self.back[i - 1]
+                np.dot(g, weights[i][0], out=back)
+                back *= self.slope[i - 1]
+                g = back
+        return out
+
+    def _activate(self, z: np.ndarray, h: np.ndarray, slope: np.ndarray) -> None:
+        """h ← act(z) and slope ← act′(z), in place."""
+        name = self.activation
+        if name == "softplus":  # as torch: log1p(e^{βz})/β, and z itself where βz > 20
+            beta = self.beta
+            np.multiply(z, beta, out=slope)
+            above = float(slope.max()) > 20.0
+            if above:
+                linear = slope > 20.0
+                np.minimum(slope, 20.0, out=slope)
+            np.exp(slope, out=slope)
+            np.log1p(slope, out=h)
+            h *= 1.0 / beta
+            np.divide(slope, slope + 1.0, out=slope)  # σ(βz), as softplus_backward
+            if above:
+                np.copyto(h, z, where=linear)
+                np.copyto(slope, 1.0, where=linear)
+        elif name == "tanh":
+            np.tanh(z, out=h)
+            np.multiply(h, h, out=slope)
+            np.subtract(1.0, slope, out=slope)
+        elif name == "sigmoid":
+            np.negative(z, out=h)
+            np.exp(h, out=h)
+            h += 1.0
+            np.reciprocal(h, out=h)
+            np.subtract(1.0, h, out=slope)
+            slope *= h
+        else:
+            np.maximum(z, 0.0, out=h)
+            np.greater(h, 0.0, out=slope)
+
 
 def _array_activation(name: str, z: np.ndarray, beta: float) -> np.ndarray:
     if name == "softplus":  # as torch: linear above a threshold of 20

@@ -11,6 +11,7 @@ from torchdiffeq import odeint
 
 from ..config import ADAPTIVE_SOLVERS, IMPLICIT_SOLVERS, SPLITTING_SOLVERS, TrainingConfig
 from ..dynamics import PortHamiltonianSystem, conformal_symplectic_step
+from .dopri5 import NonFiniteState, dopri5
 from .records import TrainingError
 
 
@@ -49,12 +50,15 @@ class GuardedField:
         return self.field(t, y)
 
     def callback_step(self, t0, y0, dt):
-        t0, dt = float(t0), float(dt)
+        self.check_step(float(t0), float(dt), bool(torch.isfinite(y0).all()))
+
+    def check_step(self, t0: float, dt: float, finite: bool = True) -> None:
+        """Count a step of size ``dt`` from ``t0`` (``finite``: whether its start state is)."""
         # A fixed grid laid over several intervals puts k·h a rounding error before k·Δt:
         # a step that starts there belongs to the next interval.
         while self.interval < len(self.ends) - 1 and t0 >= _before(self.ends[self.interval]):
             self.interval, self.steps = self.interval + 1, 0
-        if not (math.isfinite(dt) and bool(torch.isfinite(y0).all())):
+        if not (math.isfinite(dt) and finite):
             raise SolverStop("nonfinite", t0)
         if not t0 + dt > t0:
             if self.adaptive:
@@ -71,12 +75,25 @@ def _before(t: float) -> float:
 
 
 def integrate_odeint(
-    system: PortHamiltonianSystem, config: TrainingConfig, y0, t0: float, n: int, progress
+    system: PortHamiltonianSystem,
+    config: TrainingConfig,
+    y0,
+    t0: float,
+    n: int,
+    progress,
+    *,
+    own_dopri5: bool = True,
 ) -> torch.Tensor:
-    """[ξ; D; S] at the n interval ends, by torchdiffeq, under phviz's own checks."""
+    """[ξ; D; S] at the n interval ends, by torchdiffeq, under phviz's own checks.
+
+    dopri5 on the CPU runs phviz's own loop of the same method (``dopri5.dopri5``) on
+    the system's NumPy field, unless ``own_dopri5`` is false.
+    """
     cfg = config
     dt = cfg.switching_interval
     times = [t0 + k * dt for k in range(n + 1)]
+    if own_dopri5 and cfg.solver == "dopri5" and y0.device.type == "cpu":
+        return integrate_dopri5(system, cfg, y0, times, progress)
     ts = torch.tensor(times, dtype=y0.dtype, device=y0.device)
     method = cfg.solver
     if cfg.solver in IMPLICIT_SOLVERS:
@@ -102,6 +119,26 @@ def integrate_odeint(
             warnings.simplefilter("ignore", UserWarning)
             return odeint(field, y0, ts, method=method, **kwargs)
     return odeint(field, y0, ts, method=method, **kwargs)
+
+
+def integrate_dopri5(
+    system: PortHamiltonianSystem, config: TrainingConfig, y0, times: list[float], progress
+) -> torch.Tensor:
+    """[ξ; D; S] at ``times`` by phviz's dopri5 on the system's NumPy ledger field."""
+    guard = GuardedField(None, times, config.max_steps, adaptive=True, progress=None)
+
+    def on_step(t0: float, dt: float) -> None:
+        if progress is not None:
+            progress(t0)
+        guard.check_step(t0, dt)
+
+    field = system.array_ledger_field()
+    state = y0.detach().numpy().copy()
+    try:
+        ys = dopri5(field, state, times, config.rtol, config.atol, on_step)
+    except NonFiniteState as err:
+        raise SolverStop("nonfinite", err.t) from None
+    return torch.from_numpy(ys)
 
 
 def integrate_splitting(
