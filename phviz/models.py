@@ -178,70 +178,85 @@ class MLP(nn.Sequential):
 class ArrayGradient:
     """s·∇L(θ) of an ``MLP`` on one batch, in NumPy, into a given flat array.
 
-    The forward pass keeps the activations' derivatives, the backward pass writes each
-    layer's gradient straight into its slice of the output and no array is allocated
-    per call: a small network's evaluation costs a few dozen NumPy calls. The formulas
-    are ``array_loss_and_gradient``'s (torch's own, softplus' threshold included).
-    ``output_gradient(outputs, targets, need_loss)`` is the loss's ∂L/∂outputs.
+    The forward pass keeps the activations' slopes, the backward pass writes each
+    layer's gradient straight into its slice of the output, and no array is allocated
+    per call: a small network's evaluation costs a few dozen NumPy calls, which is
+    what it spends its time on. The formulas are ``array_loss_and_gradient``'s
+    (torch's own, softplus' threshold included), so the numbers agree to rounding.
+
+    Activations are stored one row per unit (units × points), so that adding a bias
+    runs along contiguous rows. Softplus layers keep a = βz and u = β·softplus(z) =
+    log1p(e^a) instead of z and softplus(z): the factors β and 1/β move from every
+    (unit, point) entry onto the inputs (once), the biases and the output.
     """
 
     def __init__(self, model: MLP, x: np.ndarray, targets: np.ndarray, output_gradient):
-        self.x, self.targets, self.output_gradient = x, targets, output_gradient
-        self.activation, self.beta = model.activation, float(model.softplus_beta)
+        self.targets, self.output_gradient = targets, output_gradient
+        self.activation = model.activation
         sizes, dtype, n = model.sizes, x.dtype, len(x)
+        self.gain = float(model.softplus_beta) if model.activation == "softplus" else 1.0
+        if len(sizes) == 2:  # no hidden layer: nothing to scale
+            self.gain = 1.0
+        self.x = np.ascontiguousarray(x.T * dtype.type(self.gain))  # a = βz: inputs take β
         self.layout, offset = [], 0
         for m, k in zip(sizes[:-1], sizes[1:], strict=True):
-            self.layout.append(((offset, offset + k * m, (k, m)), (offset + k * m, offset + k * m + k)))
+            self.layout.append((offset, offset + k * m, offset + k * m + k, (k, m)))
             offset += k * m + k
-        self.z = [np.empty((n, k), dtype) for k in sizes[1:]]
-        self.h = [np.empty((n, k), dtype) for k in sizes[1:-1]]
-        self.slope = [np.empty((n, k), dtype) for k in sizes[1:-1]]
-        self.back = [np.empty((n, k), dtype) for k in sizes[1:-1]]
-        self.ones = np.ones(n, dtype)
+        self.z = [np.empty((k, n), dtype) for k in sizes[1:]]
+        self.h = [np.empty((k, n), dtype) for k in sizes[1:-1]]
+        self.slope = [np.empty((k, n), dtype) for k in sizes[1:-1]]
+        self.back = [np.empty((k, n), dtype) for k in sizes[1:-1]]
+        self.bias = [np.empty((k, 1), dtype) for k in sizes[1:-1]]
+        self.ones = np.full(n, self.gain, dtype)  # bias gradients: γ·Σ over points
 
     def __call__(self, theta: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
         """``out`` ← scale·∇L(θ) (θ and ``out`` flat, in the model's parameter order)."""
-        weights = [
-            (theta[a:b].reshape(shape), theta[b:c]) for (a, b, shape), (_, c) in self.layout
-        ]
-        last = len(weights) - 1
+        gain, last = self.gain, len(self.layout) - 1
+        weights = [theta[a:b].reshape(shape) for a, b, _, shape in self.layout]
         inputs = self.x
-        for i, (w, b) in enumerate(weights):
+        for i, (_, b, c, _) in enumerate(self.layout):
             z = self.z[i]
-            np.dot(inputs, w.T, out=z)
-            z += b
+            np.dot(weights[i], inputs, out=z)
             if i < last:
-                self._activate(z, self.h[i], self.slope[i])
+                bias = self.bias[i]
+                np.multiply(theta[b:c, None], gain, out=bias)
+                z += bias
+                self._activate(z, self.h[i], self.slope[i], self.back[i])
                 inputs = self.h[i]
-        _, g = self.output_gradient(self.z[last], self.targets, False)
-        if scale != 1.0:
-            g *= scale
+            else:
+                if gain != 1.0:
+                    z *= 1.0 / gain
+                z += theta[b:c, None]
+        _, g = self.output_gradient(self.z[last].T, self.targets, False)
+        g = g.T
+        g *= scale / gain  # the output layer's inputs are γ·h
         for i in range(last, -1, -1):
-            (a, b, shape), (_, c) = self.layout[i]
+            a, b, c, shape = self.layout[i]
             inputs = self.x if i == 0 else self.h[i - 1]
-            np.dot(g.T, inputs, out=out[a:b].reshape(shape))
-            np.dot(self.ones, g, out=out[b:c])
+            np.dot(g, inputs.T, out=out[a:b].reshape(shape))
+            np.dot(g, self.ones, out=out[b:c])
             if i > 0:
                 back = self.back[i - 1]
-                np.dot(g, weights[i][0], out=back)
+                np.dot(weights[i].T, g, out=back)
                 back *= self.slope[i - 1]
                 g = back
         return out
 
-    def _activate(self, z: np.ndarray, h: np.ndarray, slope: np.ndarray) -> None:
-        """h ← act(z) and slope ← act′(z), in place."""
+    def _activate(self, z: np.ndarray, h: np.ndarray, slope: np.ndarray, scratch) -> None:
+        """h ← act(z) and slope ← act′(z), in place; for softplus z is a = βz, h is
+        β·softplus(z) = log1p(e^a) and slope σ(a)."""
         name = self.activation
-        if name == "softplus":  # as torch: log1p(e^{βz})/β, and z itself where βz > 20
-            beta = self.beta
-            np.multiply(z, beta, out=slope)
-            above = float(slope.max()) > 20.0
+        if name == "softplus":  # as torch: linear where βz > 20
+            above = float(z.max()) > 20.0
             if above:
-                linear = slope > 20.0
-                np.minimum(slope, 20.0, out=slope)
-            np.exp(slope, out=slope)
+                linear = z > 20.0
+                np.minimum(z, 20.0, out=slope)
+                np.exp(slope, out=slope)
+            else:
+                np.exp(z, out=slope)
             np.log1p(slope, out=h)
-            h *= 1.0 / beta
-            np.divide(slope, slope + 1.0, out=slope)  # σ(βz), as softplus_backward
+            np.add(slope, 1.0, out=scratch)
+            np.divide(slope, scratch, out=slope)  # σ(a), as softplus_backward
             if above:
                 np.copyto(h, z, where=linear)
                 np.copyto(slope, 1.0, where=linear)
