@@ -246,7 +246,17 @@ class ArrayGradient:
         """h ← act(z) and slope ← act′(z), in place; for softplus z is a = βz, h is
         β·softplus(z) = log1p(e^a) and slope σ(a)."""
         name = self.activation
-        if name == "softplus":  # as torch: linear where βz > 20
+        if name == "softplus" and z.dtype == np.float32:
+            # torch's threshold (z itself where βz > 20) without a mask: in float32,
+            # log1p(e^20) + (a − 20) rounds to a and e^20/(e^20 + 1) to 1
+            np.minimum(z, 20.0, out=scratch)
+            np.exp(scratch, out=slope)
+            np.log1p(slope, out=h)
+            np.subtract(z, scratch, out=scratch)
+            h += scratch
+            np.add(slope, 1.0, out=scratch)
+            np.divide(slope, scratch, out=slope)
+        elif name == "softplus":  # as torch: linear where βz > 20
             above = float(z.max()) > 20.0
             if above:
                 linear = z > 20.0

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torchdiffeq import odeint
@@ -201,6 +202,50 @@ def test_mlp_hand_written_gradient_equals_autograd(activation, loss):
     value, grad = system.array_loss_and_gradient(theta.numpy(), x.numpy(), targets)
     assert float(value) == pytest.approx(float(expected), rel=1e-13)
     torch.testing.assert_close(torch.from_numpy(grad), 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
+    # and the one with its buffers kept, which dopri5's NumPy field calls
+    gradient = model.array_gradient(x.numpy(), targets, loss_function(loss).array_form[1])
+    kept = gradient(theta.numpy(), -1.7, np.empty(system.dim))
+    torch.testing.assert_close(torch.from_numpy(kept), -1.7 * expected_grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_softplus_past_its_threshold_in_numpy_is_torchs(dtype):
+    """Where βz > 20 torch's softplus is z itself, its slope 1: the NumPy gradient too."""
+    from phviz.data import loss_function
+
+    g = torch.Generator().manual_seed(5)
+    model = build_model(2, 2, hidden="6", activation="softplus", softplus_beta=10.0, dtype=dtype)
+    system = PortHamiltonianSystem(model, loss_function("mse"))
+    x = 4 * torch.randn(30, 2, generator=g, dtype=dtype)
+    y = torch.randn(30, 2, generator=g, dtype=dtype)
+    system.set_batch(x, y)
+    theta = system.initial_state()[: system.dim] * 3
+    beta_z = 10 * (x @ theta[:12].view(6, 2).T + theta[12:18])
+    assert (beta_z > 20).any() and (beta_z < 20).any()
+    leaf = theta.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(system.loss(leaf), leaf)
+    gradient = model.array_gradient(x.numpy(), y.numpy(), loss_function("mse").array_form[1])
+    grad = gradient(theta.numpy(), 1.0, np.empty(system.dim, dtype=x.numpy().dtype))
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else {}
+    torch.testing.assert_close(torch.from_numpy(grad), expected, **tolerance)
+
+
+@pytest.mark.parametrize("port", [None, "constant", "callable"])
+def test_numpy_ledger_field_equals_the_torch_one(port):
+    """The field phviz's dopri5 integrates, for phviz's MLP (NumPy) and any other module."""
+    system = moons_system(weight_decay=0.03, damping=0.7, inertia=0.5)
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(system.dim, generator=g, dtype=torch.float64)
+    system.port = {None: None, "constant": u, "callable": lambda t, theta, p: u * torch.cos(t)}[
+        port
+    ]
+    xi = system.initial_state(torch.rand(system.dim, generator=g, dtype=torch.float64))
+    y = torch.cat([xi, xi.new_zeros(2)])
+    field = system.array_ledger_field()
+    out = np.empty(y.numel())
+    field(np.float64(0.3), y.numpy(), out)
+    expected = system.ledger_field(torch.tensor(0.3, dtype=torch.float64), y)
+    torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-12, atol=1e-14)
 
 
 def test_any_module_works_through_functional_call():

@@ -382,10 +382,11 @@ def test_radau_solves_stiff_damping_with_far_fewer_evaluations_and_keeps_the_led
 def test_out_of_memory_is_reported_as_such(monkeypatch):
     trainer = Trainer(small())
 
-    def exhausted(t, y):
+    def exhausted(*args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
 
     monkeypatch.setattr(trainer.system, "ledger_field", exhausted)
+    monkeypatch.setattr(trainer.system, "array_ledger_field", lambda: exhausted)
     message = r"Out of memory on cpu at t = 0.*smaller batch"
     with pytest.raises(TrainingError, match=message) as info:
         trainer.step()
@@ -527,3 +528,60 @@ def test_online_divergence_with_a_record_stride_keeps_the_last_finite_interval()
     np.testing.assert_array_equal(trainer.last.theta, trainer.xi[: trainer.system.dim].float())
     assert info.value.records[-1] is trainer.last
     assert trainer.t == pytest.approx(trainer.interval * 0.2)
+
+
+class Counted:
+    """y′ = Ky as torchdiffeq and phviz's dopri5 each call it, counting evaluations."""
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix, self.tensor, self.calls = matrix, torch.from_numpy(matrix), 0
+
+    def __call__(self, t, y, out=None):
+        self.calls += 1
+        if out is None:
+            return self.tensor @ y
+        np.dot(self.matrix, y, out=out)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_phviz_dopri5_is_torchdiffeqs_on_the_linear_case(dtype):
+    """The same steps (evaluation for evaluation) and the same numbers, to rounding."""
+    from scipy.linalg import expm
+
+    from phviz.training.dopri5 import dopri5
+
+    g = np.random.default_rng(4)
+    # a damped oscillator's block form: θ̇ = p, ṗ = −Aθ − Bp, with A, B positive
+    a = g.standard_normal((3, 3))
+    matrix = np.block([[np.zeros((3, 3)), np.eye(3)], [-(a @ a.T + np.eye(3)), -0.3 * np.eye(3)]])
+    matrix = matrix.astype(dtype)
+    y0 = g.standard_normal(6).astype(dtype)
+    times = [0.0, 0.5, 1.7, 4.0, 9.0]
+    ours, theirs = Counted(matrix), Counted(matrix)
+    y = dopri5(ours, y0, times, rtol=1e-6, atol=1e-8)
+    t = torch.tensor(times, dtype=torch.float64)
+    expected = odeint(theirs, torch.from_numpy(y0), t, rtol=1e-6, atol=1e-8)
+    assert ours.calls == theirs.calls > 50
+    rounding = dict(rtol=1e-12, atol=1e-13) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, expected.numpy(), **rounding)
+    exact = np.stack([expm(t * matrix.astype(np.float64)) @ y0 for t in times])
+    np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-5)  # and within its tolerance
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_phviz_dopri5_is_torchdiffeqs_on_the_duffing_network(dtype):
+    """The paper's Duffing run, its ledger included: torchdiffeq's evaluations and numbers."""
+    from phviz.training.solve import integrate_odeint
+
+    trainer = Trainer(make_config("paper-duffing", device="cpu", dtype=dtype))
+    y0 = torch.cat([trainer.xi, trainer.xi.new_zeros(2)])
+    runs = []
+    for own in (True, False):
+        trainer.system.nfe = 0
+        ys = integrate_odeint(trainer.system, trainer.config, y0, 0.0, 3, None, own_dopri5=own)
+        runs.append((ys, trainer.system.nfe))
+    (ours, ours_nfe), (theirs, theirs_nfe) = runs
+    assert ours_nfe == theirs_nfe > 50
+    rounding = dict(rtol=1e-11, atol=1e-11) if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours, theirs, **rounding)
+    assert float(ours[-1, -2]) > 1.0  # the dissipated energy moved: a real comparison
