@@ -169,13 +169,20 @@ class FlatParameters:
         for p, view in zip(self.params, self.theta_views, strict=True):
             p.data = view
         self.pointers = [v.data_ptr() for v in self.theta_views]
+        # on the CPU θ goes in and the gradient is cleared through NumPy views of the
+        # buffers (a NumPy call on a vector this size costs a fraction of a torch one)
+        cpu = self.theta.device.type == "cpu"
+        self.arrays = (self.theta.numpy(), self.grad.numpy()) if cpu else None
 
     def loss_and_gradient(self, theta: torch.Tensor, closure):
         loss = self.backward(theta, closure)
         return loss, self.grad.clone()
 
-    def backward(self, theta: torch.Tensor, closure) -> torch.Tensor:
-        """L(θ), leaving ∇L(θ) in ``self.grad`` (overwritten by the next call)."""
+    def backward(self, theta, closure) -> torch.Tensor:
+        """L(θ), leaving ∇L(θ) in ``self.grad`` (overwritten by the next call).
+
+        ``theta``: a tensor, or on the CPU a NumPy array. The gradients accumulate
+        into the views, cleared first: cheaper than gathering fresh ones."""
         views = zip(self.params, self.theta_views, self.grad_views, self.pointers, strict=True)
         for p, view, g, pointer in views:
             if p.data_ptr() != pointer:  # someone rebound it (.data = ...): bind again
@@ -184,9 +191,15 @@ class FlatParameters:
                 p.data = view
             if p.grad is not g:  # zero_grad(set_to_none=True) drops the views
                 p.grad = g
-        with torch.no_grad():
-            self.theta.copy_(theta)
-            self.grad.zero_()
+        if self.arrays is None:
+            with torch.no_grad():
+                self.theta.copy_(theta)
+                self.grad.zero_()
+        else:
+            if isinstance(theta, torch.Tensor):
+                theta = theta.detach().numpy()
+            np.copyto(self.arrays[0], theta)
+            self.arrays[1].fill(0.0)
         with torch.enable_grad():
             loss = closure()
             loss.backward()
@@ -253,6 +266,8 @@ class PortHamiltonianSystem:
             and self._output_gradient is not None
         )
         self.inputs = self.targets = None
+        self._array_gradient = None
+        self._scratch = np.empty(self.layout.size, dtype=self._like.cpu().numpy().dtype)
         self.nfe = 0
         self.damping = self.inertia = 1.0
         self.potential_gain, self.weight_decay = 1.0, 0.0
@@ -299,11 +314,42 @@ class PortHamiltonianSystem:
             setattr(self, name, value)
             if name == "inertia":
                 self.inverse_inertia = 1.0 / value
+        self._array_gains = tuple(
+            _as_array(g) for g in (self.inverse_inertia, self.damping, self.weight_decay)
+        )
+
+    @property
+    def port(self) -> Port:
+        """u: a constant tensor, a function u(t, θ, p) or None (the port is closed)."""
+        return self._port
+
+    @port.setter
+    def port(self, value: Port) -> None:
+        self._port = value
+        self._array_port = None if value is None or callable(value) else _as_array(value)
 
     def set_batch(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Hold this batch: the potential is a·L on it (plus weight decay)."""
         self.inputs = inputs.to(self.device)
         self.targets = targets.to(self.device)
+        self._array_gradient = None  # the MLP's NumPy gradient on it, made when first asked
+
+    def _numpy_gradient(self, theta: np.ndarray, scale: float, out: np.ndarray) -> None:
+        """out ← scale·∇L(θ) on the CPU, NumPy in and out (any model)."""
+        if self.takes_array_gradients:
+            if self._array_gradient is None:
+                targets = self.array_targets(self.targets)
+                output_gradient = self.loss_fn.array_form[1]
+                self._array_gradient = self.model.array_gradient(
+                    self.inputs.numpy(), targets, output_gradient
+                )
+            self._array_gradient(theta, scale, out)
+            return
+        if self._closed_form:
+            self._closed_form_gradient(torch.from_numpy(theta), self._flat.grad)
+        else:
+            self._flat.backward(theta, self._closure)
+        np.multiply(self._flat.arrays[1], scale, out=out)
 
     def initial_state(self, momentum: torch.Tensor | None = None) -> torch.Tensor:
         """[θ; p] from the model's current parameters; p = 0 unless given."""
@@ -423,9 +469,8 @@ class PortHamiltonianSystem:
 
     def __call__(self, t, xi: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        n = self.dim
         out = torch.empty_like(xi)
-        self._rates_into(t, xi[:n], xi[n:], out[:n], out[n:])
+        self._rates_into(t, xi, out)
         return out
 
     def _closure(self) -> torch.Tensor:
@@ -435,14 +480,21 @@ class PortHamiltonianSystem:
             out = self.model(self.inputs)
         return self.loss_fn(out, self.targets)
 
-    def _rates_into(self, t, theta, p, velocity, rate):
-        """θ̇ = M⁻¹p into ``velocity`` and ṗ = −a∇L − cθ − BM⁻¹p + u into ``rate``.
+    def _rates_into(self, t, y: torch.Tensor, out: torch.Tensor):
+        """θ̇ = M⁻¹p into ``out[:n]`` and ṗ = −a∇L − cθ − BM⁻¹p + u into ``out[n:2n]``,
+        from y = [θ; p; …]. Returns (v, u), u None without a port.
 
         One backward pass and a few in-place operations on the flat gradient: the
-        field costs little more than a plain training step. Returns u (or None).
+        field costs little more than a plain training step. On the CPU (without a port
+        function, and for a state that needs no gradient) the vector arithmetic runs in
+        NumPy on the tensors' memory, and v and u are NumPy arrays.
         """
         if self.inputs is None:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
+        if self._flat.arrays is not None and not callable(self.port) and not y.requires_grad:
+            return self._array_rates_into(y.numpy(), out.numpy())
+        n = self.dim
+        theta, p, velocity, rate = y[:n], y[n : 2 * n], out[:n], out[n : 2 * n]
         if self._closed_form:
             _, grad = self._closed_form_gradient(theta, self._flat.grad)
         else:
@@ -455,7 +507,25 @@ class PortHamiltonianSystem:
         u = self.port_force(t, theta, p)
         if u is not None:
             rate.add_(u)
-        return u
+        return velocity, u
+
+    def _array_rates_into(self, y: np.ndarray, out: np.ndarray):
+        """``_rates_into`` on NumPy arrays (the CPU; no port function)."""
+        n = self.dim
+        theta, p, velocity, rate = y[:n], y[n : 2 * n], out[:n], out[n : 2 * n]
+        inverse, damping, decay = self._array_gains
+        self._numpy_gradient(theta, -self.potential_gain, rate)
+        np.multiply(p, inverse, out=velocity)
+        scratch = self._scratch
+        if not _is_zero(decay):
+            np.multiply(theta, decay, out=scratch)
+            rate -= scratch
+        np.multiply(velocity, damping, out=scratch)
+        rate -= scratch
+        u = self._array_port
+        if u is not None:
+            rate += u
+        return velocity, u
 
     def energy(self, xi: torch.Tensor, loss: torch.Tensor | None = None) -> Energy:
         """Kinetic ½pᵀM⁻¹p, potential a·L + (c/2)‖θ‖², and their sum H.
@@ -509,8 +579,10 @@ class PortHamiltonianSystem:
     def _ledger_into(self, t, y: torch.Tensor, out: torch.Tensor) -> None:
         self.nfe += 1
         n = self.dim
-        v = out[:n]
-        u = self._rates_into(t, y[:n], y[n : 2 * n], v, out[n : 2 * n])
+        v, u = self._rates_into(t, y, out)
+        if isinstance(v, np.ndarray):
+            self._array_ledger_terms(v, u, out.numpy())
+            return
         if isinstance(self.damping, torch.Tensor):
             out[2 * n] = (v * self.damping * v).sum()
         else:
@@ -520,48 +592,36 @@ class PortHamiltonianSystem:
         else:
             out[2 * n + 1] = (v * u).sum()
 
+    def _array_ledger_terms(self, v: np.ndarray, u, out: np.ndarray) -> None:
+        """Ḋ = vᵀBv and Ṡ = vᵀu into the last two entries of ``out``."""
+        n, damping = self.dim, self._array_gains[1]
+        if isinstance(damping, np.ndarray):
+            out[2 * n] = np.dot(v * damping, v)
+        else:
+            out[2 * n] = damping * np.dot(v, v)
+        out[2 * n + 1] = 0.0 if u is None else np.dot(v, u)
+
     def array_ledger_field(self) -> Callable[[float, np.ndarray, np.ndarray], None]:
         """``ledger_field`` on NumPy arrays on the CPU: ``field(t, y, out)`` writes ẏ.
 
-        phviz's MLP with a phviz loss and no port, or a constant one, is evaluated in
-        NumPy with buffers allocated once for the current batch (``MLP.array_gradient``);
-        any other model runs ``ledger_field``'s torch code on the same memory.
+        The vector arithmetic runs in NumPy; phviz's MLP with a phviz loss takes its
+        gradient in NumPy too (``MLP.array_gradient``, buffers kept for the batch), any
+        other module through its flat parameters. A port function gets tensors, as
+        from ``ledger_field``.
         """
         if self.inputs is None:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
-        if not (self.takes_array_gradients and (self.port is None or not callable(self.port))):
+        if callable(self.port):
 
             def field(t, y: np.ndarray, out: np.ndarray) -> None:
                 self._ledger_into(torch.as_tensor(t), torch.from_numpy(y), torch.from_numpy(out))
 
             return field
-        n = self.dim
-        gradient = self.model.array_gradient(
-            self.inputs.numpy(), self.array_targets(self.targets), self.loss_fn.array_form[1]
-        )
-        scale = -self.potential_gain
-        inverse, damping = _as_array(self.inverse_inertia), _as_array(self.damping)
-        decay = _as_array(self.weight_decay)
-        port = None if self.port is None else _as_array(self.port)
-        scratch = np.empty(n, dtype=self._like.numpy().dtype)
 
         def field(t, y: np.ndarray, out: np.ndarray) -> None:
             self.nfe += 1
-            theta, p = y[:n], y[n : 2 * n]
-            velocity, rate = out[:n], out[n : 2 * n]
-            gradient(theta, scale, rate)  # −a∇L
-            np.multiply(p, inverse, out=velocity)
-            if not _is_zero(decay):
-                np.multiply(theta, decay, out=scratch)
-                rate -= scratch
-            np.multiply(velocity, damping, out=scratch)
-            rate -= scratch
-            out[2 * n] = np.dot(scratch, velocity)  # vᵀBv
-            if port is None:
-                out[2 * n + 1] = 0.0
-            else:
-                rate += port
-                out[2 * n + 1] = np.dot(velocity, port)
+            v, u = self._array_rates_into(y, out)
+            self._array_ledger_terms(v, u, out)
 
         return field
 

@@ -366,7 +366,9 @@ class Trainer:
         y0 = torch.cat([self.xi, self.xi.new_zeros(2)])
         losses = [None] * (n + 1)
         try:
-            with torch.no_grad():
+            # a diverging state is caught below and by the solvers' checks: the field's
+            # NumPy arithmetic need not warn of it
+            with torch.no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if splitting:
                     on_switch = None
                     if switch:
