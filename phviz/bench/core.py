@@ -3,6 +3,7 @@ and the paper's Duffing experiment to T = 100."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -11,6 +12,7 @@ import torch
 from ..config import make_config
 from ..dynamics import PortHamiltonianSystem
 from ..training import Trainer
+from ..training.solve import integrate_odeint
 
 
 def median_seconds(fn, *, number: int, repeats: int) -> float:
@@ -84,8 +86,34 @@ def duffing_run(quick: bool = False) -> dict:
     return {"wall": wall, "nfe": last["nfe"], "mse": last["final_train_loss"], "t": last["t_final"]}
 
 
+def duffing_solvers(quick: bool = False) -> dict:
+    """The Duffing solve alone (to T = 100, no records) by phviz's dopri5 and by
+    torchdiffeq's, on the same field, in alternation: seconds and evaluations."""
+    trainer = Trainer(make_config("paper-duffing", device="cpu"))
+    system, config = trainer.system, trainer.config
+    y0 = torch.cat([trainer.xi, trainer.xi.new_zeros(2)])
+    times: dict = {True: [], False: []}
+    nfe = {}
+    for _ in range(1 if quick else 3):
+        for own in (True, False):
+            system.nfe = 0
+            start = time.perf_counter()
+            with torch.no_grad():
+                integrate_odeint(system, config, y0, 0.0, 100, None, own_dopri5=own)
+            times[own].append(time.perf_counter() - start)
+            nfe[own] = system.nfe
+    return {
+        "phviz": statistics.median(times[True]),
+        "torchdiffeq": statistics.median(times[False]),
+        "phviz_nfe": nfe[True],
+        "torchdiffeq_nfe": nfe[False],
+    }
+
+
 def report(quick: bool = False) -> None:
     torch.set_num_threads(1)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average before: {load} (1, 5, 15 min)")
     print(
         "vector field vs plain forward+backward, paper's Duffing MLP 2-16-16-2, 399 points, "
         "1 thread:"
@@ -103,3 +131,12 @@ def report(quick: bool = False) -> None:
         f"  wall {d['wall']:.2f} s (median of {1 if quick else 3}) · nfe {d['nfe']} · "
         f"final training MSE {d['mse']:.5f} · t {d['t']:g}"
     )
+    s = duffing_solvers(quick)
+    print("the same solve alone, the same field, phviz's dopri5 against torchdiffeq's:")
+    print(
+        f"  {s['phviz']:.2f} s ({s['phviz_nfe']} evaluations) against "
+        f"{s['torchdiffeq']:.2f} s ({s['torchdiffeq_nfe']}): "
+        f"{s['torchdiffeq'] / s['phviz']:.1f}× (median of {1 if quick else 3}, alternating)"
+    )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average after: {load}")
