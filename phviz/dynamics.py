@@ -219,6 +219,9 @@ class PortHamiltonianSystem:
     them to a chosen state). phviz's own MLPs with phviz's losses skip autograd
     altogether: the model's ``functional_loss_and_gradient`` writes the backward pass
     out (autograd's own kernels, the same numbers), and the module is left untouched.
+    On the CPU the field's vector arithmetic runs in NumPy on the tensors' memory, and
+    phviz's MLP takes its gradient in NumPy too (``MLP.array_gradient``): for networks
+    this small a call costs more than its arithmetic, and NumPy's calls cost less.
     Outputs without gradient
     (energies, records) are evaluated functionally from θ; a model that offers
     ``functional_forward(tensors, x)`` (phviz's own MLPs do) skips
