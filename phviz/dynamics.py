@@ -317,9 +317,6 @@ class PortHamiltonianSystem:
             setattr(self, name, value)
             if name == "inertia":
                 self.inverse_inertia = 1.0 / value
-        self._array_gains = tuple(
-            _as_array(g) for g in (self.inverse_inertia, self.damping, self.weight_decay)
-        )
 
     @property
     def port(self) -> Port:
@@ -516,7 +513,8 @@ class PortHamiltonianSystem:
         """``_rates_into`` on NumPy arrays (the CPU; no port function)."""
         n = self.dim
         theta, p, velocity, rate = y[:n], y[n : 2 * n], out[:n], out[n : 2 * n]
-        inverse, damping, decay = self._array_gains
+        inverse, damping = _as_array(self.inverse_inertia), _as_array(self.damping)
+        decay = _as_array(self.weight_decay)
         self._numpy_gradient(theta, -self.potential_gain, rate)
         np.multiply(p, inverse, out=velocity)
         scratch = self._scratch
@@ -597,7 +595,7 @@ class PortHamiltonianSystem:
 
     def _array_ledger_terms(self, v: np.ndarray, u, out: np.ndarray) -> None:
         """Ḋ = vᵀBv and Ṡ = vᵀu into the last two entries of ``out``."""
-        n, damping = self.dim, self._array_gains[1]
+        n, damping = self.dim, _as_array(self.damping)
         if isinstance(damping, np.ndarray):
             out[2 * n] = np.dot(v * damping, v)
         else:
