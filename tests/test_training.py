@@ -585,3 +585,27 @@ def test_phviz_dopri5_is_torchdiffeqs_on_the_duffing_network(dtype):
     rounding = dict(rtol=1e-11, atol=1e-11) if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(ours, theirs, **rounding)
     assert float(ours[-1, -2]) > 1.0  # the dissipated energy moved: a real comparison
+
+
+def test_phviz_dopri5_stops_at_a_blow_up_and_names_it():
+    """y′ = y² from y(0) = 1 leaves every bound at t = 1: the steps shrink to nothing."""
+    from phviz.training.dopri5 import dopri5
+
+    def square(t, y, out):
+        np.multiply(y, y, out=out)
+
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(FloatingPointError):
+        dopri5(square, np.ones(1), [0.0, 2.0], rtol=1e-6, atol=1e-9)
+    y = dopri5(square, np.ones(1), [0.0, 0.5, 0.9], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(y[:, 0], [1.0, 2.0, 10.0], rtol=1e-6)  # y = 1 / (1 − t)
+
+
+def test_a_diverging_dopri5_run_stops_clearly_and_keeps_a_finite_state():
+    trainer = Trainer(
+        small(dataset="paper-blobs", n_samples=200, architecture="linear", potential_gain=1e7)
+    )
+    trainer.config.max_steps = 50
+    with pytest.raises(TrainingError) as info:
+        trainer.advance(3)
+    assert info.value.kind in ("solver", "diverged")
+    assert torch.isfinite(trainer.xi).all() and math.isfinite(trainer.last.hamiltonian)
