@@ -176,9 +176,11 @@ def test_single_points_get_a_readable_span():
 def test_the_start_of_each_curve_is_marked():
     e = opened({})
     try:
-        start = e.plots.start.data
-        assert start["t"] == [0.0]
-        assert start["hamiltonian"][0] == pytest.approx(e.session.history.last.hamiltonian)
+        energy, thetas = e.plots.start["energy"].data, e.plots.start["theta"].data
+        assert set(energy["t"]) == {0.0}  # H and potential (kinetic when p(0) ≠ 0)
+        assert energy["y"][0] == pytest.approx(e.session.history.last.hamiltonian)
+        assert len(thetas["y"]) == e.session.history.n_tracked
+        assert thetas["y"][0] == pytest.approx(float(e.plots.series.data["theta_0"][0]))
         phase = e.plots.phase_fig
         assert phase.x_range.end - phase.x_range.start >= 0.05
         assert phase.y_range.end - phase.y_range.start >= 0.05

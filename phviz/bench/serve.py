@@ -5,7 +5,8 @@ headless Chromium (through Playwright) opens pages on it as users would. For 1, 
 and 20 sessions (pages of one browser, each pressing Run) it measures, in one run:
 
 - page ready: from navigation until the Run button and the status line are shown,
-  cold (the first page on a fresh server) and warm (later pages);
+  cold (the first page on a fresh server) and warm (later pages); and until the plots
+  are drawn (the figures follow the page's first update);
 - frames drawn per second while training (requestAnimationFrame callbacks counted
   in the page);
 - status-line updates per second per session (a MutationObserver in the page);
@@ -62,6 +63,14 @@ PAGE_PROBE = """
     return null;
   };
   probe.find = (selector) => find(document, selector);
+  const count = (root, selector) => {
+    let n = root.querySelectorAll(selector).length;
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) n += count(el.shadowRoot, selector);
+    }
+    return n;
+  };
+  probe.count = (selector) => count(document, selector);
   probe.runButton = () => {
     const host = find(document, '.phviz-run');
     if (!host) return null;
@@ -96,6 +105,12 @@ READY = """() => {
   const p = window.__phvizProbe;
   const run = p && p.runButton();
   return !!(run && run.textContent.trim() === 'Run' && p.text && /\\bt\\s/.test(p.text));
+}"""
+
+# The six figures drawn in place of their rows' placeholders.
+PLOTS = """() => {
+  const p = window.__phvizProbe;
+  return p.count('.phviz-drawing') === 0 && p.count('canvas') >= 6;
 }"""
 
 LABEL = """(label) => {
@@ -185,7 +200,8 @@ def serve(port: int, log, *extra: str, root: Path = ROOT) -> subprocess.Popen:
 
 
 def open_page(browser, url: str, deadline_ms: float = DEADLINE_MS):
-    """A new page on ``url``; returns it with its seconds until ready."""
+    """A new page on ``url``; returns it with its seconds until ready and until its
+    plots are drawn."""
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     page.set_default_timeout(deadline_ms)
     page.add_init_script(PAGE_PROBE)
@@ -193,7 +209,10 @@ def open_page(browser, url: str, deadline_ms: float = DEADLINE_MS):
     with waiting("page ready"):
         page.goto(url)
         page.wait_for_function(READY, polling=50)
-    return page, time.perf_counter() - start
+    ready = time.perf_counter() - start
+    with waiting("the plots"):
+        page.wait_for_function(PLOTS, polling=50)
+    return page, ready, time.perf_counter() - start
 
 
 def press(page, label_after: str) -> None:
@@ -257,13 +276,21 @@ def measure(sessions: tuple[int, ...], window: float):
 
 
 def _measure_sessions(browser, url: str, n: int) -> dict:
-    pages, ready = [], []
+    pages, ready, plots = [], [], []
     deadline_ms = max(DEADLINE_MS, 15_000 * n)  # many busy pages answer slowly
     for _ in range(n):
-        page, seconds = open_page(browser, url, deadline_ms)
+        page, seconds, drawn = open_page(browser, url, deadline_ms)
         pages.append(page)
         ready.append(seconds)
-    return {"sessions": n, "cold": ready[0], "warm": ready[1:], "pages": pages}
+        plots.append(drawn)
+    return {
+        "sessions": n,
+        "cold": ready[0],
+        "warm": ready[1:],
+        "plots_cold": plots[0],
+        "plots_warm": plots[1:],
+        "pages": pages,
+    }
 
 
 def _measure_training(pages, window: float) -> dict:
@@ -289,7 +316,8 @@ def _measure_training(pages, window: float) -> dict:
 
 
 HEADER = (
-    f"{'sessions':>8} {'ready cold':>10} {'ready warm':>10} {'frames/s':>9} {'(min)':>6} "
+    f"{'sessions':>8} {'ready cold':>10} {'ready warm':>10} {'plots cold':>10} "
+    f"{'plots warm':>10} {'frames/s':>9} {'(min)':>6} "
     f"{'updates/s':>9} {'t per s':>8} {'Pause':>7} {'(max)':>6}"
 )
 
@@ -298,8 +326,10 @@ def format_row(r: dict) -> str:
     if "error" in r:
         return f"{r['sessions']:>8}  not measured: {r['error']}"
     warm = f"{statistics.median(r['warm']):.2f} s" if r["warm"] else "–"
+    plots = f"{statistics.median(r['plots_warm']):.2f} s" if r["plots_warm"] else "–"
     return (
-        f"{r['sessions']:>8} {r['cold']:>8.2f} s {warm:>10} {r['fps']:>9.1f} "
+        f"{r['sessions']:>8} {r['cold']:>8.2f} s {warm:>10} {r['plots_cold']:>8.2f} s {plots:>10} "
+        f"{r['fps']:>9.1f} "
         f"{r['fps_min']:>6.1f} {r['updates']:>9.1f} {r['throughput']:>8.2f} "
         f"{r['pause']:>5.2f} s {r['pause_max']:>4.2f} s"
     )

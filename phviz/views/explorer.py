@@ -138,7 +138,10 @@ class Explorer(pn.viewable.Viewer):
         )
         self.status_text: str | None = None  # the status line's HTML last made
         self.controls = Sidebar(self)
-        self.plots = layout.Plots(self.phase_coordinate)
+        if live:  # a served page: take the figures built ahead for it
+            self.plots = layout.spare_plots.take(self.session.scheduler, self.phase_coordinate)
+        else:
+            self.plots = layout.Plots(self.phase_coordinate)
         self.banner = layout.banner()
         self.gains = GainView(self, self.plots.timeline[0])
         self.own_data = OwnData(self)
@@ -351,6 +354,8 @@ class Explorer(pn.viewable.Viewer):
             # is usable at once; the pictures follow in the next.
             first = self.clock.sent == 0
             with pn.io.hold():
+                if not first:
+                    self.plots.show()
                 if not first and (tick.rebuilt or self.plots.task_kind is None):
                     self._new_task_figure()
                 if tick.reset:
@@ -393,7 +398,7 @@ class Explorer(pn.viewable.Viewer):
         plots, history = self.plots, self.session.history
         if tick.reset or tick.update.rebuilt:
             plots.series.data = history.columns()
-            firstview.show_start(plots.start, plots.series.data)
+            firstview.show_start(plots.start, plots.series.data, history.n_tracked)
         elif len(tick.update):
             plots.series.stream(presenter.inline(tick.update.rows))
         self._fit_ranges()

@@ -21,37 +21,37 @@ ENERGY = (
     ("potential", colours.POTENTIAL),
     ("kinetic", colours.KINETIC),
 )
+MARKED = ("energy", "theta", "momentum")  # the timeline's figures, in order
 
 
-def start_markers(timeline, n_tracked: int) -> ColumnDataSource:
-    """Dots at the first row of each energy, θ and p curve; returns their source (the
-    first row, set by ``show_start``)."""
-    columns = ["t", *(c for c, _ in ENERGY)]
-    columns += [theta_column(k) for k in range(n_tracked)]
-    columns += [momentum_column(k) for k in range(n_tracked)]
-    source = ColumnDataSource({name: [] for name in columns})
-    energy, thetas, momenta = timeline
-    for column, colour in ENERGY:
-        energy.scatter("t", column, source=source, size=MARKER_SIZE, color=colour)
-    for k in range(n_tracked):
-        colour = colours.coordinate_colour(k)
-        thetas.scatter("t", theta_column(k), source=source, size=MARKER_SIZE, color=colour)
-        momenta.scatter(
-            "t",
-            momentum_column(k),
-            source=source,
-            size=MARKER_SIZE,
-            color=colour,
-            marker="square",
-        )
-    return source
+def start_markers(timeline, n_tracked: int) -> dict[str, ColumnDataSource]:
+    """Dots at the first row of each energy, θ and p curve, one renderer per figure;
+    returns their sources by figure ("energy", "theta", "momentum"), filled by
+    ``show_start``."""
+    sources = {}
+    for fig, name, marker in zip(timeline, MARKED, ("circle", "circle", "square"), strict=True):
+        source = ColumnDataSource(dict(t=[], y=[], colour=[]))
+        fig.scatter("t", "y", source=source, size=MARKER_SIZE, color="colour", marker=marker)
+        sources[name] = source
+    return sources
 
 
-def show_start(source: ColumnDataSource, columns: dict) -> None:
-    """The run's first row (of the plots' ``columns``) into the markers' source."""
+def show_start(sources: dict[str, ColumnDataSource], columns: dict, n_tracked: int) -> None:
+    """The run's first row (of the plots' ``columns``) into the markers' sources."""
     if not len(columns["t"]):
         return
-    source.data = {name: [float(columns[name][0])] for name in source.data}
+    curves = {
+        "energy": ENERGY,
+        "theta": [(theta_column(k), colours.coordinate_colour(k)) for k in range(n_tracked)],
+        "momentum": [(momentum_column(k), colours.coordinate_colour(k)) for k in range(n_tracked)],
+    }
+    t = float(columns["t"][0])
+    for name, source in sources.items():
+        first = [(float(columns[c][0]), colour) for c, colour in curves[name]]
+        first = [(y, colour) for y, colour in first if np.isfinite(y)]
+        source.data = dict(
+            t=[t] * len(first), y=[y for y, _ in first], colour=[c for _, c in first]
+        )
 
 
 def readable(values, *, log: bool = False, floor: float = 0.05) -> np.ndarray:

@@ -3,6 +3,8 @@ the tabs, and the template a served page uses."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import panel as pn
 from bokeh.models import ColumnDataSource
@@ -51,6 +53,13 @@ class Plots:
         self.task_mapper = None
         self.styles: list = []  # restyling for every task figure to come (presenter view)
         self.key = None  # the energy plot's key, once on a page
+        self.rows: list = []  # (row, its figures' panes) once on a page; see live_tab
+
+    def show(self) -> None:
+        """Put the figures in their rows on the page, in place of the placeholders."""
+        for row, objects in self.rows:
+            if row.objects != objects:
+                row.objects = objects
 
     def new_task_figure(self, trainer):
         """A figure for the trainer's task, with its static layers filled in."""
@@ -89,20 +98,49 @@ class Plots:
         return self.task_fig
 
 
+class SparePlots:
+    """The next session's figures, built ahead on the worker pool.
+
+    Building a session's figures is a good part of the work a new page waits for on
+    the server's thread; built while the server is idle, it is done before the next
+    page is asked for. A page that comes while the spare is still being built builds
+    its own.
+    """
+
+    def __init__(self):
+        self._task = None
+        self._lock = threading.Lock()
+
+    def take(self, scheduler, phase_coordinate: int = 0) -> Plots:
+        with self._lock:
+            task = self._task
+            if task is None or task.done:
+                self._task = scheduler.run_once(Plots)
+        plots = None
+        if task is not None and task.done:
+            try:
+                plots = task.result()
+            except Exception:  # built anew below, where an error is seen
+                plots = None
+        if plots is None:
+            return Plots(phase_coordinate)
+        figures.show_phase_coordinate(plots.phase_path, plots.phase_dot, phase_coordinate)
+        return plots
+
+
+spare_plots = SparePlots()
+
+
 def live_tab(plots: Plots, banner, clock, *above) -> pn.Column:
-    """The pictures over the time series, under the banner, ``above`` and the status line."""
+    """The pictures over the time series, under the banner, ``above`` and the status line.
+
+    The figures' rows hold light placeholders until ``Plots.show``: the page is usable
+    (Run, the settings, the status line) before the browser has built the figures.
+    """
 
     def pane(fig, height):
         return pn.pane.Bokeh(fig, sizing_mode="stretch_both", min_height=height)
 
-    top = pn.Row(
-        pane(plots.landscape_fig, 430),
-        plots.task_pane,
-        pane(plots.phase_fig, 430),
-        sizing_mode="stretch_width",
-        height=440,
-        css_classes=["phviz-pictures"],
-    )
     energy, thetas, momenta = plots.timeline
     key = pn.pane.HTML(
         figures.energy_key(),
@@ -111,16 +149,30 @@ def live_tab(plots: Plots, banner, clock, *above) -> pn.Column:
         margin=(0, 10),
     )
     plots.key = key
-    bottom = pn.Row(
+    pictures = [pane(plots.landscape_fig, 430), plots.task_pane, pane(plots.phase_fig, 430)]
+    timeline = [
         pn.Column(pane(energy, 300), key, sizing_mode="stretch_both"),
         pane(thetas, 360),
         pane(momenta, 360),
-        sizing_mode="stretch_width",
-        height=370,
-        css_classes=["phviz-timeline"],
-    )
+    ]
+    rows = ((pictures, 440, "phviz-pictures"), (timeline, 370, "phviz-timeline"))
+    plots.rows = [
+        (pn.Row(_drawing(h), sizing_mode="stretch_width", height=h, css_classes=[css]), objects)
+        for objects, h, css in rows
+    ]
     patch = pn.pane.HTML(f"<script>{figures.CALM_STYLES_JS}</script>", width=0, height=0, margin=0)
-    return pn.Column(patch, banner, *above, clock, top, bottom, sizing_mode="stretch_width")
+    rows = [row for row, _ in plots.rows]
+    return pn.Column(patch, banner, *above, clock, *rows, sizing_mode="stretch_width")
+
+
+def _drawing(height: int) -> pn.pane.HTML:
+    """A light stand-in for a row of figures until they are shown."""
+    return pn.pane.HTML(
+        '<div class="phviz-drawing">Drawing the plots…</div>',
+        height=height - 10,
+        sizing_mode="stretch_width",
+        styles={"font-size": "17px", "color": "#777777", "background": "#f4f4f4"},
+    )
 
 
 def banner() -> pn.pane.Alert:
