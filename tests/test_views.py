@@ -476,3 +476,16 @@ def test_spans_and_levels_never_collapse():
     assert presenter.span(np.array([0.0, 1.0])) == pytest.approx((-0.2, 1.2))
     np.testing.assert_allclose(presenter.levels(np.array([np.nan, np.inf]), 3), [0, 0.5, 1])
     assert presenter.levels(np.array([1.0, 1.0]), 2)[1] > 1.0
+
+
+def test_the_plots_follow_the_first_update():
+    e = Explorer(make_config("default", horizon=0.0), live=False)
+    try:
+        assert not e.plots.shown  # placeholders: the page is usable before its figures
+        assert wait_for(lambda: e.update_view() or e.clock.sent >= 1)
+        assert not e.plots.shown  # the first update: numbers and curves only
+        assert wait_for(lambda: e.update_view() or e.plots.shown)  # the next, news or not
+        rows = [objects for _, objects in e.plots.rows]
+        assert e.plots.task_pane in rows[0]
+    finally:
+        e.close()

@@ -346,6 +346,7 @@ class Explorer(pn.viewable.Viewer):
             if not (force or settled or (self.clock.ready() and self._due())):
                 return
             news = presenter.has_news(self._unsent, self.worker, self._sent, self.settings.damping)
+            news = news or (self.clock.sent > 0 and not self.plots.shown)
             if not (force or settled or news):
                 self.show_controls()  # a notice may have changed; nothing else did
                 return

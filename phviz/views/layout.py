@@ -55,6 +55,11 @@ class Plots:
         self.key = None  # the energy plot's key, once on a page
         self.rows: list = []  # (row, its figures' panes) once on a page; see live_tab
 
+    @property
+    def shown(self) -> bool:
+        """Whether the figures are in their rows (see ``live_tab``)."""
+        return all(row.objects == objects for row, objects in self.rows)
+
     def show(self) -> None:
         """Put the figures in their rows on the page, in place of the placeholders."""
         for row, objects in self.rows:
@@ -171,7 +176,13 @@ def _drawing(height: int) -> pn.pane.HTML:
         '<div class="phviz-drawing">Drawing the plots…</div>',
         height=height - 10,
         sizing_mode="stretch_width",
-        styles={"font-size": "17px", "color": "#777777", "background": "#f4f4f4"},
+        styles={
+            "font-size": "17px",
+            "color": "#777777",
+            "background": "#f4f4f4",
+            "padding": "12px",
+            "border-radius": "6px",
+        },
     )
 
 
