@@ -101,12 +101,13 @@ def test_the_table_follows_the_model(explorer):
 
 # ------------------------------------------------------------------ own data
 def drawn(n=12, classes=2):
-    rng = np.random.default_rng(0)
-    return dict(
-        x=list(rng.normal(size=n)),
-        y=list(rng.normal(size=n)),
-        label=[i % classes for i in range(n)],
-    )
+    """(x (n, 2), labels (n,)) for ``OwnData.set_drawn``."""
+    return np.random.default_rng(0).normal(size=(n, 2)), np.arange(n) % classes
+
+
+def page_edit(own, data: dict) -> None:
+    """The draw tool's message, as the server applies it: the page's whole copy."""
+    own.drawn.data = data
 
 
 def test_drawn_points_take_class_zero_where_the_browser_left_none():
@@ -116,7 +117,7 @@ def test_drawn_points_take_class_zero_where_the_browser_left_none():
 
 def test_training_on_drawn_points_and_back(explorer):
     before = explorer.session.trainer
-    explorer.own_data.drawn.data = drawn(12)
+    explorer.own_data.set_drawn(*drawn(12))
     explorer.own_data.train_on_drawn()
     trainer = wait_for(lambda: new_trainer(explorer, before), timeout=60)
     assert trainer and trainer.dataset.name == DRAWN and trainer.n_train == 12
@@ -138,7 +139,7 @@ def test_training_on_drawn_points_and_back(explorer):
 )
 def test_bad_drawings_are_said_and_the_run_stays(explorer, data, message):
     before = explorer.session.trainer
-    explorer.own_data.drawn.data = data
+    explorer.own_data.set_drawn(*data)
     explorer.own_data.train_on_drawn()
     text = banner(explorer)
     assert message in text and "kept" in text
@@ -147,8 +148,33 @@ def test_bad_drawings_are_said_and_the_run_stays(explorer, data, message):
 
 def test_start_from_the_current_data_copies_the_training_points(explorer):
     explorer.own_data.start_from_current()
-    assert len(explorer.own_data.drawn.data["x"]) == explorer.session.trainer.n_train
-    assert "points drawn" in explorer.own_data.drawn_count.object
+    n = explorer.session.trainer.n_train
+    assert len(explorer.own_data.drawn.data["x"]) == n
+    assert f"{n} points drawn" in explorer.own_data.drawn_count.text
+
+
+def test_an_edit_on_an_older_copy_does_not_undo_a_replacement(explorer):
+    own = explorer.own_data
+    own.set_drawn(*drawn(3))
+    stale = {k: [*v, v[-1]] for k, v in own.drawn.data.items()}  # a click on that copy
+    own.start_from_current()
+    n = explorer.session.trainer.n_train
+    page_edit(own, stale)
+    assert len(own.drawn.data["x"]) == n
+    assert "was not kept" in banner(explorer)
+    # An edit on the current copy stays; an added point takes the class picked.
+    own.class_picker.value = "1"
+    added = {k: [*v, 0.5 if k in ("x", "y") else 0] for k, v in own.drawn.data.items()}
+    page_edit(own, added)
+    assert len(own.drawn.data["x"]) == n + 1
+    assert own.drawn.data["label"][-1] == 1 and own.drawn.data["x"][-1] == 0.5
+
+
+def test_back_to_the_data_set_clears_the_drawn_points(explorer):
+    explorer.own_data.set_drawn(*drawn(12))
+    explorer.own_data.train_on_drawn()
+    explorer.own_data.back()
+    assert explorer.own_data.drawn.data["x"] == []
 
 
 def test_a_csv_file_starts_a_run_and_bad_files_are_named(explorer):
@@ -168,7 +194,7 @@ def test_a_csv_file_starts_a_run_and_bad_files_are_named(explorer):
 
 def test_the_model_budget_applies_to_own_data(explorer):
     explorer.session.budget = Budget(max_parameters=50)
-    explorer.own_data.drawn.data = drawn(12)
+    explorer.own_data.set_drawn(*drawn(12))
     explorer.own_data.train_on_drawn()
     assert "at most 50" in banner(explorer)
     assert explorer.session.data is None

@@ -7,13 +7,20 @@ picked in "Class to draw", a drag moves one, Backspace deletes the selected ones
 (``LiveSession.use_data``); "Back to …" returns to the generated data set. Every
 problem (too few points, one class, a bad file) is said in the banner and the run in
 progress stays. A file is read on the worker pool, not on the server's thread.
+
+The page and the server each hold a copy of the drawn points, and the draw tool sends
+the page's whole copy after every edit. When the server replaces the points ("Start
+from the current data", "Clear"), a click before the new points reach the page would
+send the old copy back and undo the replacement; so every replacement carries a new
+version column, and the server keeps only edits made on its latest version. The count
+of drawn points is written in the page, from the page's own copy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import panel as pn
-from bokeh.models import ColumnDataSource, PointDrawTool
+from bokeh.models import ColumnDataSource, CustomJS, Div, PointDrawTool
 from bokeh.transform import linear_cmap
 
 from .. import colours
@@ -23,6 +30,7 @@ from .live import Notice
 
 DRAW_CLASSES = 4  # classes the picker offers (a file may bring up to MAX_CLASSES)
 DRAWN = "your drawn points"
+VERSION = "version"  # the name of the column that says which replacement a copy came from
 
 
 def drawn_points(data: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +56,8 @@ class OwnData:
         self.explorer = explorer
         self.session = explorer.session
         self.drawn = ColumnDataSource(dict(x=[], y=[], label=[]))
+        self._version = 0  # of the server's last replacement of the drawn points
+        self._replacing = False
         self.tools: list[PointDrawTool] = []
         self._trainer = None
         self._upload = None  # (file name, the pool's task reading it)
@@ -73,18 +83,25 @@ class OwnData:
         self.upload = pn.widgets.FileInput(accept=".csv", css_classes=["phviz-upload"])
         self.use_button.on_click(lambda _: self.train_on_drawn())
         self.from_current.on_click(lambda _: self.start_from_current())
-        self.clear_button.on_click(lambda _: self._set_drawn(np.zeros((0, 2)), np.zeros(0)))
+        self.clear_button.on_click(lambda _: self.set_drawn(np.zeros((0, 2)), np.zeros(0)))
         self.back_button.on_click(lambda _: self.back())
         self.upload.param.watch(self._on_upload, "value")
-        self.drawn.on_change("data", lambda attr, old, new: self._show_drawn())
-        self.drawn_count = pn.pane.HTML("", margin=(0, 10))
+        self.drawn_count = Div(text=_drawn_count_html(0), margin=(0, 10))
+        self.drawn.on_change("data", self._on_edit)
+        self.drawn.js_on_change(
+            "data",
+            CustomJS(
+                args=dict(source=self.drawn, count=self.drawn_count),
+                code=f"count.text = `{_drawn_count_html('${source.get_length() ?? 0}')}`",
+            ),
+        )
         self.count = pn.pane.HTML(
             '<div class="phviz-training-points">Training on … points</div>',
             sizing_mode="stretch_width",
             styles={"font-size": "15px"},
             margin=(0, 10, 5, 10),
         )
-        self._show_drawn()
+        self.set_drawn(np.zeros((0, 2)), np.zeros(0))
         self.open_link()
 
     def open_link(self, args: dict | None = None) -> None:
@@ -101,7 +118,7 @@ class OwnData:
         except ValueError as err:
             self.session.notice = Notice(f"{err}. The data set of the settings is used.", "warning")
             return
-        self._set_drawn(x, labels)
+        self.set_drawn(x, labels)
         self.train_on_drawn(f"Training on the link's {len(x)} points.")
 
     def panels(self) -> list:
@@ -118,7 +135,7 @@ class OwnData:
             pn.pane.HTML("Class to draw", margin=(0, 10)),
             self.class_picker,
             pn.Row(self.use_button, self.clear_button),
-            self.drawn_count,
+            pn.pane.Bokeh(self.drawn_count),
             self.from_current,
             self.upload,
             self.back_button,
@@ -174,11 +191,26 @@ class OwnData:
         if ds.task != "classification" or ds.input_dim != 2:
             self._say("Only points of two coordinates and a class can be drawn.")
             return
-        self._set_drawn(ds.x_train.cpu().numpy(), ds.y_train.cpu().numpy())
+        self.set_drawn(ds.x_train.cpu().numpy(), ds.y_train.cpu().numpy())
 
     def back(self) -> None:
-        """Train on the generated data set of the settings again."""
+        """Train on the generated data set of the settings again; the drawn points go."""
+        self.set_drawn(np.zeros((0, 2)), np.zeros(0))
         self._use(None, f"Back to the '{self.session.config.dataset}' data set.")
+
+    def set_drawn(self, x: np.ndarray, labels: np.ndarray) -> None:
+        """Replace the drawn points (a new version: edits the page made on an older
+        copy are not kept)."""
+        self._version += 1
+        x = np.asarray(x, dtype=float).reshape(-1, 2)
+        self._put(
+            {
+                "x": x[:, 0].tolist(),
+                "y": x[:, 1].tolist(),
+                "label": np.asarray(labels).astype(int).tolist(),
+                f"{VERSION} {self._version}": [0] * len(x),
+            }
+        )
 
     def load_csv(self, name: str, content: bytes) -> None:
         """Read a CSV file on the pool; ``update`` starts the run when it is read."""
@@ -234,17 +266,39 @@ class OwnData:
     def _max_points(self) -> int:
         return self.session.budget.max_samples
 
-    def _set_drawn(self, x: np.ndarray, labels: np.ndarray) -> None:
-        self.drawn.data = dict(
-            x=np.asarray(x)[:, 0].tolist(),
-            y=np.asarray(x)[:, 1].tolist(),
-            label=np.asarray(labels).astype(int).tolist(),
-        )
+    def _put(self, data: dict) -> None:
+        """The server's own change of the drawn points; the count follows them to the
+        page (in this order: the page counts what it holds)."""
+        self._replacing = True
+        try:
+            self.drawn.data = data
+        finally:
+            self._replacing = False
+        self.drawn_count.text = _drawn_count_html(len(data["x"]))
 
-    def _show_drawn(self) -> None:
-        n = len(self.drawn.data.get("x", []))
-        self.drawn_count.object = f'<div class="phviz-drawn-count">{n} points drawn</div>'
+    def _on_edit(self, attr, old, new) -> None:
+        """An edit from the page: kept if made on the latest version (a point it added
+        takes the class picked, which may have reached the server after the click);
+        otherwise the page gets the server's points back and is told why."""
+        if self._replacing:
+            return
+        if f"{VERSION} {self._version}" not in new:
+            self._put(dict(old))
+            self._say(
+                "A point drawn before the new points had reached the page was not kept: "
+                "draw it again.",
+                "warning",
+            )
+            return
+        label = int(self.class_picker.value)
+        added = len(new["x"]) == len(old["x"]) + 1
+        if added and new["label"][-1] != label:
+            self._put({**new, "label": [*new["label"][:-1], label]})
 
-    def _say(self, text: str) -> None:
-        self.session.notice = Notice(text, "danger")
+    def _say(self, text: str, kind: str = "danger") -> None:
+        self.session.notice = Notice(text, kind)
         self.explorer.show_controls()
+
+
+def _drawn_count_html(n) -> str:
+    return f'<span class="phviz-drawn-count">{n} points drawn</span>'

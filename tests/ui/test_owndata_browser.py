@@ -1,7 +1,7 @@
-"""Your own data and per-layer gains in headless Chromium: an uploaded CSV reaches the
-training set, a bad file is named in the banner, and a layer's damping edit shows.
-Every wait is on a condition. (Points drawn in the page are not driven here yet: a
-click soon after the server has replaced the drawn points can be lost.)"""
+"""Your own data and per-layer gains in headless Chromium: points drawn on the data plot
+(on an empty set, and on the run's points after "Start from the current data") and an
+uploaded CSV reach the training set, a bad file is named in the banner, and a layer's
+damping edit shows. Every wait is on a condition."""
 
 from __future__ import annotations
 
@@ -31,7 +31,24 @@ def training_points(page) -> tuple[int, str] | None:
     return (int(found.group(1)), found.group(2)) if found else None
 
 
-def test_uploaded_points_reach_the_training_set(tmp_path):
+def drawn_count(page) -> int | None:
+    """The count of drawn points the page holds (written in the page from its own copy)."""
+    text = page.locator(".phviz-drawn-count").first.text_content()
+    found = re.search(r"(\d+) points drawn", text)
+    return int(found.group(1)) if found else None
+
+
+def draw(page, task, label: int, at: tuple[float, float]) -> None:
+    """Pick ``label`` and click at ``at`` (fractions of the data plot's box); waits until
+    the page holds the new point."""
+    n = drawn_count(page)
+    page.locator(".phviz-draw-class button", has_text=str(label)).click()
+    box = task.bounding_box()
+    page.mouse.click(box["x"] + at[0] * box["width"], box["y"] + at[1] * box["height"])
+    wait_until(lambda: drawn_count(page) == n + 1, f"the point drawn at {at}")
+
+
+def test_drawn_and_uploaded_points_reach_the_training_set(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     port = free_port()
     log_path = tmp_path / "server.log"
@@ -67,6 +84,31 @@ def drive(page, tmp_path) -> None:
     wait_until(lambda: status_numbers(page), "the status line")
     first = wait_until(lambda: training_points(page), "the count of training points")
     assert "moons" in first[1]
+
+    # Four points on an empty set, two of each class, away from the frame's edges.
+    task = page.locator(".phviz-pictures > div").nth(1)
+    wait_until(lambda: task.locator(".bk-tool-icon-point-draw").count(), "the draw tool")
+    assert drawn_count(page) == 0
+    for label, at in [(0, (0.2, 0.85)), (0, (0.3, 0.85)), (1, (0.8, 0.17)), (1, (0.7, 0.17))]:
+        draw(page, task, label, at)
+    page.locator(".phviz-use-drawn button").click()
+    wait_until(lambda: training_points(page) == (4, "your drawn points"), "the run on 4 points")
+
+    # Back to the data set: its run, and no drawn points left.
+    page.locator(".phviz-back-to-data button").click()
+    wait_until(lambda: training_points(page) == first, "the data set's run again")
+    wait_until(lambda: drawn_count(page) == 0, "the drawn points to be cleared")
+
+    # The run's points to start from (once the page holds them), and one more.
+    page.locator(".phviz-from-current button").click()
+    wait_until(lambda: drawn_count(page) == first[0], "the run's points in the page")
+    draw(page, task, 1, (0.2, 0.17))  # the top left corner: no point of the data set there
+    page.locator(".phviz-use-drawn button").click()
+    wait_until(
+        lambda: training_points(page) == (first[0] + 1, "your drawn points"),
+        "the run to train on the drawn points",
+    )
+    page.screenshot(path=str(tmp_path / "drawn.png"))
 
     # Upload: 40 points, of which the data set's train fraction (0.75) trains.
     rows = "\n".join(f"{i % 7 - 3},{i % 5 - 2},{i % 2}" for i in range(40))
