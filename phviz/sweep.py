@@ -132,17 +132,19 @@ def integrate_members(
     gains: dict[str, list[float]],
     horizon: float,
     progress: Progress | None = None,
+    dataset=None,
 ) -> dict[str, np.ndarray]:
     """Integrate the members whose gains are ``gains`` (name → one value per member).
 
-    Gains not named come from ``config``. Returns NumPy arrays: ``t`` (records),
+    Gains not named come from ``config``; the data from ``dataset`` (a ``Dataset``),
+    else from ``config``. Returns NumPy arrays: ``t`` (records),
     ``train_loss`` and ``hamiltonian`` (members × records), ``diverged`` (members)
     and ``final_theta`` (members × parameters). A plain function of picklable
     arguments, so that Dask can run it on a worker.
     """
     if isinstance(config, dict):
         config = make_config(**config)
-    trainer = Trainer(config)
+    trainer = Trainer(config, dataset=dataset)
     system, like = trainer.system, trainer.initial_theta
     n_members = len(next(iter(gains.values())))
     column = {
@@ -231,6 +233,7 @@ def sweep(
     chunk_size: int | None = None,
     curvature: bool = True,
     progress: Progress | None = None,
+    dataset=None,
     **axes,
 ) -> xr.Dataset:
     """Train over a grid of two gains; e.g. ``sweep(config, damping=[...], inertia=[...])``.
@@ -248,6 +251,7 @@ def sweep(
     final weights of the best cell (Lanczos), stored in the attributes.
     ``progress(done, total)`` is called as member-intervals complete; an exception
     raised there stops the sweep (and propagates), which is how a view cancels one.
+    ``dataset``: a ``Dataset`` to train on in place of the one ``config`` names.
     """
     config = config if config is not None else TrainingConfig()
     grid = check_axes(axes)
@@ -263,14 +267,14 @@ def sweep(
     }
     started = time.perf_counter()
     if scheduler is None:
-        result = integrate_members(config, members, horizon, progress)
+        result = integrate_members(config, members, horizon, progress, dataset)
     else:
-        result = _on_dask(scheduler, config, members, horizon, chunk_size, progress)
+        result = _on_dask(scheduler, config, members, horizon, chunk_size, progress, dataset)
     wall = time.perf_counter() - started
-    return _dataset(config, grid, result, target, wall, curvature)
+    return _dataset(config, grid, result, target, wall, curvature, dataset)
 
 
-def _on_dask(scheduler, config, members, horizon, chunk_size, progress) -> dict:
+def _on_dask(scheduler, config, members, horizon, chunk_size, progress, dataset) -> dict:
     from distributed import Client, as_completed
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
@@ -288,6 +292,7 @@ def _on_dask(scheduler, config, members, horizon, chunk_size, progress) -> dict:
                 values,
                 {name: v[s : s + chunk_size] for name, v in members.items()},
                 horizon,
+                dataset=dataset,
                 pure=False,
             ): s
             for s in starts
@@ -314,7 +319,7 @@ def _on_dask(scheduler, config, members, horizon, chunk_size, progress) -> dict:
     }
 
 
-def _dataset(config, grid, result, target, wall, curvature) -> xr.Dataset:
+def _dataset(config, grid, result, target, wall, curvature, dataset) -> xr.Dataset:
     import xarray as xr
 
     (first, values1), (second, values2) = grid.items()
@@ -347,7 +352,7 @@ def _dataset(config, grid, result, target, wall, curvature) -> xr.Dataset:
         },
     )
     if curvature:
-        ds.attrs.update(_curvatures(config, final, result["final_theta"]))
+        ds.attrs.update(_curvatures(config, final, result["final_theta"], dataset))
     return ds
 
 
@@ -358,10 +363,10 @@ def time_to_target(loss: np.ndarray, t: np.ndarray, target: float) -> np.ndarray
     return np.where(reached.any(-1), t[first], np.nan)
 
 
-def _curvatures(config, final_loss: np.ndarray, final_theta: np.ndarray) -> dict:
+def _curvatures(config, final_loss: np.ndarray, final_theta: np.ndarray, dataset) -> dict:
     """λ_min, λ_max of ∇²L on the training set at the initial weights and at the best
     cell's final weights (the cell of least final loss), plus which cell that was."""
-    trainer = Trainer(config)
+    trainer = Trainer(config, dataset=dataset)
     system, ds = trainer.system, trainer.dataset
     system.set_batch(ds.x_train, ds.y_train)
     lo, hi = curvature_extremes(system.loss, trainer.initial_theta)

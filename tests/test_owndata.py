@@ -9,7 +9,10 @@ from waiting import wait_for
 
 from phviz import make_config
 from phviz.budget import Budget
+from phviz.training import Trainer
+from phviz.userdata import points_dataset
 from phviz.views import Explorer
+from phviz.views.gainmap import GainMap
 from phviz.views.layergains import checked_layer_gain, layer_mapping, layer_prefixes
 from phviz.views.owndata import DRAWN, drawn_points
 
@@ -170,6 +173,17 @@ def test_an_edit_on_an_older_copy_does_not_undo_a_replacement(explorer):
     assert own.drawn.data["label"][-1] == 1 and own.drawn.data["x"][-1] == 0.5
 
 
+def test_data_settings_wait_while_the_run_trains_on_own_data(explorer):
+    before = explorer.session.trainer
+    explorer.own_data.set_drawn(*drawn(12))
+    explorer.own_data.train_on_drawn()
+    trainer = wait_for(lambda: new_trainer(explorer, before), timeout=60)
+    explorer.settings.noise = 0.3
+    text = banner(explorer)
+    assert "Changed noise of the 'moons' data set: the run goes on with your drawn" in text
+    assert explorer.session.trainer is trainer and explorer.session.config.noise == 0.3
+
+
 def test_back_to_the_data_set_clears_the_drawn_points(explorer):
     explorer.own_data.set_drawn(*drawn(12))
     explorer.own_data.train_on_drawn()
@@ -227,3 +241,14 @@ def test_a_regression_file_trains_a_field(explorer):
 def shown_kind(explorer):
     explorer.update_view(force=True)
     return explorer.task_kind
+
+
+def test_the_gain_map_trains_on_the_runs_own_data():
+    config = make_config("default", device="cpu", hidden="8", n_samples=120)
+    own = points_dataset(*drawn(12), train_fraction=1.0, name=DRAWN)
+    view = GainMap(config, data=lambda: own, x_values=[0.5, 2.0], y_values=[1.0], horizon=0.2)
+    view.start()
+    view.wait(60)
+    initial = view.result.attrs["initial_train_loss"]
+    assert initial == pytest.approx(Trainer(config, dataset=own).evaluate()["train_loss"])
+    assert initial != pytest.approx(Trainer(config).evaluate()["train_loss"])

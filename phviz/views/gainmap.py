@@ -59,12 +59,14 @@ class GainMap(pn.viewable.Viewer):
         runner: Callable[[Callable[[], object]], object] | None = None,
         budget: Budget | None = None,
         parameters: Callable[[], int] | None = None,
+        data: Callable[[], object] | None = None,
         deferred: bool = False,
         **params,
     ):
         """``runner(fn)`` runs ``fn`` in the background (default: a thread).
         ``budget`` with ``parameters()`` (the model's parameter count) refuses a map
-        over the server's limits before anything runs. ``deferred``: the background
+        over the server's limits before anything runs. ``data()`` gives the
+        ``Dataset`` to train on (None: the one ``config`` names). ``deferred``: the background
         work only leaves its news (progress, status, result) for ``sync()`` to apply on
         the caller's thread, e.g. a server's periodic callback."""
         super().__init__(**params)
@@ -73,6 +75,7 @@ class GainMap(pn.viewable.Viewer):
         self.runner = runner if runner is not None else in_thread
         self.budget = budget
         self.parameters = parameters
+        self.data = data
         self.deferred = deferred
         self._cancel = threading.Event()
         self._cancel_reason = "Cancelled."
@@ -110,11 +113,12 @@ class GainMap(pn.viewable.Viewer):
             self._news = {}
         axes = {self.x_gain: list(self.x_values), self.y_gain: list(self.y_values)}
         config = make_config(**self.config.values())  # a snapshot: the sidebar may move on
+        dataset = self.data() if self.data is not None else None
         with param.edit_constant(self):
             self.running = True
         self.progress.value, self.progress.visible = 0, True
         self.status = f"Computing {cells} runs …"
-        self.runner(lambda: self._compute(config, axes, cancel, done))
+        self.runner(lambda: self._compute(config, dataset, axes, cancel, done))
 
     def cancel(self, reason: str = "Cancelled.") -> None:
         """Stop the sweep in flight, if any (it stops within one switching interval);
@@ -151,14 +155,14 @@ class GainMap(pn.viewable.Viewer):
         if not self.deferred:
             self.sync()
 
-    def _compute(self, config, axes: dict, cancel: threading.Event, done) -> None:
+    def _compute(self, config, dataset, axes: dict, cancel: threading.Event, done) -> None:
         def progress(n: int, total: int) -> None:
             if cancel.is_set():
                 raise Cancelled
             self._tell(cancel, progress=int(100 * n / max(total, 1)))
 
         try:
-            ds = sweep(config, horizon=self.horizon, progress=progress, **axes)
+            ds = sweep(config, horizon=self.horizon, progress=progress, dataset=dataset, **axes)
         except Cancelled:
             self._tell(cancel, status=self._cancel_reason, finished=True)
         except (ValueError, TypeError) as err:

@@ -1,7 +1,8 @@
 """The explorer's gain map tab, and the ghost curves it leaves on the energy plot.
 
 ``GainView`` belongs to one ``Explorer``. Its map (a ``GainMap``) is computed around
-the current gains for the current data and model, on the process's worker pool
+the current gains for the data the run trains on (the user's own included) and the
+current model, on the process's worker pool
 (``Scheduler.run_once``), within the server's per-session budget, and is cancelled
 when the data or the model change. A click on a cell sets that cell's gains in the
 sidebar and restarts the run; the cell's H(t) from the map stays on the energy plot
@@ -96,6 +97,7 @@ class GainView:
             runner=session.scheduler.run_once,
             budget=session.budget,
             parameters=self._parameters,
+            data=lambda: session.data,
             deferred=True,
             size=5,
             horizon=5.0,
@@ -132,6 +134,7 @@ class GainView:
         self._ghosts: tuple | None = None  # (key, {method: Ghost or error text})
         self._wanted = None  # the key of the ghosts asked for last
         self._cancelled = threading.Event()
+        self._data = session.data  # the user's own data the map was made for, if any
         explorer.settings.param.watch(self._on_rebuild, list(REBUILD))
 
     # ------------------------------------------------------------ the gain map
@@ -179,6 +182,9 @@ class GainView:
         """On the server's thread, every tick: the map's news, and the optimizer
         ghosts asked for, or drawn once the pool has made them."""
         self.map.sync()
+        if self.explorer.session.data is not self._data:  # own data, or back from it
+            self._data = self.explorer.session.data
+            self._on_rebuild()
         if self._stale:
             self._forget_map()
         picked, self._picked_now = self._picked_now, None

@@ -35,6 +35,8 @@ TRACKED_COLUMNS = MAX_TRACKED
 # Changes the running trainer takes at its next switching interval.
 GAINS = ("damping", "inertia", "potential_gain", "weight_decay")
 SOLVER_SETTINGS = ("solver", "rtol", "atol", "step_size", "max_steps", "switching_interval")
+# Settings of the generated data set: they wait while the run trains on the user's own.
+DATA_SETTINGS = ("n_samples", "noise", "train_fraction", "data_seed")
 # Changes that need a new data set or model, hence a reset.
 REBUILD = (
     "dataset",
@@ -241,6 +243,18 @@ class LiveSession(Job):
             return
         if "dataset" in changes:  # a named data set again, in place of the user's own
             self.data = None
+        if self.data is not None:
+            waiting = [k for k in structural if k in DATA_SETTINGS]
+            structural = [k for k in structural if k not in DATA_SETTINGS]
+            if waiting and not structural:
+                what = ", ".join(_label(k) for k in waiting)
+                name = self.config.dataset
+                self.notice = Notice(
+                    f"Changed {what} of the '{name}' data set: the run goes on with "
+                    f"{self.data.name} (Back to {name} uses it).",
+                    "info",
+                )
+                return
         if structural:
             what = ", ".join(_label(k) for k in structural)
             reason = f"Changed {what}: a new model was built and the run restarted at t = 0."

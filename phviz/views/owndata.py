@@ -57,7 +57,7 @@ class OwnData:
         self.session = explorer.session
         self.drawn = ColumnDataSource(dict(x=[], y=[], label=[]))
         self._version = 0  # of the server's last replacement of the drawn points
-        self._replacing = False
+        self._put_last: dict = {}  # the server's last own change of the drawn points
         self.tools: list[PointDrawTool] = []
         self._trainer = None
         self._upload = None  # (file name, the pool's task reading it)
@@ -165,8 +165,9 @@ class OwnData:
         self.tools = [tool]
 
     def _on_class(self, event) -> None:
-        for tool in self.tools:
-            tool.empty_value = int(event.new)
+        with pn.io.unlocked():  # a widget's callback may hold no document lock
+            for tool in self.tools:
+                tool.empty_value = int(event.new)
 
     # ------------------------------------------------------------ actions
     def train_on_drawn(self, reason: str | None = None) -> None:
@@ -268,19 +269,18 @@ class OwnData:
 
     def _put(self, data: dict) -> None:
         """The server's own change of the drawn points; the count follows them to the
-        page (in this order: the page counts what it holds)."""
-        self._replacing = True
-        try:
+        page (in this order: the page counts what it holds). A button's callback may
+        hold no document lock: ``unlocked`` sends the changes all the same."""
+        self._put_last = data
+        with pn.io.unlocked():
             self.drawn.data = data
-        finally:
-            self._replacing = False
-        self.drawn_count.text = _drawn_count_html(len(data["x"]))
+            self.drawn_count.text = _drawn_count_html(len(data["x"]))
 
     def _on_edit(self, attr, old, new) -> None:
         """An edit from the page: kept if made on the latest version (a point it added
         takes the class picked, which may have reached the server after the click);
         otherwise the page gets the server's points back and is told why."""
-        if self._replacing:
+        if new == self._put_last:  # the server's own change
             return
         if f"{VERSION} {self._version}" not in new:
             self._put(dict(old))
