@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,11 +107,21 @@ def load_settings(path) -> TrainingConfig:
 
 
 # ------------------------------------------------------------------ animation
+GAIN_LABELS = {
+    "damping": "damping B",
+    "inertia": "inertia M",
+    "potential_gain": "potential gain a",
+    "weight_decay": "weight decay c",
+}
+
+
 def animate(
-    trainer,
+    model,
+    dataset,
     records: Sequence,
     path,
     *,
+    gains: Mapping | None = None,
     frames: int = 60,
     fps: float = 12.0,
     resolution: int = 41,
@@ -121,9 +131,12 @@ def animate(
     ``frames`` moments of the run, written to ``path`` (.gif, or .mp4 with
     imageio-ffmpeg installed); ``progress(done, total)`` is called after each frame.
 
-    The landscape is the potential over the plane of the path's two leading
-    principal directions (``Plane.from_trajectory``), on ``trainer``'s training set
-    with its current gains; ``records`` are the run's records (each holds θ).
+    The landscape is the potential a·L(θ) + (c/2)‖θ‖² of ``model`` on ``dataset``'s
+    training set over the plane of the path's two leading principal directions
+    (``Plane.from_trajectory``); ``records`` are the run's records (each holds θ).
+    ``gains`` (damping, inertia, potential_gain, weight_decay: numbers, or tensors of
+    one value a parameter) are named in the title; a and c shape the landscape
+    (default 1 and 0).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -141,7 +154,7 @@ def animate(
         raise ValueError("An animation needs a run of at least two records: press Run first")
     if not (isinstance(frames, int) and frames >= 2) or not fps > 0:
         raise ValueError(f"Invalid frames/fps: {frames!r}, {fps!r} (need >= 2 and > 0)")
-    pictures = _frames(trainer, records, frames, resolution, progress)
+    pictures = _frames(model, dataset, records, dict(gains or {}), frames, resolution, progress)
     if suffix == ".gif":
         _write_gif(path, pictures, fps)
     else:
@@ -163,20 +176,36 @@ def _write_gif(path: Path, pictures: np.ndarray, fps: float) -> None:
     )
 
 
-def _frames(trainer, records, frames, resolution, progress):
+def _title(dataset, gains: dict) -> str:
+    def value(v) -> str:
+        return f"{float(v):g}" if np.size(v) == 1 else "by layer"
+
+    named = [f"{label} = {value(gains[k])}" for k, label in GAIN_LABELS.items() if k in gains]
+    return " · ".join([dataset.name, *named])
+
+
+def _frames(model, dataset, records, gains: dict, frames, resolution, progress):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from . import colours
-    from .landscape import Plane, extent_around, trainer_surface
+    from .landscape import Plane, Potential, extent_around
 
     thetas = np.stack([np.asarray(r.theta, dtype=np.float64) for r in records])
     plane = Plane.from_trajectory(thetas)
     xy = plane.project(thetas).xy
     extent = extent_around(xy, margin=0.3)
-    xs, ys, z = trainer_surface(trainer, plane, extent=extent, resolution=resolution)
+    potential = Potential(
+        model,
+        dataset.loss_fn,
+        dataset.x_train,
+        dataset.y_train,
+        potential_gain=gains.get("potential_gain", 1.0),
+        weight_decay=gains.get("weight_decay", 0.0),
+    )
+    xs, ys, z = potential.surface(plane, extent, resolution)
     logz = np.log10(np.maximum(np.where(np.isfinite(z), z, np.nan), 1e-12))
     t = np.array([r.t for r in records])
     palette = {
@@ -211,12 +240,7 @@ def _frames(trainer, records, frames, resolution, progress):
         for name in energy
     }
     ener.legend(handles=list(lines.values()), loc="upper right")
-    c = trainer.config
-    fig.suptitle(
-        f"{c.dataset} · damping B = {c.damping:g} · inertia M = {c.inertia:g} · "
-        f"potential gain a = {c.potential_gain:g} · weight decay c = {c.weight_decay:g}",
-        fontsize=14,
-    )
+    fig.suptitle(_title(dataset, gains), fontsize=14)
     fig.tight_layout()
     # The landscape, axes and legend are drawn once; each frame redraws only the moving
     # artists over a copy of them (a full draw per frame costs about ten times more).

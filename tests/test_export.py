@@ -88,9 +88,11 @@ def test_animation_is_a_gif_of_the_run(run, tmp_path):
     trainer, records = run
     seen = []
     path = animate(
-        trainer,
+        trainer.model,
+        trainer.dataset,
         records,
         tmp_path / "run.gif",
+        gains={"damping": 0.5, "weight_decay": trainer.system.weight_decay},
         frames=5,
         resolution=11,
         progress=lambda done, total: seen.append((done, total)),
@@ -106,6 +108,6 @@ def test_animation_is_a_gif_of_the_run(run, tmp_path):
 def test_animation_refuses_what_it_cannot_write(run, tmp_path):
     trainer, records = run
     with pytest.raises(ValueError, match="use one of"):
-        animate(trainer, records, tmp_path / "run.avi")
+        animate(trainer.model, trainer.dataset, records, tmp_path / "run.avi")
     with pytest.raises(ValueError, match="at least two records"):
-        animate(trainer, records[:1], tmp_path / "run.gif")
+        animate(trainer.model, trainer.dataset, records[:1], tmp_path / "run.gif")

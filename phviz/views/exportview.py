@@ -15,31 +15,23 @@ import io
 import tempfile
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import panel as pn
 
 from .. import export
-from ..config import make_config
 from .live import Notice
 
 GIF_FRAMES = 48
 
 
-def _still(trainer) -> SimpleNamespace:
-    """What ``export.animate`` reads of a trainer, copied: the model, the data (not
-    written during a run), the gains and the settings; the live trainer goes on."""
+def _still(trainer) -> dict:
+    """``export.animate``'s arguments from a trainer, copied (the live trainer goes on):
+    its model, its data (not written during a run) and its gains."""
     system = trainer.system
-    return SimpleNamespace(
+    return dict(
         model=copy.deepcopy(trainer.model),
         dataset=trainer.dataset,
-        config=make_config(**trainer.config.values()),
-        system=SimpleNamespace(
-            potential_gain=system.potential_gain,
-            weight_decay=system.weight_decay,
-            inputs=None,
-            targets=None,
-        ),
+        gains={k: copy.deepcopy(getattr(system, k)) for k in export.GAIN_LABELS},
     )
 
 
@@ -127,20 +119,28 @@ class ExportView:
 
         def snapshot() -> None:  # in the session's slice: the trainer is its own there
             try:
-                trainer = _still(session.trainer)
+                still = _still(session.trainer)
             except Exception as err:
                 self._tell(error=f"The animation could not be made: {err}")
                 return
-            session.scheduler.run_once(lambda: self._draw(trainer, records, path))
+            session.scheduler.run_once(lambda: self._draw(still, records, path))
 
         session.request(snapshot)
 
-    def _draw(self, trainer, records, path: Path) -> None:
+    def _draw(self, still: dict, records, path: Path) -> None:
         def progress(done: int, total: int) -> None:
             self._tell(progress=int(100 * done / max(total, 1)))
 
         try:
-            export.animate(trainer, records, path, frames=GIF_FRAMES, progress=progress)
+            export.animate(
+                still["model"],
+                still["dataset"],
+                records,
+                path,
+                gains=still["gains"],
+                frames=GIF_FRAMES,
+                progress=progress,
+            )
         except Exception as err:  # said in the banner, never a traceback
             self._tell(error=f"The animation could not be made: {err}")
             return
