@@ -8,58 +8,12 @@ fails only when the condition never comes.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from browsing import DEADLINE, open_explorer, served, shows, status_numbers, wait_until
 
-from phviz.bench.serve import CHROMIUM, CHROMIUM_ARGS, free_port
-from phviz.bench.serve import serve as launch_server
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
-LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:http://127.0.0.1", "about:")
-DEADLINE = 40.0  # seconds any one condition may take on a loaded 2-core machine
-
-
-def wait_until(condition, what: str, timeout: float = DEADLINE, poll: float = 0.1):
-    """``condition()``'s first truthy value, polled until ``timeout``; fails saying ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.0f} s for {what}")
-        time.sleep(poll)
-
-
-def serve(port: int, log_path: Path, *extra: str) -> subprocess.Popen:
-    """``panel serve apps/explorer.py`` as the README runs it (the benchmark's own
-    launcher), on a free local port, logging to ``log_path``."""
-    log = open(log_path, "w")  # noqa: SIM115 (closed with the process)
-    try:
-        return launch_server(port, log, *extra)
-    except RuntimeError as err:
-        raise RuntimeError(f"{err}:\n{log_path.read_text()}") from None
-
-
-def status_numbers(page) -> tuple[float, float] | None:
-    """(t, train loss) from the status line, or None while it is not drawn yet. Its
-    text is read whether it is shown or in a tab not shown."""
-    status = page.locator(".phviz-status")
-    if not status.count():
-        return None
-    text = status.first.text_content()
-    t = re.search(r"\bt\s+([-\d.e+]+)", text)
-    loss = re.search(r"train loss\s+([-\d.e+]+)", text)
-    if not (t and loss):
-        return None
-    return float(t.group(1)), float(loss.group(1))
+pytestmark = pytest.mark.browser
 
 
 def drive(page) -> None:
@@ -111,98 +65,49 @@ def screenshot_path(tmp_path: Path) -> Path:
     return Path(os.environ.get("PHVIZ_SCREENSHOT") or tmp_path / "explorer.png")
 
 
-def launch(sync_api, p):
-    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+def test_explorer_runs_and_pauses(explorer, page, tmp_path):
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    open_explorer(page, explorer)
+    drive(page)
+    page.screenshot(path=str(screenshot_path(tmp_path)))
 
 
-def test_explorer_runs_and_pauses(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    server = serve(port, log_path)
-    console, offsite = [], []
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = launch(sync_api, p)
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})
-            page.set_default_timeout(DEADLINE * 1000)
-            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: console.append(str(e)))
-            page.on("request", lambda r: None if r.url.startswith(LOCAL) else offsite.append(r.url))
-            page.goto(f"http://127.0.0.1:{port}/explorer")
-            try:
-                drive(page)
-                page.screenshot(path=str(screenshot_path(tmp_path)))
-            except BaseException:
-                page.screenshot(path=str(tmp_path / "failure.png"))  # what the user saw
-                raise
-            page.close()  # the session is destroyed and its work stops
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
-    log = log_path.read_text()
-    assert "Traceback" not in log, log
-    assert not console, console
-    assert not offsite, offsite
-
-
-def shows(page, text: str) -> bool:
-    """Whether ``text`` is on the page and visible (the banner renders in a shadow
-    root, which text locators pierce)."""
-    found = page.get_by_text(text)
-    return found.count() > 0 and found.first.is_visible()
-
-
-def test_budget_messages_and_a_full_server(tmp_path):
+def test_budget_messages_and_a_full_server(browser, tmp_path):
     """A model over the server's budget is refused by name and the banner follows the
     fix; with one place, a second tab is told the server is full, and gets in once
     the first tab has closed."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    port = free_port()
-    log_path = tmp_path / "server.log"
     # Closed tabs are noticed within half a second, not Bokeh's default 17 s.
     quick = ["--check-unused-sessions", "500", "--unused-session-lifetime", "500"]
-    server = serve(port, log_path, *quick, "--args", "--max-sessions", "1")
-    url = f"http://127.0.0.1:{port}/explorer"
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = launch(sync_api, p)
-            first = browser.new_page(viewport={"width": 1600, "height": 1000})
-            first.set_default_timeout(DEADLINE * 1000)
-            first.goto(url)
-            wait_until(lambda: status_numbers(first), "the status line")
-            hidden = first.locator(".phviz-hidden input").first
-            hidden.fill("4000,4000,4000")
-            hidden.press("Enter")
-            limit = "at most 200,000 parameters on this server"
-            wait_until(lambda: shows(first, limit), "the budget message")
-            hidden.fill("8")
-            hidden.press("Enter")
-            wait_until(lambda: shows(first, "Changed hidden widths"), "the banner to follow")
-            assert not shows(first, limit)
+    with served(tmp_path / "server.log", *quick, "--args", "--max-sessions", "1") as url:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(DEADLINE * 1000)
+        open_explorer(page, url)
+        wait_until(lambda: status_numbers(page), "the status line")
+        hidden = page.locator(".phviz-hidden input").first
+        hidden.fill("4000,4000,4000")
+        hidden.press("Enter")
+        limit = "at most 200,000 parameters on this server"
+        wait_until(lambda: shows(page, limit), "the budget message")
+        hidden.fill("8")
+        hidden.press("Enter")
+        wait_until(lambda: shows(page, "Changed hidden widths"), "the banner to follow")
+        assert not shows(page, limit)
 
-            second = browser.new_page()
-            second.goto(url)
-            second.locator(".phviz-full").first.wait_for()
-            wait_until(lambda: shows(second, "This server is full"), "the full-server page")
-            assert not second.locator(".phviz-run").count()
-            second.close()
+        second = browser.new_page()
+        second.goto(url)
+        second.locator(".phviz-full").first.wait_for()
+        wait_until(lambda: shows(second, "This server is full"), "the full-server page")
+        assert not second.locator(".phviz-run").count()
+        second.close()
 
-            first.close()  # its place is freed once the server notices
+        page.close()  # its place is freed once the server notices
 
-            def admitted() -> bool:
-                third = browser.new_page()
-                third.goto(url)
-                third.locator(".phviz-run, .phviz-full").first.wait_for()
-                ok = third.locator(".phviz-run").count() > 0
-                third.close()
-                return ok
+        def admitted() -> bool:
+            third = browser.new_page()
+            third.goto(url)
+            third.locator(".phviz-run, .phviz-full").first.wait_for()
+            ok = third.locator(".phviz-run").count() > 0
+            third.close()
+            return ok
 
-            wait_until(admitted, "a place after the first tab closed", poll=0.5)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
-    log = log_path.read_text()
-    assert "Traceback" not in log, log
+        wait_until(admitted, "a place after the first tab closed", poll=0.5)

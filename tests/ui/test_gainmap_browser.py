@@ -4,17 +4,9 @@ sidebar takes its gains while the run restarts. Every wait is on a condition."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
-from test_explorer_browser import (
-    DEADLINE,
-    free_port,
-    launch,
-    serve,
-    status_numbers,
-    wait_until,
-)
+from browsing import DEADLINE, open_explorer, status_numbers, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -29,33 +21,9 @@ def gains_used(page) -> tuple[float, float] | None:
     return (float(found.group(1)), float(found.group(2))) if found else None
 
 
-def test_a_clicked_cell_sets_its_gains_and_restarts_the_run(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    server = serve(port, log_path)
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = launch(sync_api, p)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(DEADLINE * 1000)
-            page.goto(f"http://127.0.0.1:{port}/explorer", timeout=4 * DEADLINE * 1000)
-            try:
-                drive(page, tmp_path)
-            except BaseException:
-                page.screenshot(path=str(tmp_path / "failure.png"))
-                raise
-            page.close()  # the session ends: its work (a map in flight too) stops
-            browser.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:  # a loaded machine; the test's verdict stands
-            server.kill()
-            server.wait(10)
-    log = log_path.read_text()
-    assert "Traceback" not in log, log
+def test_a_clicked_cell_sets_its_gains_and_restarts_the_run(explorer, page, tmp_path):
+    open_explorer(page, explorer)
+    drive(page, tmp_path)
 
 
 def drive(page, tmp_path) -> None:

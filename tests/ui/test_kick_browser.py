@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
-from test_explorer_browser import DEADLINE, LOCAL, launch, serve, shows, wait_until
+from browsing import open_explorer, shows, wait_until
 
-from phviz.bench.serve import CHROMIUM, free_port
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.browser
 
 
 def status(page) -> dict[str, float] | None:
@@ -41,63 +35,35 @@ def banner_text(page) -> str:
     return found.first.text_content() if found.count() and found.first.is_visible() else ""
 
 
-def test_a_kick_while_paused_shows_in_the_banner_and_the_status_line(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    server = serve(port, log_path)
-    console, offsite = [], []
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = launch(sync_api, p)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(DEADLINE * 1000)
-            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: console.append(str(e)))
-            page.on("request", lambda r: None if r.url.startswith(LOCAL) else offsite.append(r.url))
-            page.goto(f"http://127.0.0.1:{port}/explorer")
-            try:
-                start = wait_until(lambda: status(page), "the status line")
-                run = page.locator(".phviz-run button")
-                run.click()
-                wait_until(lambda: run.inner_text().strip() == "Pause", "Run to become Pause")
-                moved = lambda: (s := status(page)) and s["t"] > start["t"] + 1.0  # noqa: E731
-                wait_until(moved, "t to advance")
-                run.click()
-                wait_until(lambda: run.inner_text().strip() == "Run", "Pause to become Run")
-                before = wait_until(lambda: status(page), "the status line after Pause")
+def test_a_kick_while_paused_shows_in_the_banner_and_the_status_line(explorer, page, tmp_path):
+    open_explorer(page, explorer)
+    start = wait_until(lambda: status(page), "the status line")
+    run = page.locator(".phviz-run button")
+    run.click()
+    wait_until(lambda: run.inner_text().strip() == "Pause", "Run to become Pause")
+    moved = lambda: (s := status(page)) and s["t"] > start["t"] + 1.0  # noqa: E731
+    wait_until(moved, "t to advance")
+    run.click()
+    wait_until(lambda: run.inner_text().strip() == "Run", "Pause to become Run")
+    before = wait_until(lambda: status(page), "the status line after Pause")
 
-                energy = page.locator(".phviz-kick-energy input").first
-                energy.fill("1")
-                energy.press("Enter")
-                page.locator(".phviz-kick button").click()
-                text = wait_until(lambda: banner_text(page), "the kick's notice")
-                assert "+ΔE = 1 into the momenta (along p)" in text
-                after = wait_until(
-                    lambda: (s := status(page)) and s["H"] != before["H"] and s, "H to change"
-                )
-                assert after["t"] == before["t"]  # paused: the kick alone moved H
-                assert after["H"] == pytest.approx(before["H"] + 1.0, abs=0.01)
-                told = float(re.search(r"H is now ([-\d.e+]+)", text).group(1))
-                assert told == pytest.approx(after["H"], rel=1e-3)
-                assert run.inner_text().strip() == "Run"
+    energy = page.locator(".phviz-kick-energy input").first
+    energy.fill("1")
+    energy.press("Enter")
+    page.locator(".phviz-kick button").click()
+    text = wait_until(lambda: banner_text(page), "the kick's notice")
+    assert "+ΔE = 1 into the momenta (along p)" in text
+    after = wait_until(lambda: (s := status(page)) and s["H"] != before["H"] and s, "H to change")
+    assert after["t"] == before["t"]  # paused: the kick alone moved H
+    assert after["H"] == pytest.approx(before["H"] + 1.0, abs=0.01)
+    told = float(re.search(r"H is now ([-\d.e+]+)", text).group(1))
+    assert told == pytest.approx(after["H"], rel=1e-3)
+    assert run.inner_text().strip() == "Run"
 
-                energy.fill("-1")
-                energy.press("Enter")
-                page.locator(".phviz-kick button").click()
-                wait_until(lambda: shows(page, "Invalid kick energy: -1.0"), "the bad ΔE named")
-                assert status(page)["H"] == after["H"]
-                shot = os.environ.get("PHVIZ_KICK_SCREENSHOT")
-                page.screenshot(path=shot or str(tmp_path / "kick.png"))
-            except BaseException:
-                page.screenshot(path=str(tmp_path / "failure.png"))
-                raise
-            page.close()
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
-    log = log_path.read_text()
-    assert "Traceback" not in log, log
-    assert not console, console
-    assert not offsite, offsite
+    energy.fill("-1")
+    energy.press("Enter")
+    page.locator(".phviz-kick button").click()
+    wait_until(lambda: shows(page, "Invalid kick energy: -1.0"), "the bad ΔE named")
+    assert status(page)["H"] == after["H"]
+    shot = os.environ.get("PHVIZ_KICK_SCREENSHOT")
+    page.screenshot(path=shot or str(tmp_path / "kick.png"))

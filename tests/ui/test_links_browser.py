@@ -12,72 +12,23 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from browsing import served
 
-from phviz.bench.serve import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
-from phviz.bench.serve import serve as launch_server
+from phviz.bench.serve import ROOT
 from phviz.lessons import LESSONS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.browser
 DEADLINE_MS = 60_000  # any one condition on a loaded 2-core machine
 STATUS_T = re.compile(r"\bt\s+0\.10\b")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """One server for the module, running this checkout's phviz."""
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    port = free_port()
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old]))
-    log = open(log_path, "w")  # noqa: SIM115 (closed with the process)
-    try:
-        proc = launch_server(port, log)
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
-    yield f"http://127.0.0.1:{port}/explorer"
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-    text = log_path.read_text()
-    assert "Traceback" not in text, text
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, tmp_path):
-    context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(DEADLINE_MS)
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        yield page
-    except BaseException:
-        page.screenshot(path=str(tmp_path / "failure.png"))
-        raise
-    finally:
-        context.close()
-    assert not errors, errors
+    """One server for the module."""
+    with served(tmp_path_factory.mktemp("server") / "server.log") as url:
+        yield url
 
 
 def expect(locator):

@@ -6,18 +6,9 @@ damping edit shows. Every wait is on a condition."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
-from test_explorer_browser import (
-    DEADLINE,
-    free_port,
-    launch,
-    serve,
-    shows,
-    status_numbers,
-    wait_until,
-)
+from browsing import open_explorer, shows, status_numbers, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -48,36 +39,9 @@ def draw(page, task, label: int, at: tuple[float, float]) -> None:
     wait_until(lambda: drawn_count(page) == n + 1, f"the point drawn at {at}")
 
 
-def test_drawn_and_uploaded_points_reach_the_training_set(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    server = serve(port, log_path)
-    console: list[str] = []
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = launch(sync_api, p)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(DEADLINE * 1000)
-            page.on("pageerror", lambda e: console.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/explorer", timeout=4 * DEADLINE * 1000)
-            try:
-                drive(page, tmp_path)
-            except BaseException:
-                page.screenshot(path=str(tmp_path / "failure.png"))
-                raise
-            page.close()
-            browser.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-    log = log_path.read_text()
-    assert "Traceback" not in log, log
-    assert not console, console
+def test_drawn_and_uploaded_points_reach_the_training_set(explorer, page, tmp_path):
+    open_explorer(page, explorer)
+    drive(page, tmp_path)
 
 
 def drive(page, tmp_path) -> None:
