@@ -186,3 +186,14 @@ def test_the_start_of_each_curve_is_marked():
         assert phase.y_range.end - phase.y_range.start >= 0.05
     finally:
         e.close()
+
+
+def test_the_presenter_view_folds_the_lessons_text_under_its_title():
+    lesson = LESSONS["underdamped"]
+    e = opened({"present": "1", "lesson": "underdamped"})
+    try:
+        text = e.lessons.pane.object
+        assert text.startswith(f"<details><summary><b>{lesson.title}</b></summary>")
+        assert lesson.text in text
+    finally:
+        e.close()

@@ -14,8 +14,11 @@ from ..lessons import LESSONS, Lesson
 NONE = "none"
 
 
-def lesson_markdown(lesson: Lesson) -> str:
-    """The lesson's title and text as the pane shows them."""
+def lesson_markdown(lesson: Lesson, compact: bool = False) -> str:
+    """The lesson's title and text as the pane shows them (``compact``: the title, and
+    the text once the title is clicked)."""
+    if compact:
+        return f"<details><summary><b>{lesson.title}</b></summary>\n\n{lesson.text}\n\n</details>"
     return f"### {lesson.title}\n\n{lesson.text}"
 
 
@@ -46,6 +49,7 @@ class LessonView:
             },
             margin=(4, 10),
         )
+        self.compact = False
         self._show()
         self.picker.param.watch(self._on_pick, "value")
         explorer.param.watch(self._on_preset, "preset")
@@ -59,12 +63,25 @@ class LessonView:
     def sidebar(self) -> list:
         return [self.picker]
 
+    def make_compact(self) -> None:
+        """The title, and the text in smaller type once it is clicked (the presenter
+        view: on 1280 × 720 the lesson in full pushed the plots below the fold)."""
+        self.compact = True
+        self.pane.styles = {
+            **self.pane.styles,
+            "font-size": "16px",
+            "line-height": "1.3",
+            "padding": "0 10px",
+        }
+        self.pane.margin = (0, 10)
+        self._show()
+
     def _show(self) -> None:
         lesson = self.lesson
         if lesson is None:
             self.pane.visible = False
             return
-        self.pane.object = lesson_markdown(LESSONS[lesson])
+        self.pane.object = lesson_markdown(LESSONS[lesson], self.compact)
         self.pane.visible = True
 
     def _on_pick(self, event) -> None:

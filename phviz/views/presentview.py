@@ -47,8 +47,8 @@ def styled_for_projector(fig):
 
 
 def present(explorer) -> None:
-    """Restyle one explorer's plots and status line for a projector; task figures made
-    later (a new data set) are restyled as they come."""
+    """Restyle one explorer's plots, status line and lesson for a projector; task
+    figures made later (a new data set) are restyled as they come."""
     plots = explorer.plots
     for fig in (*plots.timeline, plots.phase_fig, plots.landscape_fig):
         styled_for_projector(fig)
@@ -57,5 +57,6 @@ def present(explorer) -> None:
         styled_for_projector(plots.task_fig)
     explorer.clock.styles = {**explorer.clock.styles, "font-size": STATUS}
     explorer.clock.height = 74  # two lines at this size on 1280 pixels
+    explorer.lessons.make_compact()
     if plots.key is not None:
         plots.key.styles = {**plots.key.styles, "font-size": KEY}
