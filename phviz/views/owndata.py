@@ -31,6 +31,25 @@ from .live import Notice
 DRAW_CLASSES = 4  # classes the picker offers (a file may bring up to MAX_CLASSES)
 DRAWN = "your drawn points"
 VERSION = "version"  # the name of the column that says which replacement a copy came from
+MARKER_RADIUS = 7  # px: a click this close to a drawn point is on it
+# A second click within 300 ms is a double tap to Bokeh, which the draw tool ignores:
+# a quick second point would be lost. This adds it as the tool adds a tap's point,
+# unless the click is on a drawn point (a tap there selects it).
+DOUBLE_TAP = f"""
+if (!tool.active) return
+const {{x, y}} = cb_obj
+const xs = source.get_array("x"), ys = source.get_array("y")
+const kx = fig.inner_width / (fig.x_range.end - fig.x_range.start)
+const ky = fig.inner_height / (fig.y_range.end - fig.y_range.start)
+for (let i = 0; i < xs.length; i++) {{
+  if (Math.hypot((xs[i] - x) * kx, (ys[i] - y) * ky) < {MARKER_RADIUS}) return
+}}
+for (const column of source.columns()) {{
+  const value = column == "x" ? x : column == "y" ? y : tool.empty_value
+  source.get_array(column).push(value)
+}}
+source.setv({{data: source.data}}, {{check_eq: false}})
+"""
 
 
 def drawn_points(data: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -162,6 +181,9 @@ class OwnData:
         )
         fig.add_tools(tool)
         fig.toolbar.active_multi = tool  # a click on the plot draws at once
+        fig.js_on_event(
+            "doubletap", CustomJS(args=dict(source=self.drawn, tool=tool, fig=fig), code=DOUBLE_TAP)
+        )
         self.tools = [tool]
 
     def _on_class(self, event) -> None:
