@@ -13,6 +13,7 @@ from phviz.training import Trainer
 from phviz.userdata import points_dataset
 from phviz.views import Explorer
 from phviz.views.gainmap import GainMap
+from phviz.views.gainview import STALE
 from phviz.views.layergains import checked_layer_gain, layer_mapping, layer_prefixes
 from phviz.views.owndata import DRAWN, drawn_points
 
@@ -252,3 +253,16 @@ def test_the_gain_map_trains_on_the_runs_own_data():
     initial = view.result.attrs["initial_train_loss"]
     assert initial == pytest.approx(Trainer(config, dataset=own).evaluate()["train_loss"])
     assert initial != pytest.approx(Trainer(config).evaluate()["train_loss"])
+
+
+def test_the_gain_map_is_dropped_when_the_runs_data_changes(explorer):
+    explorer.gains.map.status = "a map"
+    before = explorer.session.trainer
+    explorer.own_data.set_drawn(*drawn(12))
+    explorer.own_data.train_on_drawn()
+    assert wait_for(lambda: new_trainer(explorer, before), timeout=60)
+    assert explorer.gains.map.status == STALE
+    explorer.gains.map.status = "a map on the drawn points"
+    explorer.settings.noise = 0.3  # the generated data set's: the run's data stay
+    explorer.update_view(force=True)
+    assert explorer.gains.map.status == "a map on the drawn points"

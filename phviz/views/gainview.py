@@ -25,7 +25,7 @@ from bokeh.models import ColumnDataSource
 from ..compare import GHOST_METHODS, ghost_run
 from ..config import make_config
 from .gainmap import GainMap
-from .live import REBUILD
+from .live import DATA_SETTINGS, REBUILD
 
 SIZES = {"3 × 3": 3, "5 × 5": 5, "7 × 7": 7}
 HORIZONS = {"T = 2": 2.0, "T = 5": 5.0, "T = 10": 10.0, "T = 20": 20.0}
@@ -145,7 +145,11 @@ class GainView:
     def _on_rebuild(self, *events) -> None:
         """Data or model changed: a map in flight, or drawn, is of another problem. The
         map is cancelled now; the page changes at the next tick (a widget's callback
-        may hold no document lock)."""
+        may hold no document lock). The generated data set's settings change nothing
+        while the run trains on the user's own data."""
+        if self.explorer.session.data is not None and events:
+            if all(e.name in DATA_SETTINGS for e in events):
+                return
         if self.map.running:
             self.map.cancel(STALE)
         self._stale = True
