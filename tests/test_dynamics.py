@@ -194,13 +194,13 @@ def test_mlp_hand_written_gradient_equals_autograd(activation, loss):
     leaf = theta.clone().requires_grad_(True)
     expected = system.loss(leaf)
     (expected_grad,) = torch.autograd.grad(expected, leaf)
-    assert float(value) == pytest.approx(float(expected), rel=1e-14)
+    assert float(value) == pytest.approx(float(expected), rel=1e-12)
     torch.testing.assert_close(grad, 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
     # the NumPy form that small online runs step with: the same to rounding
     assert system.takes_array_gradients
     targets = system.array_targets(y)
     value, grad = system.array_loss_and_gradient(theta.numpy(), x.numpy(), targets)
-    assert float(value) == pytest.approx(float(expected), rel=1e-13)
+    assert float(value) == pytest.approx(float(expected), rel=1e-12)
     torch.testing.assert_close(torch.from_numpy(grad), 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
     # and the one with its buffers kept, which dopri5's NumPy field calls
     gradient = model.array_gradient(x.numpy(), targets, loss_function(loss).array_form[1])

@@ -489,3 +489,18 @@ def test_the_plots_follow_the_first_update():
         assert e.plots.task_pane in rows[0]
     finally:
         e.close()
+
+
+def test_the_data_plot_hovers_over_the_data_points_only():
+    from bokeh.models import ColumnDataSource, HoverTool
+
+    from phviz.views import figures
+
+    points = ColumnDataSource(
+        figures.point_data(np.zeros((2, 2)), np.zeros(2), np.zeros((0, 2)), np.zeros(0))
+    )
+    fig = figures.regions_figure(
+        ColumnDataSource(figures.image_data(np.zeros(2), np.zeros(2), np.zeros((1, 1)))), points, 2
+    )
+    (hover,) = fig.select(type=HoverTool)
+    assert [r.data_source for r in hover.renderers] == [points]  # no "???" over the regions

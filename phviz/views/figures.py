@@ -256,7 +256,7 @@ def regions_figure(regions: ColumnDataSource, points: ColumnDataSource, n_classe
     fig.image(
         "image", x="x", y="y", dw="dw", dh="dh", source=regions, color_mapper=mapper, alpha=0.3
     )
-    fig.scatter(
+    dots = fig.scatter(
         "x",
         "y",
         source=points,
@@ -266,7 +266,8 @@ def regions_figure(regions: ColumnDataSource, points: ColumnDataSource, n_classe
         line_color="line",
         line_width=1.5,
     )
-    fig.add_tools(HoverTool(tooltips=[("class", "@label"), ("set", "@set")]))
+    # on the data points only: the regions' image and drawn points have no such columns
+    fig.add_tools(HoverTool(renderers=[dots], tooltips=[("class", "@label"), ("set", "@set")]))
     return styled(fig)
 
 
