@@ -117,12 +117,13 @@ class SparePlots:
         self._lock = threading.Lock()
 
     def take(self, scheduler, phase_coordinate: int = 0) -> Plots:
-        with self._lock:
+        with self._lock:  # a finished spare goes to one page only
             task = self._task
-            if task is None or task.done:
+            ready = task is not None and task.done
+            if task is None or ready:
                 self._task = scheduler.run_once(Plots)
         plots = None
-        if task is not None and task.done:
+        if ready:
             try:
                 plots = task.result()
             except Exception:  # built anew below, where an error is seen
