@@ -9,6 +9,7 @@ import torch
 from torchdiffeq import odeint
 
 from phviz import BackgroundRun, Trainer, TrainingError, make_config
+from phviz.training.run import GPU_WORK_THRESHOLD, resolve_device
 
 torch.set_num_threads(1)
 
@@ -238,6 +239,15 @@ def test_unavailable_cuda_is_a_clear_error():
         pytest.skip("CUDA is available here")
     with pytest.raises(ValueError, match="no CUDA device"):
         Trainer(small(device="cuda"))
+
+
+def test_auto_device_weighs_the_work(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto", 338 * 399).type == "cpu"  # the paper's Duffing MLP
+    assert resolve_device("auto", GPU_WORK_THRESHOLD - 1).type == "cpu"
+    assert resolve_device("auto", GPU_WORK_THRESHOLD).type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", 10 * GPU_WORK_THRESHOLD).type == "cpu"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

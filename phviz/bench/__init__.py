@@ -4,4 +4,4 @@ Each section is a module here with a ``report(quick=False)`` function that measu
 side by side in one process and prints its figures (medians of repeats).
 """
 
-SECTIONS = ("core", "landscape", "explorer", "sweep", "serve")
+SECTIONS = ("core", "landscape", "device", "explorer", "sweep", "serve")
