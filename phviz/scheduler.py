@@ -17,6 +17,7 @@ that job is running.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import os
@@ -159,6 +160,14 @@ class Scheduler:
             return True  # called from a slice: nothing else of this job runs now
         with self._cond:
             return self._cond.wait_for(lambda: job not in self._running, timeout)
+
+    @contextlib.contextmanager
+    def holding(self, job: Job):
+        """Hold the pool's lock and yield whether no slice of ``job`` runs: until the
+        block ends none can start, so the caller may touch what the job owns (briefly:
+        every worker waits for the lock meanwhile)."""
+        with self._cond:
+            yield job not in self._running
 
     def load(self) -> float:
         """Jobs that want work (running or due at some time) per worker."""

@@ -130,6 +130,27 @@ def test_pause_is_final_once_settled(pool):
     session.close()
 
 
+def test_a_pause_between_slices_needs_no_worker(pool):
+    """Pause settles at once when no slice of the run is in flight, even while every
+    worker is busy with other sessions."""
+    session = ready_session(pool, max_rate=None)
+    session.play()
+    assert wait_for(lambda: session.poll().records)
+
+    class Long(Busy):
+        def work(self):
+            self._due = math.inf  # one slice
+            super().work()
+
+    other = Long(seconds=3.0, due=NOW)
+    pool.add(other)
+    assert wait_for(lambda: pool.running(other))  # the one worker is taken
+    session.pause()
+    assert session.settled and pool.running(other)
+    assert session.due() == math.inf
+    session.close()
+
+
 def test_pictures_and_training_share_one_session_on_the_pool(pool):
     """A playing session's slices both integrate and make pictures: records keep
     arriving while the landscape and the task picture move on."""

@@ -174,9 +174,14 @@ class LiveSession(Job):
         self.scheduler.notify()
 
     def pause(self) -> None:
-        """Stop after the slice in flight; ``settled`` tells when that has ended."""
+        """Stop after the slice in flight; ``settled`` tells when that has ended (at
+        once when no slice of this run is in flight or waiting)."""
         self._playing = False
-        self.request(self._settle)  # after any picture already due: then all stands still
+        with self.scheduler.holding(self) as idle:
+            if idle and not (self._requests or self._steps):
+                self._settle()  # no slice can start meanwhile: the pictures are ours
+                return
+        self.request(self._settle)  # after the slice in flight: then all stands still
 
     @property
     def settled(self) -> bool:
