@@ -504,3 +504,24 @@ def test_the_data_plot_hovers_over_the_data_points_only():
     )
     (hover,) = fig.select(type=HoverTool)
     assert [r.data_source for r in hover.renderers] == [points]  # no "???" over the regions
+
+
+def test_the_pictures_due_time_is_kept_but_follows_every_change():
+    from phviz import Trainer
+    from phviz.views.worker import Pictures
+
+    trainer = Trainer(make_config("default", horizon=0.0))
+    pictures = Pictures(trainer)
+    for _ in range(10):  # paused: every picture is made once, then nothing is due
+        if pictures.due(False) == math.inf:
+            break
+        pictures.turn()
+    assert pictures.due(False) == math.inf and pictures.phase is not None
+    pictures.request_phase(pictures.phase.index + 1, (-1.0, 1.0), (-1.0, 1.0))
+    assert pictures.due(False) == -math.inf  # another coordinate: its portrait, now
+    pictures.turn()
+    assert pictures.due(False) == math.inf
+    pictures.track(trainer.advance(1))
+    assert pictures.due(False) < math.inf  # the pictures are behind the run
+    pictures.settle()
+    assert pictures.due(False) == math.inf

@@ -312,6 +312,10 @@ class Pictures:
         self._failed_at = -math.inf
         self.retry = 1.0
         self._versions = 0
+        # ``due`` is asked for every session each time a worker looks for work: it is
+        # kept until something it depends on changes (each change bumps ``_changes``).
+        self._changes = 0
+        self._due_cached: tuple = (None, 0.0)  # ((playing, _changes), due)
         index = int(trainer.tracked[0])
         self._phase_request = (index, _around(self._latest.theta[index]), (-1.0, 1.0))
 
@@ -319,12 +323,17 @@ class Pictures:
     def request_phase(self, index: int, q_extent, p_extent) -> None:
         """Contours for coordinate ``index`` over the given extents (any thread)."""
         self._phase_request = (int(index), tuple(q_extent), tuple(p_extent))
+        self._changes += 1
 
     def due(self, playing: bool) -> float:
         """When the next picture is wanted (``-inf``: now; ``inf``: none). After a
         failure, not before ``retry`` seconds have passed."""
-        due = self._due(playing)
-        return max(due, self._failed_at + self.retry) if self.error else due
+        key = (playing, self._changes)  # taken first: a change meanwhile bumps it again
+        if self._due_cached[0] != key:
+            due = self._due(playing)
+            due = max(due, self._failed_at + self.retry) if self.error else due
+            self._due_cached = (key, due)
+        return self._due_cached[1]
 
     def _due(self, playing: bool) -> float:
         if self._refresh_window or self.window.state.plane is None:
@@ -352,8 +361,11 @@ class Pictures:
 
     def set_load(self, load: float) -> None:
         """Sessions per worker of the pool (at least 1): periods stretch with it."""
-        self.load = max(1.0, float(load))
-        self.window.min_seconds = 0.5 * self.load
+        load = max(1.0, float(load))
+        if load != self.load:
+            self.load = load
+            self.window.min_seconds = 0.5 * load
+            self._changes += 1
 
     # ------------------------------------------------------------ the job's side
     def track(self, records: list) -> None:
@@ -364,19 +376,28 @@ class Pictures:
             self._surface_reason = self.window.pending()
             self._latest = records[-1]
             self._state += 1
+            self._changes += 1
 
     def refresh(self) -> None:
         """The potential changed (gains): surface, pictures and damping estimate are
         redone."""
         self._refresh_window = True
         self._state += 1
+        self._changes += 1
 
     def settle(self) -> None:
         """The run paused: what the pictures show now stays until something changes."""
         self._shown = dict.fromkeys(PICTURES, self._state)
+        self._changes += 1
 
     def turn(self) -> None:
         """Make the most overdue picture; errors become ``error``, never raise."""
+        try:
+            self._turn()
+        finally:
+            self._changes += 1
+
+    def _turn(self) -> None:
         if self._refresh_window:
             self._refresh_window = False
             self._attempt(lambda: self.window.refresh("gains changed"))
