@@ -4,12 +4,13 @@ A server that sends a fixed number of updates a second overruns a slow browser:
 updates queue up, the page falls seconds behind, and a click (Pause) waits behind
 them. ``FrameClock`` is an invisible component on the page. The server counts the
 updates it sends in ``sent`` and tells the page; after the page has applied an
-update and painted the next frame, it answers with ``drawn``. The server sends the
-next update only when ``drawn`` has caught up (or after ``patience`` seconds, should
-an answer be lost), so however slow the browser, at most one update is in flight. It also reports
-whether the page is visible, so a hidden tab's work can wait, and when the page
-has drawn itself, before which nothing is sent (changes made while a page is
-still connecting can be lost on the way).
+update and painted the next frame, it answers with the count it has ``drawn``. The
+server sends the next update only when ``drawn`` has caught up (or after
+``patience`` seconds, should an answer be lost), so however slow the browser, at
+most one update is in flight. It also reports whether the page is visible, so a
+hidden tab's work can wait, and when the page has drawn itself, before which
+nothing is sent (changes made while a page is still connecting can be lost on the
+way).
 
 The same message carries the status line's text, which the component shows: set as
 plain HTML inside a box of fixed height, it changes nothing else on the page, where
@@ -19,6 +20,7 @@ a Bokeh or Panel text model would make the browser lay out every plot again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import param
 from panel.custom import JSComponent
@@ -30,22 +32,22 @@ class FrameClock(JSComponent):
 
     text = param.String(default="", doc="HTML shown until an update brings new text.")
 
-    drawn = param.Integer(default=0, doc="The last update the page has painted.")
     visible = param.Boolean(default=True, doc="Whether the page is shown.")
     rendered = param.Boolean(default=False, doc="Whether the page has drawn itself.")
 
-    # Acknowledgements arrive with every update: they are not user actions, so they
-    # do not count towards Panel's "busy" state (whose bookkeeping costs the server
-    # thread about a millisecond an event, for every tab).
-    _busy__ignore = ["drawn", "visible", "rendered"]
+    # These are not user actions, so they do not count towards Panel's "busy" state
+    # (whose bookkeeping costs the server thread about a millisecond an event).
+    _busy__ignore = ["visible", "rendered"]
 
     _esm = """
 export function render({ model }) {
   // A task queued from the next animation frame runs once that frame, the one
   // showing the update, has been painted.
+  // The answer is a message, not a parameter: one comes back for every update, and
+  // a parameter's change costs the server several times more.
   let sent = 0
   const ack = () => requestAnimationFrame(() => setTimeout(() => {
-    model.drawn = sent
+    model.send_msg({drawn: sent})
   }, 0))
   // The count comes as a message, sent right after the update it counts; a
   // parameter change would cost the server several times more per update.
@@ -66,13 +68,21 @@ export function render({ model }) {
 }
 """
 
-    def __init__(self, patience: float = 2.0, **params):
+    def __init__(self, patience: float = 2.0, on_drawn: Callable[[], None] | None = None, **params):
         params.setdefault("height", 0)  # give it a height to show the status line
         params.setdefault("margin", 0)
         super().__init__(**params)
         self.patience = patience
+        self.on_drawn = on_drawn  # called on the server's thread when the page answers
         self.sent = 0  # updates the server has sent
+        self.drawn = 0  # the last update the page has painted
         self._sent_at = 0.0
+
+    def _handle_msg(self, data) -> None:
+        if isinstance(data, dict) and isinstance(data.get("drawn"), int):
+            self.drawn = data["drawn"]
+            if self.on_drawn is not None:
+                self.on_drawn()
 
     def ready(self) -> bool:
         """Whether the page has drawn every update sent (or has kept us waiting

@@ -163,7 +163,7 @@ class Explorer(pn.viewable.Viewer):
         self.settings.param.watch(self._on_settings, list(WATCHED))
         self.clock.param.watch(lambda e: self.session.set_visible(e.new), "visible")
         # The page drew the last update: send the next at once, not at the next tick.
-        self.clock.param.watch(lambda _: self.update_view(), "drawn")
+        self.clock.on_drawn = self.update_view
         self.clock.param.watch(lambda _: self.update_view(force=True), "rendered")
         self._callback = None
         self.links.apply()
