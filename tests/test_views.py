@@ -100,9 +100,11 @@ def ready(session: LiveSession) -> LiveSession:
 
 
 def built(session: LiveSession, before) -> bool:
-    """Whether a trainer other than ``before`` has been built and polled."""
+    """Whether a trainer other than ``before`` has been built and polled (read before
+    the poll: a trainer seen is in the outbox by then, with its notice)."""
+    trainer = session.trainer
     session.poll()
-    return session.trainer is not before and session.ready
+    return trainer is not before and session.ready
 
 
 @pytest.fixture

@@ -519,12 +519,13 @@ class LiveSession(Job):
         )
 
     def _start(self, trainer: Trainer, pictures: Pictures, *, rebuilt: bool, reason) -> None:
+        # One step for ``poll``: whoever sees the new trainer and then polls adopts it.
         with self._lock:
             self._steps = 0
             self._outbox.clear()  # records of the old run are not drawn any more
-        self.trainer, self.pictures = trainer, pictures
-        self._horizon_passed = False
-        self._post(_Built(trainer, pictures, rebuilt, reason))
+            self.trainer, self.pictures = trainer, pictures
+            self._horizon_passed = False
+            self._outbox.append(_Built(trainer, pictures, rebuilt, reason))
 
     def _reset(self) -> None:
         trainer = self.trainer
