@@ -527,3 +527,21 @@ def test_the_pictures_due_time_is_kept_but_follows_every_change():
     assert pictures.due(False) < math.inf  # the pictures are behind the run
     pictures.settle()
     assert pictures.due(False) == math.inf
+
+
+def test_the_frame_clock_waits_longer_for_each_update_a_page_has_not_drawn():
+    from phviz.views.clock import FrameClock
+
+    clock = FrameClock(patience=2.0)
+    assert clock.ready()
+    clock.tick("<b>t 1</b>")
+    assert not clock.ready()  # one update in flight: wait for the page
+    clock._sent_at -= 2.5  # the page kept us waiting past patience: go on
+    assert clock.ready()
+    clock.tick()
+    clock._sent_at -= 2.5  # two in flight: 2.5 s is not enough any more
+    assert not clock.ready()
+    clock._sent_at -= 2.0
+    assert clock.ready()
+    clock._handle_msg({"drawn": 2})  # the page caught up
+    assert clock.drawn == 2 and clock.ready()

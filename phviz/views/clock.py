@@ -5,12 +5,12 @@ updates queue up, the page falls seconds behind, and a click (Pause) waits behin
 them. ``FrameClock`` is an invisible component on the page. The server counts the
 updates it sends in ``sent`` and tells the page; after the page has applied an
 update and painted the next frame, it answers with the count it has ``drawn``. The
-server sends the next update only when ``drawn`` has caught up (or after
-``patience`` seconds, should an answer be lost), so however slow the browser, at
-most one update is in flight. It also reports whether the page is visible, so a
-hidden tab's work can wait, and when the page has drawn itself, before which
-nothing is sent (changes made while a page is still connecting can be lost on the
-way).
+server sends the next update only when ``drawn`` has caught up, so however slow
+the browser, one update is in flight. Should an answer be lost, it goes on after
+``patience`` seconds, and waits twice as long for each further update in flight.
+It also reports whether the page is visible, so a hidden tab's work can wait, and
+when the page has drawn itself, before which nothing is sent (changes made while a
+page is still connecting can be lost on the way).
 
 The same message carries the status line's text, which the component shows: set as
 plain HTML inside a box of fixed height, it changes nothing else on the page, where
@@ -85,11 +85,14 @@ export function render({ model }) {
                 self.on_drawn()
 
     def ready(self) -> bool:
-        """Whether the page has drawn every update sent (or has kept us waiting
-        longer than ``patience``)."""
-        if self.drawn >= self.sent:
+        """Whether the page has drawn every update sent, or has kept us waiting too
+        long: ``patience`` for one update in flight, twice as long for each further
+        one. An answer can be lost (a hidden tab paints no frames), but a page slower
+        than ``patience`` must not collect a queue that a click would wait behind."""
+        behind = self.sent - self.drawn
+        if behind <= 0:
             return True
-        return time.monotonic() - self._sent_at > self.patience
+        return time.monotonic() - self._sent_at > self.patience * 2 ** (behind - 1)
 
     def tick(self, html: str | None = None) -> None:
         """Count one more update sent, with the status line's new ``html`` (None: as it
