@@ -187,6 +187,26 @@ def _drawing(height: int) -> pn.pane.HTML:
     )
 
 
+def lazy_section(title: str, build, css_class: str) -> pn.Card:
+    """A collapsed card titled ``title`` whose contents ``build()`` makes on its first
+    expand. Panel builds (and sends) a collapsed card's contents all the same; an empty
+    card costs the page a header only."""
+    card = pn.Card(
+        title=title,
+        collapsed=True,
+        sizing_mode="stretch_width",
+        margin=(5, 10),
+        css_classes=["phviz-section", css_class],
+    )
+
+    def fill(event) -> None:
+        card.param.unwatch(watcher)
+        card.objects = list(build())
+
+    watcher = card.param.watch(fill, "collapsed")
+    return card
+
+
 def banner() -> pn.pane.Alert:
     return pn.pane.Alert(
         "",
@@ -210,16 +230,31 @@ def tabs(live, gain_map) -> pn.Tabs:
 def page(main: list, sidebar: list | None = None) -> pn.template.BootstrapTemplate:
     """The served page around the explorer (or around the note that the server is full)."""
     if sidebar is None:
-        return pn.template.BootstrapTemplate(title=TITLE, main=main, header_background=HEADER)
-    return pn.template.BootstrapTemplate(
-        title=TITLE,
-        # One root per template area: each root added to a Bokeh document walks every
-        # model already in it, so forty sidebar roots cost seconds per page.
-        sidebar=[pn.Column(*sidebar, sizing_mode="stretch_width")],
-        main=main,
-        sidebar_width=340,
-        header_background=HEADER,
-        # The spinner would turn at every update; and Panel sets every page's spinner
-        # on every callback of every session, which grows with the square of the tabs.
-        busy_indicator=None,
-    )
+        template = pn.template.BootstrapTemplate(title=TITLE, main=main, header_background=HEADER)
+    else:
+        template = pn.template.BootstrapTemplate(
+            title=TITLE,
+            # One root per template area: each root added to a Bokeh document walks every
+            # model already in it, so forty sidebar roots cost seconds per page.
+            sidebar=[pn.Column(*sidebar, sizing_mode="stretch_width")],
+            main=main,
+            sidebar_width=340,
+            header_background=HEADER,
+            # The spinner would turn at every update; and Panel sets every page's spinner
+            # on every callback of every session, which grows with the square of the tabs.
+            busy_indicator=None,
+        )
+    _without_mathjax(template)
+    return template
+
+
+def _without_mathjax(template) -> None:
+    """Send the page without MathJax (1.8 MB of script for the browser to load and run).
+
+    Panel sends it with every page whose roots hold an HTML pane, for the TeX such a
+    pane may show; a template's one is its empty area for scripts, which this page
+    never uses, and no text here is TeX. A spacer takes its place.
+    """
+    items = template._render_items
+    if "js_area" in items:
+        items["js_area"] = (pn.Spacer(width=0, height=0, margin=0), [])
