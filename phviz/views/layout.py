@@ -3,6 +3,7 @@ the tabs, and the template a served page uses."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -108,8 +109,9 @@ class SparePlots:
 
     Building a session's figures is a good part of the work a new page waits for on
     the server's thread; built while the server is idle, it is done before the next
-    page is asked for. A page that comes while the spare is still being built builds
-    its own.
+    page is asked for. The build starts once a page has loaded: started with the
+    page's own build, it took the interpreter from it and made that page later. A page
+    that comes while the spare is still being built builds its own.
     """
 
     def __init__(self):
@@ -120,8 +122,9 @@ class SparePlots:
         with self._lock:  # a finished spare goes to one page only
             task = self._task
             ready = task is not None and task.done
-            if task is None or ready:
-                self._task = scheduler.run_once(Plots)
+            if ready:
+                self._task = None
+        pn.state.onload(functools.partial(self.prepare, scheduler))
         plots = None
         if ready:
             try:
@@ -132,6 +135,12 @@ class SparePlots:
             return Plots(phase_coordinate)
         figures.show_phase_coordinate(plots.phase_path, plots.phase_dot, phase_coordinate)
         return plots
+
+    def prepare(self, scheduler) -> None:
+        """Start building the next page's figures, unless a spare is built or under way."""
+        with self._lock:
+            if self._task is None:
+                self._task = scheduler.run_once(Plots)
 
 
 spare_plots = SparePlots()
