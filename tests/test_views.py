@@ -545,3 +545,53 @@ def test_the_frame_clock_waits_longer_for_each_update_a_page_has_not_drawn():
     assert clock.ready()
     clock._handle_msg({"drawn": 2})  # the page caught up
     assert clock.drawn == 2 and clock.ready()
+
+
+def test_a_collapsed_section_is_built_on_its_first_expand_with_the_links_values():
+    from bokeh.document import Document
+
+    from phviz.views.layout import page
+    from phviz.views.linkview import read_link
+    from phviz.views.sidebar import SOLVER_DETAILS
+
+    link = {"max_steps": [b"4321"], "damping": [b"0.3"], "hide": [b"atol"]}
+    e = Explorer(live=False, link=read_link(link))
+    try:
+        template = page([e], e.sidebar())
+        doc = Document()
+        template.server_doc(doc)
+        sections = [
+            *(
+                w
+                for ws in e.controls.sections.values()
+                for w in ws
+                if "phviz-section" in w.css_classes
+            ),
+            *e.exports.widgets(),
+        ]
+        titles = [s.title for s in sections]
+        assert "Solver details" in titles and "Kick" in titles and "Your data" in titles
+        assert "Export" in titles and any("Per-layer" in t for t in titles)
+        assert all(s.collapsed and not s.objects for s in sections)
+        model_values = lambda: {getattr(m, "value", None) for m in doc.models}  # noqa: E731
+        assert 4321 not in model_values()  # the widget of max_steps is not on the page yet
+
+        details = sections[titles.index("Solver details")]
+        details.collapsed = False  # as the page's click on the header sets it
+        steps, atol = e.controls.widgets["max_steps"], e.controls.widgets["atol"]
+        assert details.objects == [e.controls.widgets[name] for name in SOLVER_DETAILS]
+        assert steps.value == 4321 and e.settings.max_steps == 4321  # the link's value
+        assert atol.visible is False  # hidden by the link, though built later
+        assert 4321 in model_values()  # and now on the page
+        built = list(details.objects)
+        details.collapsed = True
+        details.collapsed = False
+        assert details.objects == built  # built once
+
+        steps.value = 500  # the widget built late still sets the run's setting
+        assert e.settings.max_steps == 500
+        kick = sections[titles.index("Kick")]
+        kick.collapsed = False
+        assert e.controls.kick.button in kick.objects[0]
+    finally:
+        e.close()

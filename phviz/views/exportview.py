@@ -19,6 +19,7 @@ from pathlib import Path
 import panel as pn
 
 from .. import export
+from .layout import lazy_section
 from .live import Notice
 
 GIF_FRAMES = 48
@@ -86,7 +87,11 @@ class ExportView:
         self._dir = tempfile.TemporaryDirectory(prefix="phviz-export-")
 
     def widgets(self) -> list:
-        return [self.csv, self.json, self.gif_button, self.progress, self.gif]
+        """The export buttons, in a section made on its first expand."""
+        return [lazy_section("Export", self._buttons, "phviz-export")]
+
+    def _buttons(self) -> list:
+        return [pn.Row(self.csv, self.json, self.gif_button, self.progress, self.gif)]
 
     # ------------------------------------------------------------ files
     def _csv(self) -> io.StringIO:

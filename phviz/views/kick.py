@@ -38,8 +38,4 @@ class KickControl:
         self.explorer.session.kick(self.energy_widget.value, self.direction_widget.value)
 
     def panels(self) -> list:
-        return [
-            pn.pane.Markdown("### Kick"),
-            pn.Row(self.energy_widget, self.button),
-            self.direction_widget,
-        ]
+        return [pn.Row(self.energy_widget, self.button), self.direction_widget]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import panel as pn
 
 from ..dynamics import check_gain_value
+from .layout import lazy_section
 from .live import Notice
 
 LAYER_GAINS = ("damping", "inertia")
@@ -79,11 +80,9 @@ class LayerGains:
         explorer.settings.param.watch(self._on_scalar, list(LAYER_GAINS))
 
     def panels(self) -> list:
-        """The table's title, rows and note, for the sidebar's Gains section."""
-        title = pn.pane.Markdown(
-            "**Per-layer gains** (damping B, inertia M)", margin=(5, 10, 0, 10)
-        )
-        return [title, self.rows, self.note]
+        """The table's section of the sidebar's Gains, made on its first expand."""
+        title = "Per-layer gains (damping B, inertia M)"
+        return [lazy_section(title, lambda: [self.rows, self.note], "phviz-layer-section")]
 
     def update(self) -> None:
         """Follow the model: new rows when the session built a new trainer."""

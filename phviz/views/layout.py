@@ -3,6 +3,7 @@ the tabs, and the template a served page uses."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -108,8 +109,9 @@ class SparePlots:
 
     Building a session's figures is a good part of the work a new page waits for on
     the server's thread; built while the server is idle, it is done before the next
-    page is asked for. A page that comes while the spare is still being built builds
-    its own.
+    page is asked for. The build starts once a page has loaded: started with the
+    page's own build, it took the interpreter from it and made that page later. A page
+    that comes while the spare is still being built builds its own.
     """
 
     def __init__(self):
@@ -120,8 +122,9 @@ class SparePlots:
         with self._lock:  # a finished spare goes to one page only
             task = self._task
             ready = task is not None and task.done
-            if task is None or ready:
-                self._task = scheduler.run_once(Plots)
+            if ready:
+                self._task = None
+        pn.state.onload(functools.partial(self.prepare, scheduler))
         plots = None
         if ready:
             try:
@@ -132,6 +135,12 @@ class SparePlots:
             return Plots(phase_coordinate)
         figures.show_phase_coordinate(plots.phase_path, plots.phase_dot, phase_coordinate)
         return plots
+
+    def prepare(self, scheduler) -> None:
+        """Start building the next page's figures, unless a spare is built or under way."""
+        with self._lock:
+            if self._task is None:
+                self._task = scheduler.run_once(Plots)
 
 
 spare_plots = SparePlots()
@@ -187,6 +196,26 @@ def _drawing(height: int) -> pn.pane.HTML:
     )
 
 
+def lazy_section(title: str, build, css_class: str) -> pn.Card:
+    """A collapsed card titled ``title`` whose contents ``build()`` makes on its first
+    expand. Panel builds (and sends) a collapsed card's contents all the same; an empty
+    card costs the page a header only."""
+    card = pn.Card(
+        title=title,
+        collapsed=True,
+        sizing_mode="stretch_width",
+        margin=(5, 10),
+        css_classes=["phviz-section", css_class],
+    )
+
+    def fill(event) -> None:
+        card.param.unwatch(watcher)
+        card.objects = list(build())
+
+    watcher = card.param.watch(fill, "collapsed")
+    return card
+
+
 def banner() -> pn.pane.Alert:
     return pn.pane.Alert(
         "",
@@ -210,16 +239,31 @@ def tabs(live, gain_map) -> pn.Tabs:
 def page(main: list, sidebar: list | None = None) -> pn.template.BootstrapTemplate:
     """The served page around the explorer (or around the note that the server is full)."""
     if sidebar is None:
-        return pn.template.BootstrapTemplate(title=TITLE, main=main, header_background=HEADER)
-    return pn.template.BootstrapTemplate(
-        title=TITLE,
-        # One root per template area: each root added to a Bokeh document walks every
-        # model already in it, so forty sidebar roots cost seconds per page.
-        sidebar=[pn.Column(*sidebar, sizing_mode="stretch_width")],
-        main=main,
-        sidebar_width=340,
-        header_background=HEADER,
-        # The spinner would turn at every update; and Panel sets every page's spinner
-        # on every callback of every session, which grows with the square of the tabs.
-        busy_indicator=None,
-    )
+        template = pn.template.BootstrapTemplate(title=TITLE, main=main, header_background=HEADER)
+    else:
+        template = pn.template.BootstrapTemplate(
+            title=TITLE,
+            # One root per template area: each root added to a Bokeh document walks every
+            # model already in it, so forty sidebar roots cost seconds per page.
+            sidebar=[pn.Column(*sidebar, sizing_mode="stretch_width")],
+            main=main,
+            sidebar_width=340,
+            header_background=HEADER,
+            # The spinner would turn at every update; and Panel sets every page's spinner
+            # on every callback of every session, which grows with the square of the tabs.
+            busy_indicator=None,
+        )
+    _without_mathjax(template)
+    return template
+
+
+def _without_mathjax(template) -> None:
+    """Send the page without MathJax (1.8 MB of script for the browser to load and run).
+
+    Panel sends it with every page whose roots hold an HTML pane, for the TeX such a
+    pane may show; a template's one is its empty area for scripts, which this page
+    never uses, and no text here is TeX. A spacer takes its place.
+    """
+    items = template._render_items
+    if "js_area" in items:
+        items["js_area"] = (pn.Spacer(width=0, height=0, margin=0), [])

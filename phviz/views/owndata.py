@@ -26,6 +26,7 @@ from bokeh.transform import linear_cmap
 from .. import colours
 from ..links import link_data
 from ..userdata import MAX_CLASSES, points_dataset, read_points_csv
+from .layout import lazy_section
 from .live import Notice
 
 DRAW_CLASSES = 4  # classes the picker offers (a file may bring up to MAX_CLASSES)
@@ -141,11 +142,14 @@ class OwnData:
         self.train_on_drawn(f"Training on the link's {len(x)} points.")
 
     def panels(self) -> list:
-        """The sidebar's "Your data" controls."""
+        """The sidebar's line of training points, and the "Your data" controls in a
+        section made on its first expand."""
+        return [self.count, lazy_section("Your data", self._controls, "phviz-own-data")]
+
+    def _controls(self) -> list:
         return [
-            self.count,
             pn.pane.Markdown(
-                "**Your data**: pick a class, click on the data plot to add a point "
+                "Pick a class, click on the data plot to add a point "
                 "(drag to move, Backspace deletes the selected), or load a CSV "
                 "(x1, x2, label; or x1, x2, y1, y2).",
                 margin=(0, 10),

@@ -1,5 +1,9 @@
 """The explorer's sidebar: run controls, the run's settings and the view's choices.
 
+Parts that few visits use (the solver's details, the Kick, your own data, per-layer
+gains) are collapsed sections made on their first expand (``lazy_section``): a page
+that never opens them neither builds nor sends them, so it is ready sooner.
+
 Each setting's widget is made from its ``TrainingConfig`` parameter (label, value,
 hard bounds, slider range and step are the parameter's; the menus' values are
 ``config.CHOICES``), so the sidebar and the CLI cannot disagree about a setting.
@@ -12,6 +16,7 @@ import param
 
 from ..config import CHOICES, MAX_TRACKED, TrainingConfig
 from .kick import KickControl
+from .layout import lazy_section
 
 # The settings in the sidebar, by section.
 SECTIONS = {
@@ -29,6 +34,8 @@ SECTIONS = {
     ),
     "Device": ("device",),
 }
+# The Solver section's settings shown in its collapsed details (the rest stay in view).
+SOLVER_DETAILS = ("batch_size", "switching_interval", "rtol", "atol", "step_size", "max_steps")
 # A widget for each kind of parameter (the first that matches), and where one differs.
 BY_TYPE = (
     (param.Selector, pn.widgets.Select),
@@ -125,9 +132,17 @@ class Sidebar:
                 w["potential_gain"],
                 w["weight_decay"],
                 *gains,
-                *self.kick.panels(),
+                lazy_section("Kick", self.kick.panels, "phviz-kick-section"),
             ],
-            "solver": _section("Solver", w),
+            "solver": [
+                pn.pane.Markdown("### Solver"),
+                w["solver"],
+                lazy_section(
+                    "Solver details",
+                    lambda: [w[name] for name in SOLVER_DETAILS],
+                    "phviz-solver-details",
+                ),
+            ],
             "device": [*_section("Device", w), self.device_note],
             "plane": [
                 pn.pane.Markdown("### Landscape plane"),

@@ -47,6 +47,7 @@ def test_a_kick_while_paused_shows_in_the_banner_and_the_status_line(explorer, p
     wait_until(lambda: run.inner_text().strip() == "Run", "Pause to become Run")
     before = wait_until(lambda: status(page), "the status line after Pause")
 
+    page.locator(".phviz-kick-section .card-header").first.click()  # built on first expand
     energy = page.locator(".phviz-kick-energy input").first
     energy.fill("1")
     energy.press("Enter")

@@ -90,6 +90,7 @@ def test_the_run_downloads_as_csv_and_json_and_reruns(page, server, tmp_path):
     page.locator(".phviz-step button").first.click()
     expect(status).to_contain_text(STATUS_T)
 
+    page.locator(".phviz-export .card-header").first.click()  # built on first expand
     with page.expect_download() as download:
         page.locator(".phviz-export-csv").first.click()
     csv_path = tmp_path / "run.csv"

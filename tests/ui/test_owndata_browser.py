@@ -56,6 +56,7 @@ def drive(page, tmp_path) -> None:
     wait_until(lambda: status_numbers(page), "the status line")
     first = wait_until(lambda: training_points(page), "the count of training points")
     assert "moons" in first[1]
+    page.locator(".phviz-own-data .card-header").first.click()  # built on first expand
 
     # Four points on an empty set, two of each class, away from the frame's edges.
     task = page.locator(".phviz-pictures > div").nth(1)
@@ -103,6 +104,7 @@ def drive(page, tmp_path) -> None:
     assert training_points(page) == (30, "points.csv")
 
     # A layer's damping: shown in the table's note; a negative one is refused by name.
+    page.locator(".phviz-layer-section .card-header").first.click()
     cell = page.locator(".phviz-layer-damping-2 input").first
     cell.fill("0.25")
     cell.press("Enter")
