@@ -264,6 +264,6 @@ def _without_mathjax(template) -> None:
     pane may show; a template's one is its empty area for scripts, which this page
     never uses, and no text here is TeX. A spacer takes its place.
     """
-    items = template._render_items
+    items = getattr(template, "_render_items", {})  # Panel's own: absent, nothing to do
     if "js_area" in items:
         items["js_area"] = (pn.Spacer(width=0, height=0, margin=0), [])
