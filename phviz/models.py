@@ -241,10 +241,14 @@ class ArrayGradient:
         self.order = np.concatenate(order)
         self.scatter = np.argsort(self.order)
         self.gathered = np.empty_like(flat)
+        # softplus is linear where a = βz > 20, as torch's. In float32, log1p(e^a) rounds
+        # to a itself there and σ(a) to 1, so the formulas are torch's linear piece up to
+        # where e^a would overflow: only beyond that are masks needed.
+        self.threshold = 88.0 if dtype == np.float32 else 20.0
 
     def __call__(self, theta: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
         """``out`` ← scale·∇L(θ) (θ and ``out`` flat, in the model's parameter order)."""
-        np.take(theta, self.order, out=self.flat_weights, mode="wrap")
+        theta.take(self.order, out=self.flat_weights, mode="wrap")
         weights, inputs, last = self.weights, self.inputs, len(self.weights) - 1
         for i in range(last):
             z = self.z[i]
@@ -267,7 +271,7 @@ class ArrayGradient:
                 np.multiply(back[:-1], g, out=g)
         # the layers' gradients came out γ times too large (their inputs are γ·h), and
         # for the mean squared error without its factor 2/(size·γ): ``factor`` undoes both
-        np.take(self.flat_grads, self.scatter, out=self.gathered, mode="wrap")
+        self.flat_grads.take(self.scatter, out=self.gathered, mode="wrap")
         np.multiply(self.gathered, scale * self.factor, out=out)
         return out
 
@@ -275,10 +279,11 @@ class ArrayGradient:
         """h ← act(z) and slope ← act′(z); for softplus z is a = βz, h is
         β·softplus(z) = log1p(e^a) and slope σ(a)."""
         name, e = self.activation, self.scratch[: len(z)]
-        if name == "softplus":  # as torch: linear where βz > 20
-            above = float(z.max()) > 20.0
+        if name == "softplus":
+            limit = self.threshold
+            above = float(np.maximum.reduce(z, axis=None)) > limit
             if above:
-                np.minimum(z, 20.0, out=e)
+                np.minimum(z, limit, out=e)
                 np.exp(e, out=e)
             else:
                 np.exp(z, out=e)
@@ -286,7 +291,7 @@ class ArrayGradient:
             np.add(e, 1.0, out=slope)
             np.divide(e, slope, out=slope)  # σ(a), as softplus_backward
             if above:
-                linear = z > 20.0
+                linear = z > limit
                 np.copyto(h, z, where=linear)
                 np.copyto(slope, 1.0, where=linear)
         elif name == "tanh":
