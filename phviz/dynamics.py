@@ -336,14 +336,15 @@ class PortHamiltonianSystem:
 
     def _numpy_gradient(self, theta: np.ndarray, scale: float, out: np.ndarray) -> None:
         """out ← scale·∇L(θ) on the CPU, NumPy in and out (any model)."""
-        if self.takes_array_gradients:
-            if self._array_gradient is None:
-                targets = self.array_targets(self.targets)
-                output_gradient = self.loss_fn.array_form[1]
-                self._array_gradient = self.model.array_gradient(
-                    self.inputs.numpy(), targets, output_gradient
-                )
-            self._array_gradient(theta, scale, out)
+        gradient = self._array_gradient
+        if gradient is None and self.takes_array_gradients:
+            targets = self.array_targets(self.targets)
+            output_gradient = self.loss_fn.array_form[1]
+            gradient = self._array_gradient = self.model.array_gradient(
+                self.inputs.numpy(), targets, output_gradient
+            )
+        if gradient is not None:
+            gradient(theta, scale, out)
             return
         if self._closed_form:
             self._closed_form_gradient(torch.from_numpy(theta), self._flat.grad)
