@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -241,19 +242,28 @@ class ArrayGradient:
         self.order = np.concatenate(order)
         self.scatter = np.argsort(self.order)
         self.gathered = np.empty_like(flat)
-        # softplus is linear where a = βz > 20, as torch's. In float32, log1p(e^a) rounds
-        # to a itself there and σ(a) to 1, so the formulas are torch's linear piece up to
-        # where e^a would overflow: only beyond that are masks needed.
+        # Softplus is linear where a = βz > 20, as torch's. In float32, log1p(e^a) rounds
+        # to a itself there and σ(a) to 1: the formulas are torch's linear piece until
+        # e^a overflows, and that shows in the gradient (∞ or NaN), which is then taken
+        # again with the masks. (Outside a solve, which ignores overflow, NumPy warns of
+        # it first.) In float64 the masks are taken wherever a passes 20.
         self.threshold = 88.0 if dtype == np.float32 else 20.0
+        self.checked = not (dtype == np.float32 and self.activation == "softplus")
 
     def __call__(self, theta: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
         """``out`` ← scale·∇L(θ) (θ and ``out`` flat, in the model's parameter order)."""
+        self._gradient(theta, scale, out, self.checked)
+        if not self.checked and not math.isfinite(np.add.reduce(out)):
+            self._gradient(theta, scale, out, True)  # e^βz overflowed: take the masks
+        return out
+
+    def _gradient(self, theta, scale, out, checked: bool) -> None:
         theta.take(self.order, out=self.flat_weights, mode="wrap")
         weights, inputs, last = self.weights, self.inputs, len(self.weights) - 1
         for i in range(last):
             z = self.z[i]
             np.dot(weights[i], inputs[i], out=z)
-            self._activate(z, inputs[i + 1][:-1], self.slope[i])
+            self._activate(z, inputs[i + 1][:-1], self.slope[i], checked)
         z = self.z[last]
         np.dot(weights[last], inputs[last], out=z)
         if self.residual:
@@ -273,15 +283,15 @@ class ArrayGradient:
         # for the mean squared error without its factor 2/(size·γ): ``factor`` undoes both
         self.flat_grads.take(self.scatter, out=self.gathered, mode="wrap")
         np.multiply(self.gathered, scale * self.factor, out=out)
-        return out
 
-    def _activate(self, z: np.ndarray, h: np.ndarray, slope: np.ndarray) -> None:
+    def _activate(self, z: np.ndarray, h: np.ndarray, slope: np.ndarray, checked: bool) -> None:
         """h ← act(z) and slope ← act′(z); for softplus z is a = βz, h is
-        β·softplus(z) = log1p(e^a) and slope σ(a)."""
+        β·softplus(z) = log1p(e^a) and slope σ(a), ``checked``: masked where a passes
+        the threshold."""
         name, e = self.activation, self.scratch[: len(z)]
         if name == "softplus":
             limit = self.threshold
-            above = float(np.maximum.reduce(z, axis=None)) > limit
+            above = checked and float(np.maximum.reduce(z, axis=None)) > limit
             if above:
                 np.minimum(z, limit, out=e)
                 np.exp(e, out=e)
