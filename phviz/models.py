@@ -227,10 +227,11 @@ class ArrayGradient:
         self.scratch = np.empty((max(sizes[1:]), n), dtype)
         # [W | b] of every layer in one array, and their gradients in another; θ stores
         # W (row by row) then b, layer by layer: ``order`` lists θ's index of each entry
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
         self.weights, self.grads, order, offset = [], [], [], 0
-        flat = np.empty(sum(k * (m + 1) for m, k in _pairs(sizes)), dtype)
+        flat = np.empty(sum(k * (m + 1) for m, k in pairs), dtype)
         flat_grad = np.empty_like(flat)
-        for m, k in _pairs(sizes):
+        for m, k in pairs:
             w = offset + np.arange(k * m).reshape(k, m)
             b = offset + k * m + np.arange(k)[:, None]
             order.append(np.hstack([w, b]).ravel())
@@ -258,6 +259,7 @@ class ArrayGradient:
         return out
 
     def _gradient(self, theta, scale, out, checked: bool) -> None:
+        # the indices are in range: "wrap" spares the copy that "raise" makes of ``out``
         theta.take(self.order, out=self.flat_weights, mode="wrap")
         weights, inputs, last = self.weights, self.inputs, len(self.weights) - 1
         for i in range(last):
@@ -318,10 +320,6 @@ class ArrayGradient:
         else:
             np.maximum(z, 0.0, out=h)
             np.greater(h, 0.0, out=slope)
-
-
-def _pairs(sizes):
-    return zip(sizes[:-1], sizes[1:], strict=True)
 
 
 def _array_activation(name: str, z: np.ndarray, beta: float) -> np.ndarray:
