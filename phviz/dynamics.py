@@ -336,14 +336,15 @@ class PortHamiltonianSystem:
 
     def _numpy_gradient(self, theta: np.ndarray, scale: float, out: np.ndarray) -> None:
         """out ← scale·∇L(θ) on the CPU, NumPy in and out (any model)."""
-        if self.takes_array_gradients:
-            if self._array_gradient is None:
-                targets = self.array_targets(self.targets)
-                output_gradient = self.loss_fn.array_form[1]
-                self._array_gradient = self.model.array_gradient(
-                    self.inputs.numpy(), targets, output_gradient
-                )
-            self._array_gradient(theta, scale, out)
+        gradient = self._array_gradient
+        if gradient is None and self.takes_array_gradients:
+            targets = self.array_targets(self.targets)
+            output_gradient = self.loss_fn.array_form[1]
+            gradient = self._array_gradient = self.model.array_gradient(
+                self.inputs.numpy(), targets, output_gradient
+            )
+        if gradient is not None:
+            gradient(theta, scale, out)
             return
         if self._closed_form:
             self._closed_form_gradient(torch.from_numpy(theta), self._flat.grad)
@@ -509,23 +510,25 @@ class PortHamiltonianSystem:
             rate.add_(u)
         return velocity, u
 
-    def _array_rates_into(self, y: np.ndarray, out: np.ndarray):
-        """``_rates_into`` on NumPy arrays (the CPU; no port function)."""
-        n = self.dim
+    def _array_rates_into(self, y: np.ndarray, out: np.ndarray, ledger: bool = False):
+        """``_rates_into`` on NumPy arrays (the CPU; no port function); with ``ledger``,
+        ``_array_ledger_terms`` too."""
+        n = self.layout.size
         theta, p, velocity, rate = y[:n], y[n : 2 * n], out[:n], out[n : 2 * n]
-        inverse, damping = _as_array(self.inverse_inertia), _as_array(self.damping)
-        decay = _as_array(self.weight_decay)
         self._numpy_gradient(theta, -self.potential_gain, rate)
-        np.multiply(p, inverse, out=velocity)
+        inverse, damping, decay = self.inverse_inertia, self.damping, self.weight_decay
+        np.multiply(p, _as_array(inverse), out=velocity)
         scratch = self._scratch
-        if not _is_zero(decay):
-            np.multiply(theta, decay, out=scratch)
-            rate -= scratch
-        np.multiply(velocity, damping, out=scratch)
-        rate -= scratch
+        if isinstance(decay, torch.Tensor) or decay != 0.0:
+            np.multiply(theta, _as_array(decay), out=scratch)
+            np.subtract(rate, scratch, out=rate)
+        np.multiply(velocity, _as_array(damping), out=scratch)
+        np.subtract(rate, scratch, out=rate)
         u = self._array_port
         if u is not None:
             rate += u
+        if ledger:
+            self._array_ledger_terms(velocity, u, out)
         return velocity, u
 
     def energy(self, xi: torch.Tensor, loss: torch.Tensor | None = None) -> Energy:
@@ -595,9 +598,9 @@ class PortHamiltonianSystem:
 
     def _array_ledger_terms(self, v: np.ndarray, u, out: np.ndarray) -> None:
         """Ḋ = vᵀBv and Ṡ = vᵀu into the last two entries of ``out``."""
-        n, damping = self.dim, _as_array(self.damping)
-        if isinstance(damping, np.ndarray):
-            out[2 * n] = np.dot(v * damping, v)
+        n, damping = self.layout.size, self.damping
+        if isinstance(damping, torch.Tensor):
+            out[2 * n] = np.dot(v * _as_array(damping), v)
         else:
             out[2 * n] = damping * np.dot(v, v)
         out[2 * n + 1] = 0.0 if u is None else np.dot(v, u)
@@ -621,8 +624,7 @@ class PortHamiltonianSystem:
 
         def field(t, y: np.ndarray, out: np.ndarray) -> None:
             self.nfe += 1
-            v, u = self._array_rates_into(y, out)
-            self._array_ledger_terms(v, u, out)
+            self._array_rates_into(y, out, ledger=True)
 
         return field
 

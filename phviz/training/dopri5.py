@@ -114,6 +114,14 @@ def dopri5(
     t = float(times[0])
     field(cast(t), rows[0], rows[1])
     dt = _first_step(field, t, rows[0], rows[1], rtol, atol, stage, scratch)
+    # each stage: its weights (a row of ``scaled``), the rows they weigh, where its
+    # input goes (y1 for the last) and its slope; the stages' times, nodes·dt + t0
+    stages = [
+        (scaled[i, : i + 2], rows[: i + 2], rows[8] if i == 5 else stage, rows[i + 2])
+        for i in range(len(NODES))
+    ]
+    nodes, stage_times = np.array(NODES[:4], dtype), np.empty(4, dtype)
+    rtol_, atol_, below = cast(rtol), cast(atol), cast(-np.inf)
     j = 1
     while j < len(times):
         if not math.isfinite(dt):
@@ -123,23 +131,24 @@ def dopri5(
         if not t + dt > t:
             raise FloatingPointError(f"The step size underflowed at t = {t}")
         t1 = t + dt
-        t0s, dts, t1s = cast(t), cast(dt), cast(t1)
+        t0s, dts = cast(t), cast(dt)
         np.multiply(tableau, dts, out=scaled)
         scaled[:, 0] = tableau[:, 0]
-        for i, node in enumerate(NODES):
-            target = rows[8] if i == 5 else stage
-            np.dot(scaled[i, : i + 2], rows[: i + 2], out=target)
-            ti = np.nextafter(t1s, cast(-np.inf)) if node == 1.0 else t0s + cast(node) * dts
-            field(ti, target, rows[i + 2])
+        np.multiply(nodes, dts, out=stage_times)
+        stage_times += t0s
+        end = np.nextafter(cast(t1), below)  # the nodes at 1: just before t1, as torchdiffeq
+        for i, (weights, before, target, slope) in enumerate(stages):
+            np.dot(weights, before, out=target)
+            field(stage_times[i] if i < 4 else end, target, slope)
         np.dot(scaled[6, 1:], rows[1:8], out=error)
         np.abs(rows[8], out=size1)
         np.maximum(size0, size1, out=scratch)
-        scratch *= cast(rtol)
-        scratch += cast(atol)
+        scratch *= rtol_
+        scratch += atol_
         np.divide(error, scratch, out=scratch)
         ratio = _rms(scratch)
         if ratio <= 1.0:
-            if not np.isfinite(rows[8]).all():
+            if not math.isfinite(np.maximum.reduce(size1)):  # NaN and ∞ both show
                 raise NonFiniteState(t)
             while j < len(times) and times[j] <= t1:
                 x = cast((times[j] - t) / (t1 - t))

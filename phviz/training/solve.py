@@ -6,6 +6,7 @@ import math
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torchdiffeq import odeint
 
@@ -134,8 +135,9 @@ def integrate_dopri5(
 
     field = system.array_ledger_field()
     state = y0.detach().numpy().copy()
-    try:
-        ys = dopri5(field, state, times, config.rtol, config.atol, on_step)
+    try:  # a diverging state is caught by the solver's checks: NumPy need not warn of it
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ys = dopri5(field, state, times, config.rtol, config.atol, on_step)
     except NonFiniteState as err:
         raise SolverStop("nonfinite", err.t) from None
     return torch.from_numpy(ys)
