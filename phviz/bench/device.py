@@ -3,8 +3,10 @@
 1. One vector-field evaluation (θ, p) ↦ (θ̇, ṗ), the Trainer's own, on each device for
    MLPs of growing work (parameters × points in a batch, the quantity ``device="auto"``
    weighs), median of paired repeats, the CPU with all of torch's threads.
-2. The paper's Duffing experiment to T = 100 on each device.
-3. A 51×51 loss surface of the largest of those models on each device.
+2. Whole runs of such MLPs to t = 10, the Trainer as configured, on CUDA and on two
+   CPU threads (a laptop's share): where ``device="auto"`` should switch.
+3. The paper's Duffing experiment to T = 100 on each device.
+4. A 51×51 loss surface of a mid-sized MLP on each device.
 
 Without a CUDA device it says so and measures nothing.
 """
@@ -16,6 +18,7 @@ import statistics
 import time
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from ..config import make_config
 from ..landscape import Plane, Potential
@@ -76,6 +79,43 @@ def field_times(hidden: str, points: int, *, repeats: int) -> dict:
     return {"params": fields["cpu"][0].dim, "work": work, "cpu_us": cpu, "cuda_us": cuda}
 
 
+# (hidden widths, points) of the whole runs, around where the devices break even
+RUN_SIZES = (
+    ("32,32", 1_000),
+    ("64,64", 1_000),
+    ("48,48", 2_000),
+    ("64,64", 2_000),
+    ("128,128", 2_000),
+)
+
+
+def whole_run_seconds(hidden: str, points: int, device: str, repeats: int) -> tuple[float, int]:
+    """Median seconds of a run to t = 10 on ``device`` (two threads on the CPU), and
+    its work (parameters × points)."""
+    times = []
+    with threadpool_limits(2):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            for _ in range(repeats):
+                config = make_config(
+                    dataset="moons",
+                    n_samples=points,
+                    train_fraction=1.0,
+                    hidden=hidden,
+                    device=device,
+                    horizon=10.0,
+                )
+                trainer = Trainer(config)
+                start = time.perf_counter()
+                trainer.run()
+                _sync(trainer.device)
+                times.append(time.perf_counter() - start)
+        finally:
+            torch.set_num_threads(threads)
+    return statistics.median(times), trainer.system.dim * points
+
+
 def duffing(device: str, repeats: int) -> dict:
     """``paper-duffing`` run to T = 100 on ``device``: median seconds, evaluations, MSE."""
     runs = []
@@ -125,6 +165,12 @@ def report(quick: bool = False) -> None:
             f"  {hidden:>10} {points:>7} {f['params']:>9,} {f['work']:>12,.0f} "
             f"{f['cpu_us']:>9.0f} {f['cuda_us']:>9.0f}  {f['cpu_us'] / f['cuda_us']:.2f}"
         )
+    print("whole runs to t = 10, MLP on moons, the CPU on two threads (median s):")
+    print(f"  {'hidden':>10} {'points':>7} {'work':>12} {'cpu':>7} {'cuda':>7}  cpu/cuda")
+    for hidden, points in RUN_SIZES:
+        cpu, work = whole_run_seconds(hidden, points, DEVICES[0], repeats=3)
+        cuda, _ = whole_run_seconds(hidden, points, DEVICES[1], repeats=3)
+        print(f"  {hidden:>10} {points:>7} {work:>12,} {cpu:>7.3f} {cuda:>7.3f}  {cpu / cuda:.2f}")
     print(f'  (device="auto" takes CUDA from work {GPU_WORK_THRESHOLD:,})')
     print("paper's Duffing experiment, T = 100 (median s):")
     for name in DEVICES:

@@ -13,11 +13,11 @@ from ..models import build_model
 
 # "auto" sends a run to the GPU only when one evaluation has this many multiply-adds
 # (parameters × points in a batch) or more. Measured with ``python -m phviz.bench
-# device`` and whole 10-unit runs of MLPs on moons, an H200 against a 2-thread CPU:
-# CUDA was 0.47× the CPU's speed at 1.2e6, 0.77× at 4.5e6, 0.97× at 5.2e6 and 1.3× at
-# 9.0e6 (against 16 CPU threads it was 1.26× already at 1.2e6). Below it, as for the paper's
-# 6- and 338-parameter models, kernel launches cost more than the arithmetic: the
-# Duffing experiment took 2.98 s on the H200 against 0.30 s on one CPU thread.
+# device`` (whole runs of MLPs on moons to t = 10, an H200 against two CPU threads):
+# the GPU ran at 0.63× the CPU's speed at 1.2e6 and 0.60× at 4.5e6, and 1.15× at
+# 5.2e6 and 1.65× at 3.4e7. Below it, as for the paper's 6- and 338-parameter models,
+# kernel launches cost more than the arithmetic: the Duffing experiment took 2.91 s
+# on the H200 against 0.22 s on one CPU thread.
 GPU_WORK_THRESHOLD = 5_000_000
 
 # The authors' notebook (linear boundary) starts from these, in its order w11, w12,
