@@ -583,7 +583,8 @@ def test_phviz_dopri5_is_torchdiffeqs_on_the_duffing_network(dtype):
     """The paper's Duffing run, its ledger included: torchdiffeq's evaluations and numbers."""
     from phviz.training.solve import integrate_odeint
 
-    trainer = Trainer(make_config("paper-duffing", device="cpu", dtype=dtype))
+    config = make_config("paper-duffing", device="cpu", dtype=dtype, step_control="integral")
+    trainer = Trainer(config)
     y0 = torch.cat([trainer.xi, trainer.xi.new_zeros(2)])
     runs = []
     for own in (True, False):
@@ -595,6 +596,44 @@ def test_phviz_dopri5_is_torchdiffeqs_on_the_duffing_network(dtype):
     rounding = dict(rtol=1e-11, atol=1e-11) if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(ours, theirs, **rounding)
     assert float(ours[-1, -2]) > 1.0  # the dissipated energy moved: a real comparison
+
+
+def test_stabilized_step_control_stops_the_rejections_where_stability_limits_the_step():
+    """y′ = Ky with a mode that has died out (−200) beside a slow one (−0.5): past the
+    transient, dopri5's step is held at its stability bound for the fast mode. The
+    integral rule grows the step over it, is rejected and shrinks, again and again."""
+    from scipy.linalg import expm
+
+    from phviz.training.dopri5 import dopri5
+
+    matrix = np.diag([-200.0, -0.5])
+    y0, times = np.ones(2), [0.0, 10.0, 20.0]
+    runs = {}
+    for stabilized in (False, True):
+        field, tried = Counted(matrix), []
+        y = dopri5(
+            field, y0, times, 1e-6, 1e-8, lambda t, dt, tried=tried: tried.append(t), stabilized
+        )
+        rejected = sum(a == b for a, b in zip(tried, tried[1:], strict=False))
+        runs[stabilized] = (field.calls, rejected)
+        exact = np.stack([expm(t * matrix) @ y0 for t in times])
+        np.testing.assert_allclose(y, exact, rtol=1e-6, atol=1e-7)
+    (calls, rejected), (calls_pi, rejected_pi) = runs[False], runs[True]
+    assert rejected > 100 and rejected_pi < rejected / 20
+    assert calls_pi < 0.9 * calls
+
+
+def test_the_duffing_preset_steps_by_the_stabilized_control_and_keeps_its_books():
+    """Fewer evaluations than the integral rule to T = 100 (the first tens of time
+    units are limited by accuracy, the rest by stability), the ledger within 1e-3·H(0)."""
+    runs = {}
+    for control in ("integral", "stabilized"):
+        trainer = Trainer(make_config("paper-duffing", step_control=control))
+        last = trainer.run()[-1]
+        assert abs(last.ledger_residual) < 1e-3 * trainer.h0
+        runs[control] = last
+    assert runs["stabilized"].nfe < 0.9 * runs["integral"].nfe
+    assert runs["stabilized"].train_loss == pytest.approx(runs["integral"].train_loss, rel=1e-2)
 
 
 def test_phviz_dopri5_stops_at_a_blow_up_and_names_it():

@@ -75,21 +75,31 @@ def field_overhead(quick: bool = False, *, model: str = "phviz") -> dict:
 
 
 def duffing_run(quick: bool = False) -> dict:
-    """The paper's Duffing experiment, its preset as given, to T = 100 (one solve)."""
-    runs = []
+    """The paper's Duffing experiment, its preset as given (stabilized step control), to
+    T = 100 (one solve), and the same by the integral rule, in alternation."""
+    runs: dict = {"stabilized": [], "integral": []}
     for _ in range(1 if quick else 3):
-        trainer = Trainer(make_config("paper-duffing", device="cpu"))
-        trainer.run()
-        runs.append(trainer.summary())
-    wall = statistics.median(r["wall_seconds"] for r in runs)
-    last = runs[-1]
-    return {"wall": wall, "nfe": last["nfe"], "mse": last["final_train_loss"], "t": last["t_final"]}
+        for control in runs:
+            trainer = Trainer(make_config("paper-duffing", device="cpu", step_control=control))
+            trainer.run()
+            runs[control].append(trainer.summary())
+    result = {}
+    for control, summaries in runs.items():
+        last = summaries[-1]
+        result[control] = {
+            "wall": statistics.median(r["wall_seconds"] for r in summaries),
+            "nfe": last["nfe"],
+            "mse": last["final_train_loss"],
+            "t": last["t_final"],
+        }
+    return result
 
 
 def duffing_solvers(quick: bool = False) -> dict:
     """The Duffing solve alone (to T = 100, no records) by phviz's dopri5 and by
-    torchdiffeq's, on the same field, in alternation: seconds and evaluations."""
-    trainer = Trainer(make_config("paper-duffing", device="cpu"))
+    torchdiffeq's, on the same field and by the same (integral) step rule, in
+    alternation: seconds and evaluations."""
+    trainer = Trainer(make_config("paper-duffing", device="cpu", step_control="integral"))
     system, config = trainer.system, trainer.config
     y0 = torch.cat([trainer.xi, trainer.xi.new_zeros(2)])
     times: dict = {True: [], False: []}
@@ -127,10 +137,15 @@ def report(quick: bool = False) -> None:
         )
     d = duffing_run(quick)
     print("paper's Duffing experiment (preset paper-duffing), T = 100, one solve, 1 thread:")
-    print(
-        f"  wall {d['wall']:.2f} s (median of {1 if quick else 3}) · nfe {d['nfe']} · "
-        f"final training MSE {d['mse']:.5f} · t {d['t']:g}"
-    )
+    for control, label in (
+        ("stabilized", "as preset, stabilized steps"),
+        ("integral", "integral rule"),
+    ):
+        r = d[control]
+        print(
+            f"  {label}: wall {r['wall']:.2f} s (median of {1 if quick else 3}) · nfe {r['nfe']} · "
+            f"final training MSE {r['mse']:.5f} · t {r['t']:g}"
+        )
     s = duffing_solvers(quick)
     print("the same solve alone, the same field, phviz's dopri5 against torchdiffeq's:")
     print(

@@ -12,6 +12,14 @@ error norm (RMS of the error over atol + rtol·max(|y0|, |y1|)), step-size contr
 same times of the stages (in the state's precision, as torchdiffeq evaluates them)
 and its fourth-order interpolation to the output times. Results agree with
 torchdiffeq's to rounding (tested on the linear closed form and on a network).
+
+One thing torchdiffeq's lacks is offered besides: Hairer and Wanner's stabilized
+("PI") step-size control (Solving ODEs II, IV.2; their DOPRI5 code's parameter
+beta). Where the step is limited by stability rather than accuracy, as in training
+that has found a valley, the integral rule's steps overshoot, get rejected and shrink
+in turn; the previous step's error in the rule damps that cycle. On the paper's
+Duffing run it rejects 7 steps of 442 against 145 of 552, for 2,654 evaluations
+against 3,314 at the same tolerances.
 """
 
 from __future__ import annotations
@@ -53,6 +61,11 @@ MIDDLE = (
 )
 ORDER = 5
 SAFETY, GROWTH, SHRINK = 0.9, 10.0, 0.2
+# β of the stabilized control: their code allows up to 0.1 and defaults to 0.04; 0.08
+# damps the cycle on the runs measured here (0.04 halved the Duffing run's rejections,
+# 0.08 removed them nearly all). Above about 0.11 a run of tiny errors would shrink
+# the step for ever (each step's factor is 0.9·(err/prev)^β·err^(β/4 − 1/5)).
+STABILIZATION = 0.08
 
 Field = Callable[[float, np.ndarray, np.ndarray], None]
 
@@ -91,13 +104,15 @@ def dopri5(
     rtol: float,
     atol: float,
     on_step: Callable[[float, float], None] | None = None,
+    stabilized: bool = False,
 ) -> np.ndarray:
     """y at ``times`` (increasing; ``times[0]`` is y0's) of y′ = field(t, y).
 
     ``field(t, y, out)`` writes dy/dt into ``out``. ``on_step(t0, dt)`` is told of every
     step before it is taken (accepted or not) and may raise to stop the solve. A step
     of size zero raises ``FloatingPointError``, one that would be accepted into a
-    state that is not finite ``NonFiniteState``.
+    state that is not finite ``NonFiniteState``. ``stabilized``: the step size by the
+    stabilized control (``Stabilized``), else by torchdiffeq's integral rule.
     Times are float64; the state keeps y0's dtype, as do the stages' times.
     """
     y0 = np.ascontiguousarray(y0)
@@ -122,6 +137,7 @@ def dopri5(
     ]
     nodes, stage_times = np.array(NODES[:4], dtype), np.empty(4, dtype)
     rtol_, atol_, below = cast(rtol), cast(atol), cast(-np.inf)
+    factor = Stabilized() if stabilized else _factor
     j = 1
     while j < len(times):
         if not math.isfinite(dt):
@@ -158,7 +174,7 @@ def dopri5(
             rows[0] = rows[8]
             rows[1] = rows[7]
             size0, size1 = size1, size0
-        dt = dt * _factor(ratio)
+        dt = dt * factor(ratio)
     return out
 
 
@@ -170,6 +186,34 @@ def _factor(ratio: float) -> float:
         return math.nan
     shrink = 1.0 if ratio < 1.0 else SHRINK
     return min(GROWTH, max(SAFETY / ratio ** (1.0 / ORDER), shrink))
+
+
+class Stabilized:
+    """Hairer and Wanner's stabilized step-size control, as in their DOPRI5 code.
+
+    The next step's size over this one's is 0.9·err^−(1/5 − 3β/4)·prev^β, kept within
+    [0.2, 10], where err is this step's error ratio and prev the last accepted step's
+    (at least 10⁻⁴); after a rejection the factor leaves out prev, and the next
+    accepted step may not grow.
+    """
+
+    def __init__(self, beta: float = STABILIZATION):
+        self.beta, self.exponent = beta, 1.0 / ORDER - 0.75 * beta
+        self.previous, self.rejected = 1e-4, False
+
+    def __call__(self, ratio: float) -> float:
+        if math.isnan(ratio):
+            return math.nan
+        # 0 ** −e is an error in Python: a step without error grows the most
+        part = SAFETY / ratio**self.exponent if ratio > 0.0 else GROWTH
+        if ratio > 1.0:
+            self.rejected = True
+            return max(SHRINK, part)
+        factor = min(GROWTH, max(SHRINK, part * self.previous**self.beta))
+        if self.rejected:
+            factor = min(factor, 1.0)
+        self.previous, self.rejected = max(ratio, 1e-4), False
+        return factor
 
 
 def _interpolation(x, middle: np.ndarray, dt) -> np.ndarray:

@@ -137,7 +137,15 @@ def integrate_dopri5(
     state = y0.detach().numpy().copy()
     try:  # a diverging state is caught by the solver's checks: NumPy need not warn of it
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ys = dopri5(field, state, times, config.rtol, config.atol, on_step)
+            ys = dopri5(
+                field,
+                state,
+                times,
+                config.rtol,
+                config.atol,
+                on_step,
+                stabilized=config.step_control == "stabilized",
+            )
     except NonFiniteState as err:
         raise SolverStop("nonfinite", err.t) from None
     return torch.from_numpy(ys)

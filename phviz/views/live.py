@@ -34,7 +34,15 @@ from .worker import Pictures
 TRACKED_COLUMNS = MAX_TRACKED
 # Changes the running trainer takes at its next switching interval.
 GAINS = ("damping", "inertia", "potential_gain", "weight_decay")
-SOLVER_SETTINGS = ("solver", "rtol", "atol", "step_size", "max_steps", "switching_interval")
+SOLVER_SETTINGS = (
+    "solver",
+    "rtol",
+    "atol",
+    "step_size",
+    "max_steps",
+    "step_control",
+    "switching_interval",
+)
 # Settings of the generated data set: they wait while the run trains on the user's own.
 DATA_SETTINGS = ("n_samples", "noise", "train_fraction", "data_seed")
 # Changes that need a new data set or model, hence a reset.

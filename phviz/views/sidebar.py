@@ -31,11 +31,20 @@ SECTIONS = {
         "atol",
         "step_size",
         "max_steps",
+        "step_control",
     ),
     "Device": ("device",),
 }
 # The Solver section's settings shown in its collapsed details (the rest stay in view).
-SOLVER_DETAILS = ("batch_size", "switching_interval", "rtol", "atol", "step_size", "max_steps")
+SOLVER_DETAILS = (
+    "batch_size",
+    "switching_interval",
+    "rtol",
+    "atol",
+    "step_size",
+    "max_steps",
+    "step_control",
+)
 # A widget for each kind of parameter (the first that matches), and where one differs.
 BY_TYPE = (
     (param.Selector, pn.widgets.Select),
