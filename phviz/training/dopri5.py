@@ -63,8 +63,9 @@ ORDER = 5
 SAFETY, GROWTH, SHRINK = 0.9, 10.0, 0.2
 # β of the stabilized control: their code allows up to 0.1 and defaults to 0.04; 0.08
 # damps the cycle on the runs measured here (0.04 halved the Duffing run's rejections,
-# 0.08 removed them nearly all). Above about 0.11 a run of tiny errors would shrink
-# the step for ever (each step's factor is 0.9·(err/prev)^β·err^(β/4 − 1/5)).
+# 0.08 removed them nearly all). Above about 0.11, errors that stay at the floor of
+# 10⁻⁴ while the step shrinks (rounding) would shrink it for ever: each factor is then
+# 0.9·(10⁻⁴)^(7β/4 − 1/5), below 1 once β passes 0.108.
 STABILIZATION = 0.08
 
 Field = Callable[[float, np.ndarray, np.ndarray], None]
