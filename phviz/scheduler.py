@@ -44,6 +44,10 @@ class Job:
     def work(self) -> None:
         """One bounded slice of work (tens of milliseconds)."""
 
+    def ended(self) -> None:
+        """Called on the worker after each slice, once the job no longer counts as
+        running: where a job tells others what its slice did. Must not block."""
+
 
 class Task(Job):
     """A one-off job from ``Scheduler.run_once``: due at once, runs ``fn`` in one slice,
@@ -251,3 +255,7 @@ class Scheduler:
                     elif job in self.slices:
                         self.slices[job] += 1
                     self._cond.notify_all()
+                try:
+                    job.ended()
+                except Exception:
+                    log.exception("job.ended")

@@ -130,6 +130,23 @@ def test_pause_is_final_once_settled(pool):
     session.close()
 
 
+def test_a_pause_during_a_slice_says_when_it_has_settled(pool):
+    """Whoever shows the label Run hears the moment the run stands still, from the
+    worker, once: not at its next poll."""
+    session = ready_session(pool, max_rate=None)
+    gate, released = threading.Event(), threading.Event()
+    session.request(lambda: (gate.set(), released.wait(10)))  # a slice held open
+    assert gate.wait(10)
+    session.play()
+    heard = []
+    session.pause(then=lambda: heard.append(session.settled))
+    assert not session.settled and not heard  # the slice in flight has not ended
+    released.set()
+    assert wait_for(lambda: heard)
+    assert heard == [True]
+    session.close()
+
+
 def test_a_pause_between_slices_needs_no_worker(pool):
     """Pause settles at once when no slice of the run is in flight, even while every
     worker is busy with other sessions."""

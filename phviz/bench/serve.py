@@ -13,7 +13,8 @@ and 20 sessions (pages of one browser, each pressing Run) it measures, in one ru
 - training throughput: the sum over sessions of the status line's t gained per
   second, each between the last changes before the window's start and its end (a
   window's Δt alone undercounts a page that shows few updates in it);
-- Pause latency: from the click until the button reads Run and t stands still;
+- Pause latency: from the press on Pause (a mouse click where the button is, timed
+  by the input event's own time stamp) until the button reads Run and t stands still;
 - the cores the server process used over the window, and those the whole machine
   used. Server and browser share this machine's cores; the browser runs at the
   lowest priority, as the pages stand in for a class's own machines, so its
@@ -157,19 +158,37 @@ SNAPSHOT = """() => {
           t: last[1], last_change: last[0]};
 }"""
 
-# True once the button reads Run and t has not changed for QUIET_MS; then the
-# moment both held first (the later of the label seen and t's last change).
-STOPPED = """([since, quiet]) => {
+# Marks, in the page's own clock, the moment of the next press on the button
+# (the input event's time stamp: when the press reached the page, before any wait
+# behind the page's other work) and the moment its label next changes (a mutation,
+# recorded as the page applies it, not when a poll comes round to look).
+MARK_PRESS = """() => {
+  const p = window.__phvizProbe, run = p.runButton();
+  p.pressedAt = null; p.labelAt = null;
+  const label = run.textContent.trim();
+  const press = (e) => { p.pressedAt = e.timeStamp };
+  document.addEventListener('pointerdown', press, {capture: true, once: true});
+  const seen = new MutationObserver(() => {
+    if (run.textContent.trim() === label) return;
+    p.labelAt = performance.now();
+    seen.disconnect();
+  });
+  seen.observe(run, {childList: true, subtree: true, characterData: true});
+  const box = run.getBoundingClientRect();
+  return [box.x + box.width / 2, box.y + box.height / 2];
+}"""
+
+# True once the button reads Run and t has not changed for QUIET_MS since the press;
+# then the later of the label's change and t's last change.
+STOPPED = """([quiet]) => {
   const p = window.__phvizProbe;
   const run = p.runButton();
-  if (!run || run.textContent.trim() !== 'Run') { p.runSeen = null; return false; }
+  if (p.pressedAt == null || !run || run.textContent.trim() !== 'Run') return false;
   const now = performance.now();
-  if (p.runSeen == null) p.runSeen = now;
-  const last = p.tChanged == null ? since : p.tChanged;
+  const label = p.labelAt == null ? now : p.labelAt;
+  const last = p.tChanged == null ? p.pressedAt : Math.max(p.tChanged, p.pressedAt);
   if (now - last < quiet) return false;
-  const stopped = Math.max(p.runSeen, last, since);
-  p.runSeen = null;
-  return stopped;
+  return Math.max(label, last) - p.pressedAt;
 }"""
 
 
@@ -301,14 +320,18 @@ def training_window(pages, seconds: float) -> list[dict]:
 
 
 def pause_latency(page) -> float:
-    """Seconds from the Pause click until the button reads Run and t stands still."""
+    """Seconds from the press on Pause until the button reads Run and t stands still.
+
+    The press is a mouse click where the button is, as a user's: a locator's click
+    first waits for the button to stand still over two animation frames, which on a
+    starved page took up to seconds before any click happened."""
     if not page.evaluate(LABEL, "Pause"):  # a click now would be Run's
         raise Overdue("the button to read Pause before the click (the run stopped itself)")
-    since = page.evaluate("performance.now()")
     with waiting("Pause to show Run and t to stand still"):
-        page.locator(".phviz-run button").click()
-        stopped = page.wait_for_function(STOPPED, arg=[since, QUIET_MS], polling=50)
-    return (stopped.json_value() - since) / 1000
+        x, y = page.evaluate(MARK_PRESS)
+        page.mouse.click(x, y)
+        stopped = page.wait_for_function(STOPPED, arg=[QUIET_MS], polling=50)
+    return stopped.json_value() / 1000
 
 
 def measure(sessions: tuple[int, ...], window: float):

@@ -12,9 +12,11 @@ Nothing here computes physics.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import panel as pn
 import param
@@ -229,11 +231,26 @@ class Explorer(pn.viewable.Viewer):
         if self._pausing:
             return  # a click while the last slice ends: the pause stands
         if self.session.playing:
-            self.session.pause()  # the label turns to Run once the session settled
+            # The label turns to Run once the session has settled: the update that
+            # says so goes out then, not at the next tick.
+            self.session.pause(then=self._wake())
             self._pausing = True
         else:
             self.session.play()
         self.update_view(force=True)
+
+    def _wake(self) -> Callable[[], None] | None:
+        """A function any thread may call to have ``update_view`` run soon on this
+        page's server thread (None without a page)."""
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:
+            return None
+
+        def wake() -> None:
+            with contextlib.suppress(Exception):  # the tab has closed meanwhile
+                doc.add_next_tick_callback(self.update_view)
+
+        return wake
 
     def step(self) -> None:
         """One switching interval (the Step button)."""

@@ -144,6 +144,7 @@ class LiveSession(Job):
         self._requests: collections.deque[Callable[[], None]] = collections.deque()
         self._outbox: list = []
         self._steps = 0
+        self._on_settled: Callable[[], None] | None = None
         self._playing = False
         self._visible = True
         self._closed = False
@@ -181,15 +182,27 @@ class LiveSession(Job):
         self._playing = True
         self.scheduler.notify()
 
-    def pause(self) -> None:
+    def pause(self, then: Callable[[], None] | None = None) -> None:
         """Stop after the slice in flight; ``settled`` tells when that has ended (at
-        once when no slice of this run is in flight or waiting)."""
+        once when no slice of this run is in flight or waiting), and ``then`` is called
+        on the worker at that moment, unless it was so at once."""
         self._playing = False
         with self.scheduler.holding(self) as idle:
             if idle and not (self._requests or self._steps):
                 self._settle()  # no slice can start meanwhile: the pictures are ours
                 return
-        self.request(self._settle)  # after the slice in flight: then all stands still
+            # after the slice in flight: then all stands still (asked for while no
+            # slice can end, so ``settled`` cannot turn true before it is asked)
+            with self._lock:
+                self._requests.append(self._settle)
+            self._on_settled = then
+        self.scheduler.notify()
+
+    def ended(self) -> None:
+        then = self._on_settled
+        if then is not None and self.settled:
+            self._on_settled = None
+            then()
 
     @property
     def settled(self) -> bool:
