@@ -11,6 +11,7 @@ from phviz import make_config
 from phviz.budget import Budget, parameter_count
 from phviz.scheduler import NOW, Job, Scheduler
 from phviz.views import Explorer
+from phviz.views.layout import SparePlots
 from phviz.views.live import LiveSession
 from phviz.views.serving import SessionGate
 
@@ -166,6 +167,15 @@ def test_a_pause_between_slices_needs_no_worker(pool):
     assert session.settled and pool.running(other)
     assert session.due() == math.inf
     session.close()
+
+
+def test_a_page_takes_the_spare_figures_under_way_instead_of_building_its_own(pool):
+    spare = SparePlots(patience=30)
+    spare.prepare(pool)  # as the last page's load does
+    building = spare._task
+    plots = spare.take(pool)
+    assert building.done and plots is building.result()
+    assert spare._task is not building  # the next page's spare is another
 
 
 def test_pictures_and_training_share_one_session_on_the_pool(pool):

@@ -111,22 +111,29 @@ class SparePlots:
     the server's thread; built while the server is idle, it is done before the next
     page is asked for. The build starts once a page has loaded: started with the
     page's own build, it took the interpreter from it and made that page later. A page
-    that comes while the spare is still being built builds its own.
+    that comes while the spare is being built waits for it (up to ``patience``
+    seconds), as tabs opened one after another do: building its own from the start
+    on the server's thread took longer than the rest of the spare's build. Only a page
+    that finds no spare at all (the first on a server not warmed) builds its own.
     """
 
-    def __init__(self):
+    def __init__(self, patience: float = 5.0):
         self._task = None
         self._lock = threading.Lock()
+        self.patience = patience
 
     def take(self, scheduler, phase_coordinate: int = 0) -> Plots:
-        with self._lock:  # a finished spare goes to one page only
-            task = self._task
-            ready = task is not None and task.done
-            if ready:
-                self._task = None
+        with self._lock:  # a spare goes to one page only
+            task, self._task = self._task, None
+        if task is not None and not task.wait(self.patience):
+            with self._lock:  # late: it serves the next page, unless one is under way
+                if self._task is None:
+                    self._task, task = task, None
+                else:
+                    task = None
         pn.state.onload(functools.partial(self.prepare, scheduler))
         plots = None
-        if ready:
+        if task is not None:
             try:
                 plots = task.result()
             except Exception:  # built anew below, where an error is seen
