@@ -474,7 +474,8 @@ def report(quick: bool = False) -> None:
         f"class's own machines), default settings, {window:g} s window; medians over "
         "sessions; frames/s by requestAnimationFrame, updates/s = status-line changes, "
         "t per s = training time gained by all sessions together per wall second, "
-        f"Pause = click until Run shows and t is still ({QUIET_MS} ms quiet not counted); "
+        "Pause = from the press (its input event's time stamp) until Run shows and t is "
+        f"still ({QUIET_MS} ms quiet not counted); "
         f"server, all = cores busy over the window in the server process and on the "
         f"whole machine (of {psutil.cpu_count()})"
     )
