@@ -111,9 +111,9 @@ class SparePlots:
     the server's thread; built while the server is idle, it is done before the next
     page is asked for. The build starts once a page has loaded: started with the
     page's own build, it took the interpreter from it and made that page later. A page
-    that comes while the spare is being built waits for it (up to ``patience``
-    seconds), as tabs opened one after another do: building its own from the start
-    on the server's thread took longer than the rest of the spare's build. Only a page
+    that comes while the spare is being built, as pages arriving in quick succession
+    do (a class opening one link at once), waits for it (up to ``patience`` seconds):
+    the rest of that build is never longer than a build from the start. Only a page
     that finds no spare at all (the first on a server not warmed) builds its own.
     """
 

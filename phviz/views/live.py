@@ -179,6 +179,7 @@ class LiveSession(Job):
         self.notice = None
         self.error = None
         self._next_at = time.monotonic()
+        self._on_settled = None  # a pause not yet settled is over
         self._playing = True
         self.scheduler.notify()
 
