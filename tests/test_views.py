@@ -543,8 +543,26 @@ def test_the_frame_clock_waits_longer_for_each_update_a_page_has_not_drawn():
     assert not clock.ready()
     clock._sent_at -= 2.0
     assert clock.ready()
-    clock._handle_msg({"drawn": 2})  # the page caught up
-    assert clock.drawn == 2 and clock.ready()
+    clock._handle_msg({"drawn": 2})  # the page caught up, 4.5 s after the last update
+    assert clock.drawn == 2 and not clock.ready()  # and rests before the next
+
+
+def test_the_frame_clock_lets_a_page_that_draws_slowly_rest_before_the_next_update():
+    from phviz.views.clock import FrameClock
+
+    clock = FrameClock(quick=0.1)
+    clock.tick()
+    clock._handle_msg({"drawn": 1})  # drawn at once: the next may go
+    assert clock.drawing < 0.1 and clock.ready()
+    clock.tick()
+    clock._sent_at -= 5.0  # this one took the page five seconds to draw
+    clock._handle_msg({"drawn": 2})
+    assert clock.drawing >= 5.0
+    assert not clock.ready()  # it rests for the time beyond quick first
+    clock._drawn_at -= clock.drawing - 0.1
+    assert clock.ready()
+    clock._handle_msg({"drawn": 2})  # a repeated answer changes nothing
+    assert clock.ready()
 
 
 def test_a_collapsed_section_is_built_on_its_first_expand_with_the_links_values():

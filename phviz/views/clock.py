@@ -6,8 +6,13 @@ them. ``FrameClock`` is an invisible component on the page. The server counts th
 updates it sends in ``sent`` and tells the page; after the page has applied an
 update and painted the next frame, it answers with the count it has ``drawn``. The
 server sends the next update only when ``drawn`` has caught up, so however slow
-the browser, one update is in flight. Should an answer be lost, it goes on after
-``patience`` seconds, and waits twice as long for each further update in flight.
+the browser, one update is in flight. An update that took the page longer than
+``quick`` seconds from sending to drawn buys it a rest of the time beyond that
+before the next is sent: a page that draws quickly notices nothing, while one on a
+slow or busy machine is kept from drawing without pause, so a click finds it idle
+part of the time and is answered sooner, and the machine keeps cores for the rest. Should an answer
+be lost, it goes on after ``patience`` seconds, and waits twice as long for each
+further update in flight.
 It also reports whether the page is visible, so a hidden tab's work can wait, and
 when the page has drawn itself, before which nothing is sent (changes made while a
 page is still connecting can be lost on the way).
@@ -68,30 +73,43 @@ export function render({ model }) {
 }
 """
 
-    def __init__(self, patience: float = 2.0, on_drawn: Callable[[], None] | None = None, **params):
+    def __init__(
+        self,
+        patience: float = 2.0,
+        on_drawn: Callable[[], None] | None = None,
+        quick: float = 0.1,
+        **params,
+    ):
         params.setdefault("height", 0)  # give it a height to show the status line
         params.setdefault("margin", 0)
         super().__init__(**params)
         self.patience = patience
+        self.quick = quick
         self.on_drawn = on_drawn  # called on the server's thread when the page answers
         self.sent = 0  # updates the server has sent
         self.drawn = 0  # the last update the page has painted
         self._sent_at = 0.0
+        self._drawn_at = 0.0  # when the page answered for the latest update
+        self.drawing = 0.0  # seconds from sending the latest update to its answer
 
     def _handle_msg(self, data) -> None:
         if isinstance(data, dict) and isinstance(data.get("drawn"), int):
+            if data["drawn"] >= self.sent > self.drawn:
+                self._drawn_at = time.monotonic()
+                self.drawing = self._drawn_at - self._sent_at
             self.drawn = data["drawn"]
             if self.on_drawn is not None:
                 self.on_drawn()
 
     def ready(self) -> bool:
-        """Whether the page has drawn every update sent, or has kept us waiting too
-        long: ``patience`` for one update in flight, twice as long for each further
-        one. An answer can be lost (a hidden tab paints no frames), but a page slower
-        than ``patience`` must not collect a queue that a click would wait behind."""
+        """Whether the page has drawn every update sent and rested after the last, or
+        has kept us waiting too long: ``patience`` for one update in flight, twice as
+        long for each further one. An answer can be lost (a hidden tab paints no
+        frames), but a page slower than ``patience`` must not collect a queue that a
+        click would wait behind."""
         behind = self.sent - self.drawn
         if behind <= 0:
-            return True
+            return time.monotonic() - self._drawn_at >= self.drawing - self.quick
         return time.monotonic() - self._sent_at > self.patience * 2 ** (behind - 1)
 
     def tick(self, html: str | None = None) -> None:
