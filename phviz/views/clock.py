@@ -10,9 +10,9 @@ the browser, one update is in flight. An update that took the page longer than
 ``quick`` seconds from sending to drawn buys it a rest of the time beyond that
 before the next is sent: a page that draws quickly notices nothing, while one on a
 slow or busy machine is kept from drawing without pause, so a click finds it idle
-part of the time and is answered sooner, and the machine keeps cores for the rest. Should an answer
-be lost, it goes on after ``patience`` seconds, and waits twice as long for each
-further update in flight.
+part of the time and is answered sooner, and the machine keeps cores for the rest.
+Should an answer be lost, it goes on after ``patience`` seconds, and waits twice as
+long for each further update in flight.
 It also reports whether the page is visible, so a hidden tab's work can wait, and
 when the page has drawn itself, before which nothing is sent (changes made while a
 page is still connecting can be lost on the way).
