@@ -178,11 +178,12 @@ class FlatParameters:
         loss = self.backward(theta, closure)
         return loss, self.grad.clone()
 
-    def backward(self, theta, closure) -> torch.Tensor:
+    def backward(self, theta, closure, *, clear: bool = True) -> torch.Tensor:
         """L(θ), leaving ∇L(θ) in ``self.grad`` (overwritten by the next call).
 
         ``theta``: a tensor, or on the CPU a NumPy array. The gradients accumulate
-        into the views, cleared first: cheaper than gathering fresh ones."""
+        into the views, cleared first (cheaper than gathering fresh ones); with
+        ``clear=False`` ∇L(θ) is added to what ``self.grad`` holds."""
         views = zip(self.params, self.theta_views, self.grad_views, self.pointers, strict=True)
         for p, view, g, pointer in views:
             if p.data_ptr() != pointer:  # someone rebound it (.data = ...): bind again
@@ -194,16 +195,95 @@ class FlatParameters:
         if self.arrays is None:
             with torch.no_grad():
                 self.theta.copy_(theta)
-                self.grad.zero_()
+                if clear:
+                    self.grad.zero_()
         else:
             if isinstance(theta, torch.Tensor):
                 theta = theta.detach().numpy()
             np.copyto(self.arrays[0], theta)
-            self.arrays[1].fill(0.0)
+            if clear:
+                self.arrays[1].fill(0.0)
         with torch.enable_grad():
             loss = closure()
             loss.backward()
         return loss.detach()
+
+
+# Hooks registered for every module (``torch.nn.modules.module.register_module_*``);
+# None where a torch version names them otherwise, which turns ``DirectForward`` off.
+_GLOBAL_HOOKS = tuple(
+    getattr(torch.nn.modules.module, name, None)
+    for name in (
+        "_global_forward_pre_hooks",
+        "_global_forward_hooks",
+        "_global_backward_pre_hooks",
+        "_global_backward_hooks",
+    )
+)
+
+
+def _sequential_steps(model: torch.nn.Module) -> tuple[list, list] | None:
+    """An ``nn.Sequential``'s modules in the order they run (nested ones flattened) and
+    every module involved, containers too; None unless all are called plainly."""
+    plain_call = torch.nn.Module.__call__
+    if type(model) is not torch.nn.Sequential:
+        return None
+    steps, involved = [], [model]
+    for child in model:
+        if type(child).__call__ is not plain_call:
+            return None
+        nested = _sequential_steps(child) if type(child) is torch.nn.Sequential else None
+        if nested is None:
+            steps.append(child)
+            involved.append(child)
+        else:
+            steps += nested[0]
+            involved += nested[1]
+    return steps, involved
+
+
+class DirectForward:
+    """``model(x)`` for an ``nn.Sequential``, each module's ``forward`` called in turn.
+
+    ``nn.Module.__call__`` costs about a microsecond a module to find that no hook is
+    registered; for a small network that is a few per cent of a training step. This
+    skips it when that changes nothing: no module involved has hooks, none is compiled
+    in place, no hook is registered globally and nothing is being traced. All of that
+    is checked on every call, so a hook registered later runs as it should. Any other
+    model is simply called.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        found = _sequential_steps(model) if None not in _GLOBAL_HOOKS else None
+        self.steps, involved = found if found is not None else (None, [])
+        self.modules = involved
+        self.hooks = (
+            tuple(
+                hooks
+                for module in involved
+                for hooks in (
+                    module._forward_pre_hooks,
+                    module._forward_hooks,
+                    module._backward_pre_hooks,
+                    module._backward_hooks,
+                )
+            )
+            + _GLOBAL_HOOKS
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        steps = self.steps
+        if (
+            steps is None
+            or any(self.hooks)
+            or torch._C._get_tracing_state()
+            or any([m._compiled_call_impl is not None for m in self.modules])
+        ):
+            return self.model(x)
+        for module in steps:
+            x = module.forward(x)
+        return x
 
 
 class PortHamiltonianSystem:
@@ -260,6 +340,7 @@ class PortHamiltonianSystem:
             and all(p.requires_grad for p in model.parameters())
         )
         self._flat = FlatParameters(model)
+        self._forward = DirectForward(model)
         # a model with its own backward pass and a loss with its closed-form output
         # gradient: ∇L(θ) without autograd's graph (the same numbers, less overhead)
         self._output_gradient = getattr(loss_fn, "with_output_gradient", None)
@@ -268,6 +349,7 @@ class PortHamiltonianSystem:
             and callable(getattr(model, "functional_loss_and_gradient", None))
             and self._output_gradient is not None
         )
+        self._autograd_arrays = not self._closed_form  # the CPU array path runs backward
         self.inputs = self.targets = None
         self._array_gradient = None
         self._scratch = np.empty(self.layout.size, dtype=self._like.cpu().numpy().dtype)
@@ -478,7 +560,7 @@ class PortHamiltonianSystem:
         if self._fast:  # the same network without nn.Module's per-call hooks
             out = self.model.functional_forward(self._flat.params, self.inputs)
         else:
-            out = self.model(self.inputs)
+            out = self._forward(self.inputs)
         return self.loss_fn(out, self.targets)
 
     def _rates_into(self, t, y: torch.Tensor, out: torch.Tensor):
@@ -515,15 +597,26 @@ class PortHamiltonianSystem:
         ``_array_ledger_terms`` too."""
         n = self.layout.size
         theta, p, velocity, rate = y[:n], y[n : 2 * n], out[:n], out[n : 2 * n]
-        self._numpy_gradient(theta, -self.potential_gain, rate)
-        inverse, damping, decay = self.inverse_inertia, self.damping, self.weight_decay
-        np.multiply(p, _as_array(inverse), out=velocity)
-        scratch = self._scratch
-        if isinstance(decay, torch.Tensor) or decay != 0.0:
-            np.multiply(theta, _as_array(decay), out=scratch)
+        a, scratch = self.potential_gain, self._scratch
+        damping, decay = _as_array(self.damping), _as_array(self.weight_decay)
+        np.multiply(p, _as_array(self.inverse_inertia), out=velocity)
+        if self._autograd_arrays:
+            # ṗ = −a·(∇L + (cθ + Bv)/a): the terms beside ∇L go into the buffer that
+            # backward adds ∇L to, so one scaling gives ṗ (fewer passes over memory)
+            terms = self._flat.arrays[1]
+            np.multiply(velocity, damping / a, out=terms)
+            if not _is_zero(decay):
+                np.multiply(theta, decay / a, out=scratch)
+                np.add(terms, scratch, out=terms)
+            self._flat.backward(theta, self._closure, clear=False)
+            np.multiply(terms, -a, out=rate)
+        else:
+            self._numpy_gradient(theta, -a, rate)
+            if not _is_zero(decay):
+                np.multiply(theta, decay, out=scratch)
+                np.subtract(rate, scratch, out=rate)
+            np.multiply(velocity, damping, out=scratch)
             np.subtract(rate, scratch, out=rate)
-        np.multiply(velocity, _as_array(damping), out=scratch)
-        np.subtract(rate, scratch, out=rate)
         u = self._array_port
         if u is not None:
             rate += u

@@ -438,3 +438,65 @@ def test_a_users_module_gives_the_same_field_as_phviz_mlp_and_survives_zero_grad
     ds.loss_fn(module(ds.x_train), ds.y_train).backward()
     plain = torch.cat([p.grad.reshape(-1) for p in module.parameters()])
     assert torch.allclose(-a[systems[0].dim :] - 0.5 * xi[systems[0].dim :], plain)
+
+
+def test_a_users_module_matches_phviz_mlp_with_every_gain_set_per_layer():
+    """ṗ = −a∇L − cθ − BM⁻¹p by either path, with per-layer gains and weight decay."""
+    from phviz.bench.core import users_module
+
+    ds = make_dataset("duffing").to(dtype=torch.float64)
+    module = users_module(seed=5).double()
+    mlp = build_model(2, 2, hidden="16,16", activation="softplus", dtype=torch.float64)
+    mlp.load_state_dict(module.state_dict())
+    gains = dict(
+        damping={"0": 2.0, "4.bias": 0.3},
+        inertia={"2.weight": 4.0},
+        potential_gain=1.7,
+        weight_decay={"2": 0.05},
+    )
+    systems = [PortHamiltonianSystem(m, ds.loss_fn, **gains) for m in (module, mlp)]
+    for s in systems:
+        s.set_batch(ds.x_train, ds.y_train)
+    xi = systems[0].initial_state(torch.linspace(-1, 1, systems[0].dim, dtype=torch.float64))
+    a, b = (s(torch.tensor(0.0), xi) for s in systems)
+    assert torch.allclose(a, b, rtol=1e-12, atol=1e-13)
+    systems[0].set_gains(weight_decay=0.01, damping=0.0)  # scalar gains, the other branch
+    systems[1].set_gains(weight_decay=0.01, damping=0.0)
+    a, b = (s(torch.tensor(0.0), xi) for s in systems)
+    assert torch.allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_a_sequential_runs_its_modules_directly_and_still_honours_hooks():
+    from phviz.dynamics import DirectForward
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    inner = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+    model = nn.Sequential(inner, nn.Linear(8, 3)).double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    direct = DirectForward(model)
+    assert [type(m) for m in direct.steps] == [nn.Linear, nn.Tanh, nn.Linear]
+    assert torch.equal(direct(x), model(x))
+
+    # a hook registered later, on a nested module or for every module, still runs
+    calls = []
+    handle = inner[1].register_forward_hook(lambda m, i, o: calls.append("tanh") or 2 * o)
+    assert torch.equal(direct(x), model(x)) and calls == ["tanh", "tanh"]
+    handle.remove()
+    handle = nn.modules.module.register_module_forward_pre_hook(
+        lambda m, i: calls.append(type(m).__name__)
+    )
+    try:
+        direct(x)
+    finally:
+        handle.remove()
+    assert calls[2:] == ["Sequential", "Sequential", "Linear", "Tanh", "Linear"]
+
+    # a model that is not a plain Sequential is simply called
+    class Twice(nn.Sequential):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    twice = Twice(nn.Linear(4, 2)).double()
+    assert DirectForward(twice).steps is None
+    assert torch.equal(DirectForward(twice)(x), twice(x))
