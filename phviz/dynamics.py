@@ -349,7 +349,6 @@ class PortHamiltonianSystem:
             and callable(getattr(model, "functional_loss_and_gradient", None))
             and self._output_gradient is not None
         )
-        self._autograd_arrays = not self._closed_form  # the CPU array path runs backward
         self.inputs = self.targets = None
         self._array_gradient = None
         self._scratch = np.empty(self.layout.size, dtype=self._like.cpu().numpy().dtype)
@@ -417,7 +416,8 @@ class PortHamiltonianSystem:
         self._array_gradient = None  # the MLP's NumPy gradient on it, made when first asked
 
     def _numpy_gradient(self, theta: np.ndarray, scale: float, out: np.ndarray) -> None:
-        """out ← scale·∇L(θ) on the CPU, NumPy in and out (any model)."""
+        """out ← scale·∇L(θ) on the CPU, NumPy in and out, for a model with its own
+        backward pass (models on autograd take ``_array_rates_into``'s own way)."""
         gradient = self._array_gradient
         if gradient is None and self.takes_array_gradients:
             targets = self.array_targets(self.targets)
@@ -428,10 +428,7 @@ class PortHamiltonianSystem:
         if gradient is not None:
             gradient(theta, scale, out)
             return
-        if self._closed_form:
-            self._closed_form_gradient(torch.from_numpy(theta), self._flat.grad)
-        else:
-            self._flat.backward(theta, self._closure)
+        self._closed_form_gradient(torch.from_numpy(theta), self._flat.grad)
         np.multiply(self._flat.arrays[1], scale, out=out)
 
     def initial_state(self, momentum: torch.Tensor | None = None) -> torch.Tensor:
@@ -600,7 +597,7 @@ class PortHamiltonianSystem:
         a, scratch = self.potential_gain, self._scratch
         damping, decay = _as_array(self.damping), _as_array(self.weight_decay)
         np.multiply(p, _as_array(self.inverse_inertia), out=velocity)
-        if self._autograd_arrays:
+        if not self._closed_form:  # autograd's backward
             # ṗ = −a·(∇L + (cθ + Bv)/a): the terms beside ∇L go into the buffer that
             # backward adds ∇L to, so one scaling gives ṗ (fewer passes over memory)
             terms = self._flat.arrays[1]
