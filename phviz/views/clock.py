@@ -7,10 +7,13 @@ updates it sends in ``sent`` and tells the page; after the page has applied an
 update and painted the next frame, it answers with the count it has ``drawn``. The
 server sends the next update only when ``drawn`` has caught up, so however slow
 the browser, one update is in flight. An update that took the page longer than
-``quick`` seconds from sending to drawn buys it a rest of the time beyond that
-before the next is sent: a page that draws quickly notices nothing, while one on a
-slow or busy machine is kept from drawing without pause, so a click finds it idle
-part of the time and is answered sooner, and the machine keeps cores for the rest.
+``quick`` seconds from sending to drawn buys it a rest of ``rest`` times the time
+beyond that before the next is sent: a page that draws quickly notices nothing,
+while one on a slow or busy machine is kept from drawing without pause, so a click
+finds it idle most of the time and is answered sooner, and the machine keeps cores
+for the rest. Where many pages share one machine each one's drawing stretches with
+the others'; resting longer than it drew keeps fewer of them drawing at once, so
+each draws faster, and the pages together draw about as many updates as before.
 Should an answer be lost, it goes on after ``patience`` seconds, and waits twice as
 long for each further update in flight.
 It also reports whether the page is visible, so a hidden tab's work can wait, and
@@ -78,6 +81,7 @@ export function render({ model }) {
         patience: float = 2.0,
         on_drawn: Callable[[], None] | None = None,
         quick: float = 0.1,
+        rest: float = 4.0,
         **params,
     ):
         params.setdefault("height", 0)  # give it a height to show the status line
@@ -85,6 +89,7 @@ export function render({ model }) {
         super().__init__(**params)
         self.patience = patience
         self.quick = quick
+        self.rest = rest
         self.on_drawn = on_drawn  # called on the server's thread when the page answers
         self.sent = 0  # updates the server has sent
         self.drawn = 0  # the last update the page has painted
@@ -109,7 +114,7 @@ export function render({ model }) {
         click would wait behind."""
         behind = self.sent - self.drawn
         if behind <= 0:
-            return time.monotonic() - self._drawn_at >= self.drawing - self.quick
+            return time.monotonic() - self._drawn_at >= self.rest * (self.drawing - self.quick)
         return time.monotonic() - self._sent_at > self.patience * 2 ** (behind - 1)
 
     def tick(self, html: str | None = None) -> None:
