@@ -144,6 +144,23 @@ def test_gains_change_at_the_next_interval_without_reset():
     assert trainer.system.damping == 2.5  # the bad value never reached the system
 
 
+def test_new_gains_stay_pending_until_they_are_in_the_system():
+    """Another thread that sees ``pending_gains`` False must see the new gains."""
+    trainer = Trainer(small())
+    set_gains, seen = trainer.system.set_gains, []
+
+    def watched(**gains):
+        seen.append(trainer.pending_gains)  # while the gains go in
+        set_gains(**gains)
+
+    trainer.system.set_gains = watched
+    trainer.set_gains(damping=2.5)
+    assert trainer.pending_gains
+    trainer.step()
+    assert seen == [True] and not trainer.pending_gains
+    assert trainer.system.damping == 2.5
+
+
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_finite_state():
     trainer = Trainer(
         small(

@@ -48,6 +48,7 @@ class Trainer:
         self.tracked = np.sort(generator.choice(n, size=min(config.n_tracked, n), replace=False))
         self._tracked_index = torch.as_tensor(self.tracked, device=self.device)
         self._pending: dict = {}
+        self._applying = False  # gains taken from _pending, not yet in the system
         self._pending_lock = threading.Lock()
         self.reset()
 
@@ -114,14 +115,18 @@ class Trainer:
 
     @property
     def pending_gains(self) -> bool:
-        """Whether gains set with ``set_gains`` wait for the next interval."""
+        """Whether gains set with ``set_gains`` wait for the next interval (until they
+        are in the system, so another thread that sees False sees them in force)."""
         with self._pending_lock:
-            return bool(self._pending)
+            return bool(self._pending) or self._applying
 
     def _apply_pending_gains(self) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, {}
-        if pending:
+            self._applying = bool(pending)
+        if not pending:
+            return
+        try:
             h_before = float(self.system.hamiltonian(self.xi))
             self.system.set_gains(**pending)
             self._h_now = float(self.system.hamiltonian(self.xi))
@@ -129,6 +134,9 @@ class Trainer:
             for k, v in pending.items():
                 if isinstance(v, (int, float)):
                     setattr(self.config, k, float(v))
+        finally:
+            with self._pending_lock:
+                self._applying = False
 
     # ------------------------------------------------------------- the port
     def kick(self, energy: float, direction: str = "momentum", seed: int | None = None) -> float:
