@@ -550,7 +550,7 @@ def test_the_frame_clock_waits_longer_for_each_update_a_page_has_not_drawn():
 def test_the_frame_clock_lets_a_page_that_draws_slowly_rest_before_the_next_update():
     from phviz.views.clock import FrameClock
 
-    clock = FrameClock(quick=0.1, rest=4.0)
+    clock = FrameClock(quick=0.1, rest=4.0, patience=60.0)
     clock.tick()
     clock._handle_msg({"drawn": 1})  # drawn at once: the next may go
     assert clock.drawing < 0.1 and clock.ready()
@@ -564,6 +564,13 @@ def test_the_frame_clock_lets_a_page_that_draws_slowly_rest_before_the_next_upda
     clock._drawn_at -= 0.1 * (clock.drawing - 0.1) + 0.01
     assert clock.ready()
     clock._handle_msg({"drawn": 2})  # a repeated answer changes nothing
+    assert clock.ready()
+    clock.patience = 2.0  # an answer held back for minutes rests no longer than patience
+    clock.tick()
+    clock._sent_at -= 300.0
+    clock._handle_msg({"drawn": 3})
+    assert not clock.ready()
+    clock._drawn_at -= 2.01
     assert clock.ready()
 
 

@@ -8,12 +8,13 @@ update and painted the next frame, it answers with the count it has ``drawn``. T
 server sends the next update only when ``drawn`` has caught up, so however slow
 the browser, one update is in flight. An update that took the page longer than
 ``quick`` seconds from sending to drawn buys it a rest of ``rest`` times the time
-beyond that before the next is sent: a page that draws quickly notices nothing,
-while one on a slow or busy machine is kept from drawing without pause, so a click
-finds it idle most of the time and is answered sooner, and the machine keeps cores
-for the rest. Where many pages share one machine each one's drawing stretches with
-the others'; resting longer than it drew keeps fewer of them drawing at once, so
-each draws faster, and the pages together draw about as many updates as before.
+beyond that (at most ``patience``) before the next is sent: a page that draws
+quickly notices nothing, while one on a slow or busy machine is kept from drawing
+without pause, so a click finds it idle most of the time and is answered sooner,
+and the machine keeps cores for the rest. Where many pages share one machine each
+one's drawing stretches with the others'; resting longer than it drew keeps fewer of
+them drawing at once, so each draws faster, and the pages together draw about as
+many updates as before.
 Should an answer be lost, it goes on after ``patience`` seconds, and waits twice as
 long for each further update in flight.
 It also reports whether the page is visible, so a hidden tab's work can wait, and
@@ -114,7 +115,10 @@ export function render({ model }) {
         click would wait behind."""
         behind = self.sent - self.drawn
         if behind <= 0:
-            return time.monotonic() - self._drawn_at >= self.rest * (self.drawing - self.quick)
+            # at most ``patience``: an answer held back (a tab hidden for minutes) is no
+            # measure of how long the page takes to draw
+            rest = min(self.patience, self.rest * (self.drawing - self.quick))
+            return time.monotonic() - self._drawn_at >= rest
         return time.monotonic() - self._sent_at > self.patience * 2 ** (behind - 1)
 
     def tick(self, html: str | None = None) -> None:
