@@ -107,6 +107,12 @@ class ParameterLayout:
         self.offsets = [0]
         for k in self.numels:
             self.offsets.append(self.offsets[-1] + k)
+        # For functional_call: a module reached by two paths (one layer used twice)
+        # would be swapped twice by its weight tying and restored wrongly, leaving plain
+        # tensors in the model; untied, the one module is swapped once, as it should be.
+        self.tie_weights = sum(1 for _ in model.named_modules(remove_duplicate=False)) == sum(
+            1 for _ in model.modules()
+        )
 
     def unflatten(self, theta: torch.Tensor) -> list[torch.Tensor]:
         """Views of ``theta`` shaped like the model's parameters, in order."""
@@ -222,17 +228,26 @@ _GLOBAL_HOOKS = tuple(
 )
 
 
+def _plain_sequential(module: torch.nn.Module) -> bool:
+    """An ``nn.Sequential`` (or a subclass) that runs as one: its own forward and call."""
+    kind = type(module)
+    return (
+        isinstance(module, torch.nn.Sequential)
+        and kind.forward is torch.nn.Sequential.forward
+        and kind.__call__ is torch.nn.Module.__call__
+    )
+
+
 def _sequential_steps(model: torch.nn.Module) -> tuple[list, list] | None:
     """An ``nn.Sequential``'s modules in the order they run (nested ones flattened) and
     every module involved, containers too; None unless all are called plainly."""
-    plain_call = torch.nn.Module.__call__
-    if type(model) is not torch.nn.Sequential:
+    if not _plain_sequential(model):
         return None
     steps, involved = [], [model]
     for child in model:
-        if type(child).__call__ is not plain_call:
+        if type(child).__call__ is not torch.nn.Module.__call__:
             return None
-        nested = _sequential_steps(child) if type(child) is torch.nn.Sequential else None
+        nested = _sequential_steps(child) if _plain_sequential(child) else None
         if nested is None:
             steps.append(child)
             involved.append(child)
@@ -272,16 +287,20 @@ class DirectForward:
             + _GLOBAL_HOOKS
         )
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        steps = self.steps
-        if (
-            steps is None
+    @property
+    def plain(self) -> bool:
+        """Whether running ``steps`` one by one is, right now, the same as calling the model."""
+        return not (
+            self.steps is None
             or any(self.hooks)
             or torch._C._get_tracing_state()
             or any([m._compiled_call_impl is not None for m in self.modules])
-        ):
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.plain:
             return self.model(x)
-        for module in steps:
+        for module in self.steps:
             x = module.forward(x)
         return x
 
@@ -462,7 +481,9 @@ class PortHamiltonianSystem:
         if self._fast:
             return self.model.functional_forward(tensors, inputs)
         params = dict(zip(self.layout.names, tensors, strict=True))
-        return functional_call(self.model, (params, self._buffers), (inputs,))
+        return functional_call(
+            self.model, (params, self._buffers), (inputs,), tie_weights=self.layout.tie_weights
+        )
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """L(θ) on the current batch."""

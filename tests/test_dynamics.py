@@ -300,6 +300,39 @@ def test_any_module_works_through_functional_call():
     )
 
 
+def test_a_layer_used_twice_and_weights_tied_across_layers():
+    """functional_call sees each parameter once, and the model keeps its parameters."""
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(3, 3)
+    reused = torch.nn.Sequential(
+        torch.nn.Linear(2, 3),
+        torch.nn.Tanh(),
+        shared,
+        torch.nn.Tanh(),
+        shared,
+        torch.nn.Linear(3, 1),
+    ).double()
+    tied = torch.nn.Sequential(
+        torch.nn.Linear(2, 3),
+        torch.nn.Tanh(),
+        torch.nn.Linear(3, 3),
+        torch.nn.Tanh(),
+        torch.nn.Linear(3, 3),
+        torch.nn.Linear(3, 1),
+    )
+    tied[4].weight = tied[2].weight
+    tied.double()
+    x = torch.randn(7, 2, dtype=torch.float64)
+    for model in (reused, tied):
+        system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss)
+        theta = system.initial_state()[: system.dim] * 1.5
+        out = system.forward(theta, x)
+        assert all(isinstance(p, torch.nn.Parameter) for p in model.parameters())
+        system.write_to_model(torch.cat([theta, torch.zeros_like(theta)]))
+        with torch.no_grad():
+            assert torch.allclose(out, model(x), rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_state_follows_the_model_dtype(dtype):
     system = moons_system(dtype=dtype)

@@ -114,6 +114,83 @@ def test_chunked_surface_equals_unchunked_and_loop():
     assert whole[4, 4] == pytest.approx(own, rel=1e-12)
 
 
+def _chain_cases():
+    torch.manual_seed(5)
+    shared = nn.Linear(4, 4)
+    return {
+        "phviz MLP": small_mlp(),
+        "nested, no bias": nn.Sequential(
+            nn.Sequential(nn.Linear(3, 6), nn.Softplus(beta=4.0)),
+            nn.Sequential(nn.Linear(6, 5, bias=False), nn.GELU()),
+            nn.Linear(5, 2),
+        ).double(),
+        "one layer used twice": nn.Sequential(
+            nn.Linear(3, 4), nn.ReLU(), shared, nn.Tanh(), shared, nn.Linear(4, 2)
+        ).double(),
+    }
+
+
+@pytest.mark.parametrize("case", ["phviz MLP", "nested, no bias", "one layer used twice"])
+def test_linear_chain_equals_the_general_route_and_the_loop(case):
+    model = _chain_cases()[case]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(25, 3, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 2, (25,), generator=g)
+    targets = torch.randn(25, 2, generator=g, dtype=torch.float64)
+    plane = Plane.random(model, seed=2)
+    for loss_fn, y in ((F.cross_entropy, labels), (F.mse_loss, targets)):
+        kw = dict(potential_gain=1.7, weight_decay=0.02, chunk_size=11)
+        chain = Potential(model, loss_fn, x, y, **kw)
+        general = Potential(model, loss_fn, x, y, **kw)
+        general._chain.steps = None
+        assert chain._chain.usable and not general._chain.usable
+        _, _, fast = chain.surface(plane, (-1, 1, -1, 1), 7)
+        _, _, vmapped = general.surface(plane, (-1, 1, -1, 1), 7)
+        _, _, looped = Potential(model, loss_fn, x, y, batched=False, **kw).surface(
+            plane, (-1, 1, -1, 1), 7
+        )
+        np.testing.assert_allclose(fast, vmapped, rtol=1e-12)
+        np.testing.assert_allclose(fast, looped, rtol=1e-12)
+    # the model is left as it was: its parameters still parameters (functional_call's
+    # weight tying once swapped a layer used twice back to a plain tensor)
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in model.parameters())
+
+
+def test_linear_chain_leaves_other_modules_to_vmap_and_runs_hooks():
+    x = torch.randn(10, 3, dtype=torch.float64)
+    y = torch.randn(10, 2, dtype=torch.float64)
+    frozen = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    frozen[0].bias.requires_grad_(False)  # not in θ: the module's own bias must be used
+    others = {
+        "frozen bias": frozen,
+        "a normalisation": nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)),
+        "not a Sequential": quadratic_problem(n_in=3)[0],
+    }
+    for name, model in others.items():
+        model = model.double()
+        potential = Potential(model, F.mse_loss, x, y if name != "not a Sequential" else y[:, 0])
+        assert potential._chain.steps is None, name
+    plane = Plane.random(frozen, seed=0)
+    _, _, z = loss_surface(frozen, F.mse_loss, x, y, plane, resolution=3)
+    _, _, looped = loss_surface(frozen, F.mse_loss, x, y, plane, resolution=3, batched=False)
+    np.testing.assert_allclose(z, looped, rtol=1e-12)
+    # 3-D inputs: Linear acts on the last axis, the chain takes only rows of features
+    assert Potential(small_mlp(), F.mse_loss, x[None], y[None])._chain.steps is None
+
+    # a hook registered after the potential was made still runs
+    model = small_mlp()
+    potential = Potential(model, F.mse_loss, x, y)
+    assert potential._chain.usable
+    seen = []
+    handle = model[0].register_forward_hook(lambda *args: seen.append(1))
+    try:
+        assert not potential._chain.usable
+        potential.surface(Plane.random(model, seed=0), (-1, 1, -1, 1), 3)
+    finally:
+        handle.remove()
+    assert seen and potential._chain.usable
+
+
 def test_trainer_surface_matches_the_system_potential_on_the_batch_held():
     cfg = phviz.make_config(
         "default", device="cpu", dtype="float64", batch_size=32, weight_decay=0.2

@@ -1,9 +1,10 @@
 """Loss-surface speed: vmap in chunks against a per-point loop, and a large grid's cost.
 
 1. The paper's Duffing MLP (2-16-16-2, softplus) on its 399 points, a 51×51 surface:
-   the batched evaluation (``torch.func.vmap`` over grid points, chunks of 256)
-   against the same grid evaluated point by point in a Python loop, both through
-   ``functional_call`` and writing each θ into the module, side by side; medians.
+   the batched evaluation (chunks of 256 grid points; a chain of Linear layers and
+   activations as batched matmuls, any other module through ``torch.func.vmap``, also
+   timed here) against the same grid evaluated point by point in a Python loop, both
+   through ``functional_call`` and writing each θ into the module, side by side; medians.
    Also the floor: plain forward passes over the same number of (point, sample) pairs.
 2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface: time and
    peak memory, the latter as the growth of the process's peak resident set size
@@ -69,6 +70,8 @@ def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
     xs, ys = np.linspace(-1, 1, resolution), np.linspace(-1, 1, resolution)
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
     looped = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256, batched=False)
+    general = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
+    general._chain.steps = None  # the route of any other module: vmap over functional_call
     pairs, targets = ds.x_train.repeat(256, 1), ds.y_train.repeat(256, 1)
     n_chunks = -(-len(grid) // 256)
 
@@ -78,15 +81,18 @@ def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
                 ds.loss_fn(net(pairs), targets)
 
     potential.surface(plane, extent, 5)  # warm-up
+    general.surface(plane, extent, 5)
     repeats = 2 if quick else 5
-    batched_times, loop_times, module_times, floor_times = [], [], [], []
+    batched_times, vmap_times, loop_times, module_times, floor_times = [], [], [], [], []
     for _ in range(repeats):  # interleaved, so that noise from other work hits all alike
         batched_times.append(_median_seconds(lambda: potential.surface(plane, extent, 51), 1))
+        vmap_times.append(_median_seconds(lambda: general.surface(plane, extent, 51), 1))
         loop_times.append(_median_seconds(lambda: looped.surface(plane, extent, 51), 1))
         module_times.append(_median_seconds(lambda: _module_loop(net, ds, plane, grid), 1))
         floor_times.append(_median_seconds(forward_floor, 1))
     return dict(
         batched=statistics.median(batched_times),
+        vmap=statistics.median(vmap_times),
         loop=statistics.median(loop_times),
         module_loop=statistics.median(module_times),
         floor=statistics.median(floor_times),
@@ -143,7 +149,9 @@ def _print_duffing(r: dict, threads: int) -> None:
         f"Duffing MLP 2-16-16-2 as a {label}, 399 points, 51×51 surface, "
         f"{threads} torch thread(s) "
         f"(median of {r['repeats']}, interleaved):\n"
-        f"  vmap, chunks of 256          {r['batched'] * 1e3:8.1f} ms\n"
+        f"  batched, chunks of 256       {r['batched'] * 1e3:8.1f} ms\n"
+        f"  vmap over functional_call    {r['vmap'] * 1e3:8.1f} ms   "
+        f"(any module's route; {r['vmap'] / r['batched']:.2f}× the batched)\n"
         f"  loop over points (functional) {r['loop'] * 1e3:7.1f} ms   "
         f"→ batched is {r['loop'] / r['batched']:.1f}× faster\n"
         f"  loop over points (module)    {r['module_loop'] * 1e3:8.1f} ms   "

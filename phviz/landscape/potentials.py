@@ -9,7 +9,13 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from ..dynamics import ParameterLayout, check_gain_value, potential_energy, resolve_gain
+from ..dynamics import (
+    DirectForward,
+    ParameterLayout,
+    check_gain_value,
+    potential_energy,
+    resolve_gain,
+)
 from .grid import grid_points
 from .inputs import as_matrix, check_chunk
 from .planes import Plane
@@ -18,10 +24,11 @@ from .planes import Plane
 class Potential:
     """V(θ) = a·L(θ) + (c/2)·θᵀθ on fixed data, for many θ at once.
 
-    Rows of θ are evaluated with ``torch.func.vmap`` over ``functional_call`` (with
-    the model's buffers), ``chunk_size`` rows at a time so memory stays bounded, on
-    the model's device and in its dtype. ``batched=False`` evaluates row by row in a
-    Python loop (a reference, and a way out for models vmap cannot handle).
+    Rows of θ are evaluated ``chunk_size`` at a time so memory stays bounded, on the
+    model's device and in its dtype: a chain of Linear layers and activations as
+    batched matmuls (``LinearChain``), any other module with ``torch.func.vmap`` over
+    ``functional_call`` (with the model's buffers). ``batched=False`` evaluates row by
+    row in a Python loop (a reference, and a way out for models vmap cannot handle).
     """
 
     def __init__(
@@ -54,6 +61,8 @@ class Potential:
         self.batched = bool(batched)
         self._buffers = dict(model.named_buffers())
         self._batched_loss = vmap(self._loss)
+        self._chain = LinearChain(model, self.layout, self.inputs)
+        self._chain_loss = vmap(loss_fn, in_dims=(0, None))
 
     @classmethod
     def from_trainer(cls, trainer, *, batch: str = "train", chunk_size: int = 256) -> Potential:
@@ -84,13 +93,20 @@ class Potential:
 
     def _loss(self, theta: torch.Tensor) -> torch.Tensor:
         params = dict(zip(self.layout.names, self.layout.unflatten(theta), strict=True))
-        out = functional_call(self.model, (params, self._buffers), (self.inputs,))
+        out = functional_call(
+            self.model,
+            (params, self._buffers),
+            (self.inputs,),
+            tie_weights=self.layout.tie_weights,
+        )
         return self.loss_fn(out, self.targets)
 
     @torch.no_grad()
     def evaluate_rows(self, thetas: torch.Tensor) -> torch.Tensor:
         """V at each row of a (N, n) tensor already on the model's device and dtype."""
-        if self.batched:
+        if self.batched and self._chain.usable:
+            losses = self._chain_loss(self._chain(thetas), self.targets)
+        elif self.batched:
             losses = self._batched_loss(thetas)
         else:
             losses = torch.stack([self._loss(row) for row in thetas])
@@ -129,6 +145,93 @@ class Potential:
         return PathProfile(
             projection.xy, projection.off_plane, self(rows), self.on_plane(plane, projection.xy)
         )
+
+
+# Modules that act on each number alone and hold no parameters: a chunk of θ passes
+# through them as one (rows, points, features) tensor.
+_ELEMENTWISE = frozenset(
+    {
+        torch.nn.CELU,
+        torch.nn.ELU,
+        torch.nn.GELU,
+        torch.nn.Hardsigmoid,
+        torch.nn.Hardswish,
+        torch.nn.Hardtanh,
+        torch.nn.Identity,
+        torch.nn.LeakyReLU,
+        torch.nn.LogSigmoid,
+        torch.nn.Mish,
+        torch.nn.ReLU,
+        torch.nn.ReLU6,
+        torch.nn.SELU,
+        torch.nn.SiLU,
+        torch.nn.Sigmoid,
+        torch.nn.Softplus,
+        torch.nn.Softsign,
+        torch.nn.Tanh,
+        torch.nn.Tanhshrink,
+    }
+)
+
+
+class LinearChain:
+    """Many θ through an ``nn.Sequential`` of Linear layers and activations at once.
+
+    Under vmap a Linear with a batch of weights becomes a batched matmul followed by a
+    separate broadcast add of the biases, about a quarter of a small network's time.
+    Here each bias is the matmul's starting value (``baddbmm``), so a chunk of θ costs
+    what its forward passes cost. It serves a chain (nested ones flattened) of
+    ``nn.Linear`` layers and the parameter-free elementwise activations above, on 2-D
+    inputs, when every trainable parameter is one of the chain's; ``usable`` also
+    checks, at each call, that calling the model would run no hook.
+    """
+
+    def __init__(self, model: torch.nn.Module, layout: ParameterLayout, inputs: torch.Tensor):
+        self.layout, self.inputs = layout, inputs
+        self.direct = DirectForward(model)
+        self.steps = self._plan(model, self.direct.steps) if inputs.dim() == 2 else None
+
+    @staticmethod
+    def _plan(model, modules) -> list | None:
+        if modules is None:
+            return None
+        trainable = [p for _, p in model.named_parameters() if p.requires_grad]
+        index = {id(p): i for i, p in enumerate(trainable)}
+        steps, used = [], set()
+        for module in modules:
+            if type(module) is torch.nn.Linear:
+                w = index.get(id(module.weight))
+                b = None if module.bias is None else index.get(id(module.bias))
+                if w is None or (b is None and module.bias is not None):
+                    return None  # a frozen weight or bias: not in θ
+                steps.append((w, b, tuple(module.weight.shape)))
+                used.update((w, b))
+            elif type(module) in _ELEMENTWISE:
+                steps.append(module)
+            else:
+                return None
+        used.discard(None)
+        return steps if len(used) == len(trainable) else None
+
+    @property
+    def usable(self) -> bool:
+        return self.steps is not None and self.direct.plain
+
+    def __call__(self, thetas: torch.Tensor) -> torch.Tensor:
+        """The model's outputs (rows, points, outputs) at each row of ``thetas``."""
+        tensors = thetas.split(self.layout.numels, dim=1)
+        h = self.inputs.expand(len(thetas), *self.inputs.shape)
+        for step in self.steps:
+            if isinstance(step, tuple):
+                w, b, shape = step
+                weight_t = tensors[w].view(-1, *shape).transpose(1, 2)
+                if b is None:
+                    h = torch.bmm(h, weight_t)
+                else:
+                    h = torch.baddbmm(tensors[b].unsqueeze(1), h, weight_t)
+            else:
+                h = step(h)
+        return h
 
 
 class PathProfile(NamedTuple):
