@@ -493,6 +493,35 @@ def test_the_plots_follow_the_first_update():
         e.close()
 
 
+def test_a_pause_sends_its_last_update_first_and_the_label_run_after_it():
+    """Once the button reads Run, nothing on the page changes: the pause's last update,
+    status line included (it travels with the clock's count), goes out before the label
+    turns, and nothing goes out after."""
+    e = Explorer(make_config("default", horizon=1e6), live=False)
+    labels = []
+    tick = e.clock.tick
+
+    def recording_tick(html=None):
+        labels.append(e.controls.run_button.name)
+        tick(html)
+
+    e.clock.tick = recording_tick
+    try:
+        assert wait_for(lambda: e.update_view() or e.clock.sent >= 2)
+        e.run_or_pause()
+        assert e.controls.run_button.name == "Pause"
+        assert wait_for(lambda: e.update_view(force=True) or e.session.status()["t"] > 0.5)
+        e.run_or_pause()
+        assert wait_for(lambda: e.update_view() or e.controls.run_button.name == "Run")
+        assert labels[-1] == "Pause"  # the last update went out before Run showed
+        sent = e.clock.sent
+        for _ in range(10):
+            e.update_view()
+        assert e.clock.sent == sent
+    finally:
+        e.close()
+
+
 def test_the_data_plot_hovers_over_the_data_points_only():
     from bokeh.models import ColumnDataSource, HoverTool
 

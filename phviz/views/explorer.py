@@ -353,7 +353,7 @@ class Explorer(pn.viewable.Viewer):
             self.own_data.update()
             self.layer_gains.update()
             self.exports.sync()
-            if settled:  # the last records and the label Run go out together, now
+            if settled:  # the last records go out now, and the label Run after them
                 self._pausing = False
             if not self.session.ready:
                 self.show_controls()
@@ -383,8 +383,11 @@ class Explorer(pn.viewable.Viewer):
                     self._send_pictures()
                     self._show_stiffness()
                 self._show_status()
-                self.show_controls()
+                if not settled:
+                    self.show_controls()
             self.clock.tick(self.status_text)  # after the update has gone out
+            if settled:  # Run shows last: once it does, nothing on the page changes
+                self.show_controls()
             self._sent_at = time.monotonic()
         except Exception as err:  # never a traceback in the page
             log.exception("explorer update")
