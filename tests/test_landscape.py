@@ -164,6 +164,7 @@ def test_linear_chain_leaves_other_modules_to_vmap_and_runs_hooks():
     others = {
         "frozen bias": frozen,
         "a normalisation": nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)),
+        "an activation first": nn.Sequential(nn.ReLU(inplace=True), nn.Linear(3, 2)),
         "not a Sequential": quadratic_problem(n_in=3)[0],
     }
     for name, model in others.items():

@@ -181,8 +181,8 @@ class LinearChain:
     separate broadcast add of the biases, about a quarter of a small network's time.
     Here each bias is the matmul's starting value (``baddbmm``), so a chunk of θ costs
     what its forward passes cost. It serves a chain (nested ones flattened) of
-    ``nn.Linear`` layers and the parameter-free elementwise activations above, on 2-D
-    inputs, when every trainable parameter is one of the chain's; ``usable`` also
+    ``nn.Linear`` layers and the parameter-free elementwise activations above, a Linear
+    first, on 2-D inputs, when every trainable parameter is one of the chain's; ``usable`` also
     checks, at each call, that calling the model would run no hook.
     """
 
@@ -193,8 +193,8 @@ class LinearChain:
 
     @staticmethod
     def _plan(model, modules) -> list | None:
-        if modules is None:
-            return None
+        if not modules or type(modules[0]) is not torch.nn.Linear:
+            return None  # an activation first would act on the data itself (in place, even)
         trainable = [p for _, p in model.named_parameters() if p.requires_grad]
         index = {id(p): i for i, p in enumerate(trainable)}
         steps, used = [], set()
