@@ -16,8 +16,10 @@ and 20 sessions (pages of one browser, each pressing Run) it measures, in one ru
 - Pause latency: from the press on Pause (a mouse click where the button is, timed
   by the input event's own time stamp) until the button reads Run and t stands still;
 - the cores the server process used over the window, and those the whole machine
-  used. Server and browser share this machine's cores, while in a class the pages
-  run on the students' own machines. The browser's processes are set to the lowest
+  used; and how long the server's event loop, which reads every tab's clicks, was
+  ready to run but waited for a core (seconds per second, from Linux's schedstat).
+  Server and browser share this machine's cores, while in a class the pages run on
+  the students' own machines. The browser's processes are set to the lowest
   priority (nice 19) and the server runs in a session of its own, as a service
   does. Where Linux shares the cores between sessions first (autogroup scheduling,
   which the report names), nice orders only the processes of one session: the
@@ -32,6 +34,7 @@ behind them. Waits are on conditions; only the measuring windows are fixed.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import statistics
@@ -403,26 +406,38 @@ def _measure_sessions(browser, url: str, n: int) -> dict:
 
 class CoresUsed:
     """Cores busy between ``start()`` and ``stop()``: the process ``pid``'s own (all its
-    threads) and the whole machine's."""
+    threads) and the whole machine's; and the seconds per second its main thread (the
+    server's event loop, which reads every tab's clicks) spent ready to run but waiting
+    for a core (Linux's schedstat; NaN where there is none)."""
 
     def __init__(self, pid: int):
         self.process = psutil.Process(pid)
+        self.schedstat = Path(f"/proc/{pid}/task/{pid}/schedstat")
 
     @staticmethod
     def _busy(times) -> float:
         return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
+    def _queued(self) -> float:
+        """Seconds the main thread has waited on a run queue so far."""
+        try:
+            return int(self.schedstat.read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return math.nan
+
     def start(self) -> None:
         own = self.process.cpu_times()
         self._own, self._all = own.user + own.system, self._busy(psutil.cpu_times())
+        self._queue = self._queued()
         self._wall = time.monotonic()
 
-    def stop(self) -> tuple[float, float]:
+    def stop(self) -> tuple[float, float, float]:
         own = self.process.cpu_times()
         span = time.monotonic() - self._wall
         return (
             (own.user + own.system - self._own) / span,
             (self._busy(psutil.cpu_times()) - self._all) / span,
+            (self._queued() - self._queue) / span,
         )
 
 
@@ -439,7 +454,7 @@ def _measure_training(pages, window: float, server_pid: int) -> dict:
     cores = CoresUsed(server_pid)
     cores.start()
     stats = training_window(pages, window)
-    server_cores, all_cores = cores.stop()
+    server_cores, all_cores, loop_wait = cores.stop()
     latencies = [pause_latency(page) for page in pages]
     return {
         "fps": statistics.median(s["fps"] for s in stats),
@@ -450,13 +465,15 @@ def _measure_training(pages, window: float, server_pid: int) -> dict:
         "pause_max": max(latencies),
         "server_cores": server_cores,
         "all_cores": all_cores,
+        "loop_wait": loop_wait,
     }
 
 
 HEADER = (
     f"{'sessions':>8} {'ready cold':>10} {'ready warm':>10} {'plots cold':>10} "
     f"{'plots warm':>10} {'frames/s':>9} {'(min)':>6} "
-    f"{'updates/s':>9} {'t per s':>8} {'Pause':>7} {'(max)':>6} {'server':>6} {'all':>5}"
+    f"{'updates/s':>9} {'t per s':>8} {'Pause':>7} {'(max)':>6} {'server':>6} {'all':>5} "
+    f"{'loop wait':>9}"
 )
 
 
@@ -470,7 +487,7 @@ def format_row(r: dict) -> str:
         f"{r['fps']:>9.1f} "
         f"{r['fps_min']:>6.1f} {r['updates']:>9.1f} {r['throughput']:>8.2f} "
         f"{r['pause']:>5.2f} s {r['pause_max']:>4.2f} s "
-        f"{r['server_cores']:>6.2f} {r['all_cores']:>5.2f}"
+        f"{r['server_cores']:>6.2f} {r['all_cores']:>5.2f} {r['loop_wait']:>7.2f} s"
     )
 
 
@@ -502,7 +519,8 @@ def report(quick: bool = False) -> None:
         "Pause = from the press (its input event's time stamp) until Run shows and t is "
         f"still ({QUIET_MS} ms quiet not counted); "
         f"server, all = cores busy over the window in the server process and on the "
-        f"whole machine (of {psutil.cpu_count()})"
+        f"whole machine (of {psutil.cpu_count()}); loop wait = seconds per second the "
+        "server's event loop was ready to run and waited for a core"
     )
     print(HEADER, flush=True)
     for row in measure(sessions, window):
