@@ -268,9 +268,12 @@ class DirectForward:
     model is simply called.
     """
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, found: tuple[list, list] | None = None):
+        """``found``: the steps and the modules involved, where the caller found them
+        (a traced forward); by default those of a plain ``nn.Sequential``."""
         self.model = model
-        found = _sequential_steps(model) if None not in _GLOBAL_HOOKS else None
+        if found is None and None not in _GLOBAL_HOOKS:
+            found = _sequential_steps(model)
         self.steps, involved = found if found is not None else (None, [])
         self.modules = involved
         self.hooks = (
@@ -300,8 +303,8 @@ class DirectForward:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.plain:
             return self.model(x)
-        for module in self.steps:
-            x = module.forward(x)
+        for step in self.steps:
+            x = step.forward(x) if isinstance(step, torch.nn.Module) else step(x)
         return x
 
 

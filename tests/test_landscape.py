@@ -114,10 +114,36 @@ def test_chunked_surface_equals_unchunked_and_loop():
     assert whole[4, 4] == pytest.approx(own, rel=1e-12)
 
 
+class OwnNet(nn.Module):
+    """A user's own module: layers as attributes, activations as functions and methods."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 6)
+        self.inner = nn.Sequential(nn.Linear(6, 5), nn.SiLU())  # traced through
+        self.last = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = self.inner(torch.tanh(self.first(x))).sigmoid()
+        return self.last(F.softplus(h, beta=4.0))
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(3, 3)
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x):
+        h = self.layer(x)
+        return self.out(F.leaky_relu(h, float(h.shape[1])) + x)  # an argument from h
+
+
 def _chain_cases():
     torch.manual_seed(5)
     shared = nn.Linear(4, 4)
     return {
+        "own module, traced": OwnNet().double(),
         "phviz MLP": small_mlp(),
         "nested, no bias": nn.Sequential(
             nn.Sequential(nn.Linear(3, 6), nn.Softplus(beta=4.0)),
@@ -130,7 +156,9 @@ def _chain_cases():
     }
 
 
-@pytest.mark.parametrize("case", ["phviz MLP", "nested, no bias", "one layer used twice"])
+@pytest.mark.parametrize(
+    "case", ["phviz MLP", "nested, no bias", "one layer used twice", "own module, traced"]
+)
 def test_linear_chain_equals_the_general_route_and_the_loop(case):
     model = _chain_cases()[case]
     g = torch.Generator().manual_seed(1)
@@ -166,6 +194,7 @@ def test_linear_chain_leaves_other_modules_to_vmap_and_runs_hooks():
         "a normalisation": nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)),
         "an activation first": nn.Sequential(nn.ReLU(inplace=True), nn.Linear(3, 2)),
         "not a Sequential": quadratic_problem(n_in=3)[0],
+        "a residual connection": Residual(),
     }
     for name, model in others.items():
         model = model.double()
@@ -190,6 +219,18 @@ def test_linear_chain_leaves_other_modules_to_vmap_and_runs_hooks():
     finally:
         handle.remove()
     assert seen and potential._chain.usable
+
+    # the same for a traced module, with the hook on a module the trace went through
+    model = OwnNet().double()
+    potential = Potential(model, F.mse_loss, x, y)
+    assert potential._chain.usable
+    handle = model.inner.register_forward_pre_hook(lambda *args: seen.append(2))
+    try:
+        assert not potential._chain.usable
+        potential.surface(Plane.random(model, seed=0), (-1, 1, -1, 1), 3)
+    finally:
+        handle.remove()
+    assert 2 in seen and potential._chain.usable
 
 
 def test_trainer_surface_matches_the_system_potential_on_the_batch_held():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -174,6 +175,87 @@ _ELEMENTWISE = frozenset(
 )
 
 
+# Functions and tensor methods that act on each number alone: a forward that calls
+# them, with the previous result as their only argument, between Linear layers is a
+# chain too.
+_ELEMENTWISE_FUNCTIONS = frozenset(
+    {
+        torch.tanh,
+        torch.relu,
+        torch.sigmoid,
+        torch.nn.functional.celu,
+        torch.nn.functional.elu,
+        torch.nn.functional.gelu,
+        torch.nn.functional.hardsigmoid,
+        torch.nn.functional.hardswish,
+        torch.nn.functional.hardtanh,
+        torch.nn.functional.leaky_relu,
+        torch.nn.functional.logsigmoid,
+        torch.nn.functional.mish,
+        torch.nn.functional.relu,
+        torch.nn.functional.relu6,
+        torch.nn.functional.selu,
+        torch.nn.functional.sigmoid,
+        torch.nn.functional.silu,
+        torch.nn.functional.softplus,
+        torch.nn.functional.softsign,
+        torch.nn.functional.tanh,
+        torch.nn.functional.tanhshrink,
+    }
+)
+_ELEMENTWISE_METHODS = frozenset({"relu", "sigmoid", "tanh"})
+
+
+def traced_steps(model: torch.nn.Module) -> tuple[list, list] | None:
+    """What a module's own ``forward`` runs, one step after another, found by tracing
+    it (``torch.fx``): its submodules and elementwise functions in order, and every
+    module involved. None unless the forward is such a chain: one input, each step
+    called on the previous one's result (a function may take further arguments, as
+    long as they are constants: ``F.softplus(h, beta=10.0)``). Every module
+    in the model counts as involved: a hook on any of them, even one that the trace
+    went through, makes the chain stand aside."""
+    modules = list(model.modules())
+    if any(type(m).__call__ is not torch.nn.Module.__call__ for m in modules):
+        return None  # a module that does more than its forward when called
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception:  # control flow on values, or anything else fx cannot follow
+        return None
+    nodes = list(graph.nodes)
+    if len(nodes) < 3 or [n.op for n in nodes].count("placeholder") != 1:
+        return None
+    steps, previous = [], nodes[0]
+    for node in nodes[1:-1]:
+        args, kwargs = node.args[1:], node.kwargs
+        if node.args[:1] != (previous,) or _has_node(args) or _has_node(kwargs):
+            return None
+        if node.op == "call_module" and not (args or kwargs):
+            steps.append(model.get_submodule(node.target))
+        elif node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS:
+            steps.append(functools.partial(node.target, *args, **kwargs))
+        elif node.op == "call_method" and node.target in _ELEMENTWISE_METHODS:
+            steps.append(functools.partial(getattr(torch, node.target), *args, **kwargs))
+        else:
+            return None
+        previous = node
+    if nodes[-1].op != "output" or nodes[-1].args != (previous,):
+        return None
+    return steps, modules
+
+
+def _has_node(value) -> bool:
+    """Whether a traced call's argument depends on the input (holds a ``torch.fx.Node``)."""
+    found = []
+    torch.fx.node.map_arg(value, found.append)
+    return bool(found)
+
+
+def _elementwise(step) -> bool:
+    if isinstance(step, functools.partial):
+        step = step.func
+    return type(step) in _ELEMENTWISE or step in _ELEMENTWISE_FUNCTIONS
+
+
 class LinearChain:
     """Many θ through an ``nn.Sequential`` of Linear layers and activations at once.
 
@@ -182,14 +264,23 @@ class LinearChain:
     Here each bias is the matmul's starting value (``baddbmm``), so a chunk of θ costs
     what its forward passes cost. It serves a chain (nested ones flattened) of
     ``nn.Linear`` layers and the parameter-free elementwise activations above, a Linear
-    first, on 2-D inputs, when every trainable parameter is one of the chain's; ``usable`` also
-    checks, at each call, that calling the model would run no hook.
+    first, on 2-D inputs, when every trainable parameter is one of the chain's; any
+    other module whose ``forward`` traces to such a chain (``traced_steps``) too.
+    ``usable`` also checks, at each call, that calling the model would run no hook.
     """
 
     def __init__(self, model: torch.nn.Module, layout: ParameterLayout, inputs: torch.Tensor):
         self.layout, self.inputs = layout, inputs
         self.direct = DirectForward(model)
-        self.steps = self._plan(model, self.direct.steps) if inputs.dim() == 2 else None
+        self.steps = None
+        if inputs.dim() != 2:
+            return
+        if self.direct.steps is None and not isinstance(model, torch.nn.Sequential):
+            traced = traced_steps(model)
+            if traced is None:
+                return
+            self.direct = DirectForward(model, traced)
+        self.steps = self._plan(model, self.direct.steps)
 
     @staticmethod
     def _plan(model, modules) -> list | None:
@@ -206,7 +297,7 @@ class LinearChain:
                     return None  # a frozen weight or bias: not in θ
                 steps.append((w, b, tuple(module.weight.shape)))
                 used.update((w, b))
-            elif type(module) in _ELEMENTWISE:
+            elif _elementwise(module):
                 steps.append(module)
             else:
                 return None
