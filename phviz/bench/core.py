@@ -38,6 +38,25 @@ def users_module(seed: int = 0) -> torch.nn.Module:
     )  # fmt: skip
 
 
+class UsersNet(torch.nn.Module):
+    """The same network as a user's own module class, its activations as functions."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.hidden1, self.hidden2, self.out = nn.Linear(2, 16), nn.Linear(16, 16), nn.Linear(16, 2)
+
+    def forward(self, x):
+        softplus = torch.nn.functional.softplus
+        return self.out(softplus(self.hidden2(softplus(self.hidden1(x), beta=10.0)), beta=10.0))
+
+
+def users_own_module(seed: int = 0) -> torch.nn.Module:
+    """The paper's Duffing MLP as a user's own ``nn.Module`` subclass (see ``UsersNet``)."""
+    torch.manual_seed(seed)
+    return UsersNet()
+
+
 def field_overhead(quick: bool = False, *, model: str = "phviz") -> dict:
     """Vector field (θ, p) ↦ (θ̇, ṗ) vs ``loss.backward()`` on the same model and batch.
 

@@ -26,7 +26,7 @@ import torch
 from ..config import make_config
 from ..landscape import Plane, Potential
 from ..training import Trainer
-from .core import users_module
+from .core import users_module, users_own_module
 
 DIGITS_HIDDEN = "32,32"
 
@@ -60,10 +60,11 @@ def _module_loop(model, ds, plane: Plane, grid: np.ndarray) -> None:
 
 
 def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
-    """``model``: "phviz" (its MLP) or "module" (the same network as a plain nn.Sequential)."""
+    """``model``: "phviz" (its MLP), "module" (the same network as a plain nn.Sequential)
+    or "own" (as a user's own module class, which the batched route traces)."""
     trainer = Trainer(make_config("paper-duffing", device="cpu"))
     ds = trainer.dataset
-    net = trainer.model if model == "phviz" else users_module()
+    net = {"phviz": lambda: trainer.model, "module": users_module, "own": users_own_module}[model]()
     potential = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
     plane = Plane.random(net, seed=0)
     extent, resolution = (-1.0, 1.0, -1.0, 1.0), 51
@@ -120,17 +121,24 @@ def digits(quick: bool = False) -> dict:
     )
 
 
+MODELS = {
+    "phviz": "phviz MLP",
+    "module": "plain nn.Sequential",
+    "own": "user's own nn.Module class",
+}
+
+
 def report(quick: bool = False) -> None:
     torch.set_num_threads(1)
     print(f"landscape · torch {torch.__version__} · {platform.machine()}")
     d = digits(quick)  # first: the peak-memory figure is a high-water mark of the process
-    for model in ("phviz", "module"):
+    for model in MODELS:
         _print_duffing(duffing(quick, model=model), 1)
     cores = os.cpu_count() or 1
     if cores > 1:  # batched work spreads over the cores; a per-point loop of tiny ops cannot
         torch.set_num_threads(cores)
         try:
-            for model in ("phviz", "module"):
+            for model in MODELS:
                 _print_duffing(duffing(quick, model=model), cores)
         finally:
             torch.set_num_threads(1)
@@ -144,14 +152,14 @@ def report(quick: bool = False) -> None:
 
 
 def _print_duffing(r: dict, threads: int) -> None:
-    label = "phviz MLP" if r["model"] == "phviz" else "plain nn.Sequential"
+    label = MODELS[r["model"]]
     print(
         f"Duffing MLP 2-16-16-2 as a {label}, 399 points, 51×51 surface, "
         f"{threads} torch thread(s) "
         f"(median of {r['repeats']}, interleaved):\n"
         f"  batched, chunks of 256       {r['batched'] * 1e3:8.1f} ms\n"
         f"  vmap over functional_call    {r['vmap'] * 1e3:8.1f} ms   "
-        f"(any module's route; {r['vmap'] / r['batched']:.2f}× the batched)\n"
+        f"(the route of a module that is no chain; {r['vmap'] / r['batched']:.2f}× the batched)\n"
         f"  loop over points (functional) {r['loop'] * 1e3:7.1f} ms   "
         f"→ batched is {r['loop'] / r['batched']:.1f}× faster\n"
         f"  loop over points (module)    {r['module_loop'] * 1e3:8.1f} ms   "
