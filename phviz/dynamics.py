@@ -272,7 +272,9 @@ class DirectForward:
         """``found``: the steps and the modules involved, where the caller found them
         (a traced forward); by default those of a plain ``nn.Sequential``."""
         self.model = model
-        if found is None and None not in _GLOBAL_HOOKS:
+        if None in _GLOBAL_HOOKS:  # a torch whose global hooks cannot be checked
+            found = None
+        elif found is None:
             found = _sequential_steps(model)
         self.steps, involved = found if found is not None else (None, [])
         self.modules = involved

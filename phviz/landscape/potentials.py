@@ -176,8 +176,8 @@ _ELEMENTWISE = frozenset(
 
 
 # Functions and tensor methods that act on each number alone: a forward that calls
-# them, with the previous result as their only argument, between Linear layers is a
-# chain too.
+# them on the previous result (with constant further arguments, if any) between
+# Linear layers is a chain too.
 _ELEMENTWISE_FUNCTIONS = frozenset(
     {
         torch.tanh,
