@@ -139,11 +139,49 @@ class Residual(nn.Module):
         return self.out(F.leaky_relu(h, float(h.shape[1])) + x)  # an argument from h
 
 
+class Skip(nn.Module):
+    """Skip connections, sums, differences and products: a graph, not a chain."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 5)
+        self.block = nn.Linear(5, 5)
+        self.last = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.first(x))
+        h = h + 0.5 * F.softplus(self.block(h))
+        return self.last(h.mul(h) - h + self.first(x - 1.0))
+
+
+class Centred(nn.Module):
+    """A reduction over the features: the rows' axis would move under batching."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 4)
+        self.last = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.first(x)
+        return self.last(h - h.mean(dim=1, keepdim=True))
+
+
+class ActsOnData(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.first(x + torch.relu(x))  # would act on the data itself
+
+
 def _chain_cases():
     torch.manual_seed(5)
     shared = nn.Linear(4, 4)
     return {
         "own module, traced": OwnNet().double(),
+        "skip connections": Skip().double(),
         "phviz MLP": small_mlp(),
         "nested, no bias": nn.Sequential(
             nn.Sequential(nn.Linear(3, 6), nn.Softplus(beta=4.0)),
@@ -157,9 +195,16 @@ def _chain_cases():
 
 
 @pytest.mark.parametrize(
-    "case", ["phviz MLP", "nested, no bias", "one layer used twice", "own module, traced"]
+    "case",
+    [
+        "phviz MLP",
+        "nested, no bias",
+        "one layer used twice",
+        "own module, traced",
+        "skip connections",
+    ],
 )
-def test_linear_chain_equals_the_general_route_and_the_loop(case):
+def test_linear_graph_equals_the_general_route_and_the_loop(case):
     model = _chain_cases()[case]
     g = torch.Generator().manual_seed(1)
     x = torch.randn(25, 3, generator=g, dtype=torch.float64)
@@ -170,8 +215,8 @@ def test_linear_chain_equals_the_general_route_and_the_loop(case):
         kw = dict(potential_gain=1.7, weight_decay=0.02, chunk_size=11)
         chain = Potential(model, loss_fn, x, y, **kw)
         general = Potential(model, loss_fn, x, y, **kw)
-        general._chain.steps = None
-        assert chain._chain.usable and not general._chain.usable
+        general._graph.steps = None
+        assert chain._graph.usable and not general._graph.usable
         _, _, fast = chain.surface(plane, (-1, 1, -1, 1), 7)
         _, _, vmapped = general.surface(plane, (-1, 1, -1, 1), 7)
         _, _, looped = Potential(model, loss_fn, x, y, batched=False, **kw).surface(
@@ -184,7 +229,7 @@ def test_linear_chain_equals_the_general_route_and_the_loop(case):
     assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in model.parameters())
 
 
-def test_linear_chain_leaves_other_modules_to_vmap_and_runs_hooks():
+def test_linear_graph_leaves_other_modules_to_vmap_and_runs_hooks():
     x = torch.randn(10, 3, dtype=torch.float64)
     y = torch.randn(10, 2, dtype=torch.float64)
     frozen = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
@@ -194,43 +239,45 @@ def test_linear_chain_leaves_other_modules_to_vmap_and_runs_hooks():
         "a normalisation": nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)),
         "an activation first": nn.Sequential(nn.ReLU(inplace=True), nn.Linear(3, 2)),
         "not a Sequential": quadratic_problem(n_in=3)[0],
-        "a residual connection": Residual(),
+        "an argument computed from a result": Residual(),
+        "a reduction": Centred(),
+        "an activation on the data": ActsOnData(),
     }
     for name, model in others.items():
         model = model.double()
         potential = Potential(model, F.mse_loss, x, y if name != "not a Sequential" else y[:, 0])
-        assert potential._chain.steps is None, name
+        assert potential._graph.steps is None, name
     plane = Plane.random(frozen, seed=0)
     _, _, z = loss_surface(frozen, F.mse_loss, x, y, plane, resolution=3)
     _, _, looped = loss_surface(frozen, F.mse_loss, x, y, plane, resolution=3, batched=False)
     np.testing.assert_allclose(z, looped, rtol=1e-12)
     # 3-D inputs: Linear acts on the last axis, the chain takes only rows of features
-    assert Potential(small_mlp(), F.mse_loss, x[None], y[None])._chain.steps is None
+    assert Potential(small_mlp(), F.mse_loss, x[None], y[None])._graph.steps is None
 
     # a hook registered after the potential was made still runs
     model = small_mlp()
     potential = Potential(model, F.mse_loss, x, y)
-    assert potential._chain.usable
+    assert potential._graph.usable
     seen = []
     handle = model[0].register_forward_hook(lambda *args: seen.append(1))
     try:
-        assert not potential._chain.usable
+        assert not potential._graph.usable
         potential.surface(Plane.random(model, seed=0), (-1, 1, -1, 1), 3)
     finally:
         handle.remove()
-    assert seen and potential._chain.usable
+    assert seen and potential._graph.usable
 
     # the same for a traced module, with the hook on a module the trace went through
     model = OwnNet().double()
     potential = Potential(model, F.mse_loss, x, y)
-    assert potential._chain.usable
+    assert potential._graph.usable
     handle = model.inner.register_forward_pre_hook(lambda *args: seen.append(2))
     try:
-        assert not potential._chain.usable
+        assert not potential._graph.usable
         potential.surface(Plane.random(model, seed=0), (-1, 1, -1, 1), 3)
     finally:
         handle.remove()
-    assert 2 in seen and potential._chain.usable
+    assert 2 in seen and potential._graph.usable
 
 
 def test_trainer_surface_matches_the_system_potential_on_the_batch_held():

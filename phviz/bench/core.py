@@ -57,6 +57,21 @@ def users_own_module(seed: int = 0) -> torch.nn.Module:
     return UsersNet()
 
 
+class UsersSkipNet(UsersNet):
+    """The same layers with a skip connection around the second: a graph, not a chain."""
+
+    def forward(self, x):
+        softplus = torch.nn.functional.softplus
+        h = softplus(self.hidden1(x), beta=10.0)
+        return self.out(h + softplus(self.hidden2(h), beta=10.0))
+
+
+def users_skip_module(seed: int = 0) -> torch.nn.Module:
+    """The Duffing MLP's layers with a skip connection (see ``UsersSkipNet``)."""
+    torch.manual_seed(seed)
+    return UsersSkipNet()
+
+
 def field_overhead(quick: bool = False, *, model: str = "phviz") -> dict:
     """Vector field (θ, p) ↦ (θ̇, ṗ) vs ``loss.backward()`` on the same model and batch.
 

@@ -1,10 +1,12 @@
 """Loss-surface speed: vmap in chunks against a per-point loop, and a large grid's cost.
 
-1. The paper's Duffing MLP (2-16-16-2, softplus) on its 399 points, a 51×51 surface:
-   the batched evaluation (chunks of 256 grid points; a chain of Linear layers and
-   activations as batched matmuls, any other module through ``torch.func.vmap``, also
-   timed here) against the same grid evaluated point by point in a Python loop, both
-   through ``functional_call`` and writing each θ into the module, side by side; medians.
+1. The paper's Duffing MLP (2-16-16-2, softplus) on its 399 points, a 51×51 surface,
+   as phviz's MLP, as an ``nn.Sequential``, as a user's own module class, and as that
+   class with a skip connection: the batched evaluation (chunks of 256 grid points;
+   Linear layers as batched matmuls, their activations, sums and products on whole
+   chunks; any other module through ``torch.func.vmap``, also timed here) against the
+   same grid evaluated point by point in a Python loop, both through
+   ``functional_call`` and writing each θ into the module, side by side; medians.
    Also the floor: plain forward passes over the same number of (point, sample) pairs.
 2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface: time and
    peak memory, the latter as the growth of the process's peak resident set size
@@ -26,7 +28,7 @@ import torch
 from ..config import make_config
 from ..landscape import Plane, Potential
 from ..training import Trainer
-from .core import users_module, users_own_module
+from .core import users_module, users_own_module, users_skip_module
 
 DIGITS_HIDDEN = "32,32"
 
@@ -60,11 +62,17 @@ def _module_loop(model, ds, plane: Plane, grid: np.ndarray) -> None:
 
 
 def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
-    """``model``: "phviz" (its MLP), "module" (the same network as a plain nn.Sequential)
-    or "own" (as a user's own module class, which the batched route traces)."""
+    """``model``: "phviz" (its MLP), "module" (the same network as a plain nn.Sequential),
+    "own" (as a user's own module class, which the batched route traces) or "skip" (that
+    class with a skip connection around its second layer)."""
     trainer = Trainer(make_config("paper-duffing", device="cpu"))
     ds = trainer.dataset
-    net = {"phviz": lambda: trainer.model, "module": users_module, "own": users_own_module}[model]()
+    net = {
+        "phviz": lambda: trainer.model,
+        "module": users_module,
+        "own": users_own_module,
+        "skip": users_skip_module,
+    }[model]()
     potential = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
     plane = Plane.random(net, seed=0)
     extent, resolution = (-1.0, 1.0, -1.0, 1.0), 51
@@ -72,7 +80,7 @@ def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
     looped = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256, batched=False)
     general = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
-    general._chain.steps = None  # the route of any other module: vmap over functional_call
+    general._graph.steps = None  # the route of any other module: vmap over functional_call
     pairs, targets = ds.x_train.repeat(256, 1), ds.y_train.repeat(256, 1)
     n_chunks = -(-len(grid) // 256)
 
@@ -125,6 +133,7 @@ MODELS = {
     "phviz": "phviz MLP",
     "module": "plain nn.Sequential",
     "own": "user's own nn.Module class",
+    "skip": "user's own class with a skip connection",
 }
 
 
@@ -159,7 +168,7 @@ def _print_duffing(r: dict, threads: int) -> None:
         f"(median of {r['repeats']}, interleaved):\n"
         f"  batched, chunks of 256       {r['batched'] * 1e3:8.1f} ms\n"
         f"  vmap over functional_call    {r['vmap'] * 1e3:8.1f} ms   "
-        f"(the route of a module that is no chain; {r['vmap'] / r['batched']:.2f}× the batched)\n"
+        f"(the route of any other module; {r['vmap'] / r['batched']:.2f}× the batched)\n"
         f"  loop over points (functional) {r['loop'] * 1e3:7.1f} ms   "
         f"→ batched is {r['loop'] / r['batched']:.1f}× faster\n"
         f"  loop over points (module)    {r['module_loop'] * 1e3:8.1f} ms   "

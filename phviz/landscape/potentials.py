@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import operator
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -26,10 +26,11 @@ class Potential:
     """V(θ) = a·L(θ) + (c/2)·θᵀθ on fixed data, for many θ at once.
 
     Rows of θ are evaluated ``chunk_size`` at a time so memory stays bounded, on the
-    model's device and in its dtype: a chain of Linear layers and activations as
-    batched matmuls (``LinearChain``), any other module with ``torch.func.vmap`` over
-    ``functional_call`` (with the model's buffers). ``batched=False`` evaluates row by
-    row in a Python loop (a reference, and a way out for models vmap cannot handle).
+    model's device and in its dtype: a network of Linear layers, activations and
+    skip connections as batched matmuls (``LinearGraph``), any other module with
+    ``torch.func.vmap`` over ``functional_call`` (with the model's buffers).
+    ``batched=False`` evaluates row by row in a Python loop (a reference, and a way out
+    for models vmap cannot handle).
     """
 
     def __init__(
@@ -62,8 +63,8 @@ class Potential:
         self.batched = bool(batched)
         self._buffers = dict(model.named_buffers())
         self._batched_loss = vmap(self._loss)
-        self._chain = LinearChain(model, self.layout, self.inputs)
-        self._chain_loss = vmap(loss_fn, in_dims=(0, None))
+        self._graph = LinearGraph(model, self.layout, self.inputs)
+        self._graph_loss = vmap(loss_fn, in_dims=(0, None))
 
     @classmethod
     def from_trainer(cls, trainer, *, batch: str = "train", chunk_size: int = 256) -> Potential:
@@ -105,8 +106,8 @@ class Potential:
     @torch.no_grad()
     def evaluate_rows(self, thetas: torch.Tensor) -> torch.Tensor:
         """V at each row of a (N, n) tensor already on the model's device and dtype."""
-        if self.batched and self._chain.usable:
-            losses = self._chain_loss(self._chain(thetas), self.targets)
+        if self.batched and self._graph.usable:
+            losses = self._graph_loss(self._graph(thetas), self.targets)
         elif self.batched:
             losses = self._batched_loss(thetas)
         else:
@@ -175,9 +176,8 @@ _ELEMENTWISE = frozenset(
 )
 
 
-# Functions and tensor methods that act on each number alone: a forward that calls
-# them on the previous result (with constant further arguments, if any) between
-# Linear layers is a chain too.
+# Functions and tensor methods that act on each number alone: a forward may call them
+# on a result (with constant further arguments, if any) between its Linear layers.
 _ELEMENTWISE_FUNCTIONS = frozenset(
     {
         torch.tanh,
@@ -206,14 +206,36 @@ _ELEMENTWISE_FUNCTIONS = frozenset(
 _ELEMENTWISE_METHODS = frozenset({"relu", "sigmoid", "tanh"})
 
 
-def traced_steps(model: torch.nn.Module) -> tuple[list, list] | None:
-    """What a module's own ``forward`` runs, one step after another, found by tracing
-    it (``torch.fx``): its submodules and elementwise functions in order, and every
-    module involved. None unless the forward is such a chain: one input, each step
-    called on the previous one's result (a function may take further arguments, as
-    long as they are constants: ``F.softplus(h, beta=10.0)``). Every module
-    in the model counts as involved: a hook on any of them, even one that the trace
-    went through, makes the chain stand aside."""
+# Sums, differences and products of two values (or of a value and a number): a skip
+# connection (``self.out(h) + h``) is one.
+_BINARY_FUNCTIONS = frozenset(
+    {operator.add, operator.sub, operator.mul, torch.add, torch.sub, torch.mul}
+)
+_BINARY_METHODS = frozenset({"add", "sub", "mul"})
+
+
+class _Ref(int):
+    """Among a step's arguments: the result of an earlier step (the data: -1)."""
+
+
+class _Linear(NamedTuple):
+    """An ``nn.Linear`` whose weight and bias are θ's tensors ``weight`` and ``bias``."""
+
+    weight: int
+    bias: int | None
+    shape: tuple[int, int]
+
+
+def traced_graph(model: torch.nn.Module) -> tuple[list, list] | None:
+    """What a module's own ``forward`` computes, found by tracing it (``torch.fx``),
+    as steps ``(operation, args, kwargs)`` in the order they run, and every module
+    involved. None unless each step is a submodule, an elementwise function or method
+    called on one earlier result (further arguments constant: ``F.softplus(h,
+    beta=10.0)``), or the sum, difference or product of earlier results and numbers,
+    from one input to one output. Arguments that are earlier results are ``_Ref``
+    indices (the input: -1). Every module in the model counts as involved: a hook on
+    any of them, even one that the trace went through, makes the batched route stand
+    aside."""
     modules = list(model.modules())
     if any(type(m).__call__ is not torch.nn.Module.__call__ for m in modules):
         return None  # a module that does more than its forward when called
@@ -224,23 +246,59 @@ def traced_steps(model: torch.nn.Module) -> tuple[list, list] | None:
     nodes = list(graph.nodes)
     if len(nodes) < 3 or [n.op for n in nodes].count("placeholder") != 1:
         return None
-    steps, previous = [], nodes[0]
-    for node in nodes[1:-1]:
-        args, kwargs = node.args[1:], node.kwargs
-        if node.args[:1] != (previous,) or _has_node(args) or _has_node(kwargs):
-            return None
-        if node.op == "call_module" and not (args or kwargs):
-            steps.append(model.get_submodule(node.target))
-        elif node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS:
-            steps.append(functools.partial(node.target, *args, **kwargs))
-        elif node.op == "call_method" and node.target in _ELEMENTWISE_METHODS:
-            steps.append(functools.partial(getattr(torch, node.target), *args, **kwargs))
-        else:
-            return None
-        previous = node
-    if nodes[-1].op != "output" or nodes[-1].args != (previous,):
+    if nodes[0].op != "placeholder" or nodes[-1].op != "output":
         return None
+    refs = {nodes[0]: _Ref(-1)}
+    steps = []
+    for node in nodes[1:-1]:
+        step = _traced_step(model, node, refs)
+        if step is None:
+            return None
+        refs[node] = _Ref(len(steps))
+        steps.append(step)
+    result = nodes[-1].args
+    if len(result) != 1 or refs.get(result[0], -1) < 0:
+        return None  # several outputs, a structure of them, or the data itself
+    if result[0] is not nodes[-2]:
+        return None  # the last step is what the forward returns
     return steps, modules
+
+
+def _traced_step(model, node, refs) -> tuple | None:
+    """One traced call as ``(operation, args, kwargs)``, or None where it is none of
+    those ``traced_graph`` takes."""
+    values = [*node.args, *node.kwargs.values()]
+    if any(isinstance(v, torch.fx.Node) and v not in refs for v in values):
+        return None
+    if any(_has_node(v) and not isinstance(v, torch.fx.Node) for v in values):
+        return None  # results inside a list or tuple
+    args = tuple(refs.get(a, a) if isinstance(a, torch.fx.Node) else a for a in node.args)
+    kwargs = dict(node.kwargs)
+    first = args[0] if args else None
+    unary = type(first) is _Ref and not _has_node((node.args[1:], node.kwargs))
+    # an elementwise step on the data itself would act on it (in place, even)
+    on_result = unary and first >= 0
+    if node.op == "call_module":
+        module = model.get_submodule(node.target)
+        if not (unary and len(args) == 1 and not kwargs):
+            return None
+        if type(module) is torch.nn.Linear:
+            return module, args, kwargs
+        return (module, args, kwargs) if on_result and type(module) in _ELEMENTWISE else None
+    if node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS:
+        return (node.target, args, kwargs) if on_result else None
+    if node.op == "call_method" and node.target in _ELEMENTWISE_METHODS:
+        return (getattr(torch, node.target), args, kwargs) if on_result else None
+    binary = node.op == "call_function" and node.target in _BINARY_FUNCTIONS
+    binary = binary or (node.op == "call_method" and node.target in _BINARY_METHODS)
+    if binary and len(args) == 2 and not kwargs and all(_operand(a) for a in args):
+        target = getattr(torch, node.target) if node.op == "call_method" else node.target
+        return target, args, kwargs
+    return None
+
+
+def _operand(value) -> bool:
+    return type(value) is _Ref or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _has_node(value) -> bool:
@@ -250,23 +308,20 @@ def _has_node(value) -> bool:
     return bool(found)
 
 
-def _elementwise(step) -> bool:
-    if isinstance(step, functools.partial):
-        step = step.func
-    return type(step) in _ELEMENTWISE or step in _ELEMENTWISE_FUNCTIONS
-
-
-class LinearChain:
-    """Many θ through an ``nn.Sequential`` of Linear layers and activations at once.
+class LinearGraph:
+    """Many θ through a network of Linear layers and elementwise operations at once.
 
     Under vmap a Linear with a batch of weights becomes a batched matmul followed by a
     separate broadcast add of the biases, about a quarter of a small network's time.
     Here each bias is the matmul's starting value (``baddbmm``), so a chunk of θ costs
-    what its forward passes cost. It serves a chain (nested ones flattened) of
-    ``nn.Linear`` layers and the parameter-free elementwise activations above, a Linear
-    first, on 2-D inputs, when every trainable parameter is one of the chain's; any
-    other module whose ``forward`` traces to such a chain (``traced_steps``) too.
-    ``usable`` also checks, at each call, that calling the model would run no hook.
+    what its forward passes cost. It serves an ``nn.Sequential`` (nested ones
+    flattened) of ``nn.Linear`` layers and the parameter-free elementwise activations
+    above, a Linear first, and any other module whose ``forward`` traces to Linear
+    layers, such activations and sums or products of results (``traced_graph``): skip
+    connections too. The inputs are rows of features (2-D), and every trainable
+    parameter is one of the Linear layers'. Each value then has the rows of the data
+    as its second axis and the chunk's θ as its first. ``usable`` also checks, at each
+    call, that calling the model would run no hook.
     """
 
     def __init__(self, model: torch.nn.Module, layout: ParameterLayout, inputs: torch.Tensor):
@@ -275,34 +330,49 @@ class LinearChain:
         self.steps = None
         if inputs.dim() != 2:
             return
-        if self.direct.steps is None and not isinstance(model, torch.nn.Sequential):
-            traced = traced_steps(model)
+        if self.direct.steps is not None:  # a plain nn.Sequential: one step after another
+            if type(self.direct.steps[0]) is not torch.nn.Linear:
+                return  # an activation first would act on the data itself (in place, even)
+            found = [(m, (_Ref(i - 1),), {}) for i, m in enumerate(self.direct.steps)]
+        elif isinstance(model, torch.nn.Sequential):
+            return
+        else:
+            traced = traced_graph(model)
             if traced is None:
                 return
-            self.direct = DirectForward(model, traced)
-        self.steps = self._plan(model, self.direct.steps)
+            found, modules = traced
+            # only to ask whether calling the model would run a hook: see ``usable``
+            self.direct = DirectForward(model, (found, modules))
+        self.steps = self._plan(model, found)
 
     @staticmethod
-    def _plan(model, modules) -> list | None:
-        if not modules or type(modules[0]) is not torch.nn.Linear:
-            return None  # an activation first would act on the data itself (in place, even)
+    def _plan(model, found) -> list | None:
+        """The steps with each Linear as a ``_Linear``, and after each the results no
+        later step needs (freed as the chunk goes); None if a parameter is not in θ."""
         trainable = [p for _, p in model.named_parameters() if p.requires_grad]
         index = {id(p): i for i, p in enumerate(trainable)}
-        steps, used = [], set()
-        for module in modules:
-            if type(module) is torch.nn.Linear:
-                w = index.get(id(module.weight))
-                b = None if module.bias is None else index.get(id(module.bias))
-                if w is None or (b is None and module.bias is not None):
+        steps, used, last = [], set(), {}
+        for i, (op, args, kwargs) in enumerate(found):
+            if type(op) is torch.nn.Linear:
+                w = index.get(id(op.weight))
+                b = None if op.bias is None else index.get(id(op.bias))
+                if w is None or (b is None and op.bias is not None):
                     return None  # a frozen weight or bias: not in θ
-                steps.append((w, b, tuple(module.weight.shape)))
+                op = _Linear(w, b, tuple(op.weight.shape))
                 used.update((w, b))
-            elif _elementwise(module):
-                steps.append(module)
-            else:
+            elif isinstance(op, torch.nn.Module) and type(op) not in _ELEMENTWISE:
                 return None
+            steps.append((op, args, kwargs))
+            for a in (*args, *kwargs.values()):
+                if type(a) is _Ref and a >= 0:
+                    last[a] = i
         used.discard(None)
-        return steps if len(used) == len(trainable) else None
+        if len(used) != len(trainable):
+            return None
+        done = [[] for _ in steps]
+        for ref, i in last.items():
+            done[i].append(ref)
+        return [(*step, tuple(gone)) for step, gone in zip(steps, done, strict=True)]
 
     @property
     def usable(self) -> bool:
@@ -311,18 +381,27 @@ class LinearChain:
     def __call__(self, thetas: torch.Tensor) -> torch.Tensor:
         """The model's outputs (rows, points, outputs) at each row of ``thetas``."""
         tensors = thetas.split(self.layout.numels, dim=1)
-        h = self.inputs.expand(len(thetas), *self.inputs.shape)
-        for step in self.steps:
-            if isinstance(step, tuple):
-                w, b, shape = step
-                weight_t = tensors[w].view(-1, *shape).transpose(1, 2)
-                if b is None:
+        n = len(thetas)
+        results = {-1: self.inputs}
+        h = self.inputs
+        for i, (op, args, kwargs, done) in enumerate(self.steps):
+            given = [results[a] if type(a) is _Ref else a for a in args]
+            if isinstance(op, _Linear):
+                (h,) = given
+                if h.dim() == 2:  # the data, or what came of it alone
+                    h = h.expand(n, *h.shape)
+                weight_t = tensors[op.weight].view(-1, *op.shape).transpose(1, 2)
+                if op.bias is None:
                     h = torch.bmm(h, weight_t)
                 else:
-                    h = torch.baddbmm(tensors[b].unsqueeze(1), h, weight_t)
+                    h = torch.baddbmm(tensors[op.bias].unsqueeze(1), h, weight_t)
             else:
-                h = step(h)
-        return h
+                kw = {k: results[v] if type(v) is _Ref else v for k, v in kwargs.items()}
+                h = op(*given, **kw)
+            results[i] = h
+            for ref in done:
+                del results[ref]
+        return h if h.dim() == 3 else h.expand(n, *h.shape)
 
 
 class PathProfile(NamedTuple):
