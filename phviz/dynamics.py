@@ -22,6 +22,8 @@ import torch
 from torch.func import functional_call
 from torch.nn.utils import parameters_to_vector
 
+from .tracing import chain_steps, traced_graph
+
 Gain = float | Mapping[str, float] | torch.Tensor
 Port = torch.Tensor | Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None
 
@@ -258,24 +260,33 @@ def _sequential_steps(model: torch.nn.Module) -> tuple[list, list] | None:
 
 
 class DirectForward:
-    """``model(x)`` for an ``nn.Sequential``, each module's ``forward`` called in turn.
+    """``model(x)`` for a chain of modules, each one's ``forward`` called in turn.
 
     ``nn.Module.__call__`` costs about a microsecond a module to find that no hook is
     registered; for a small network that is a few per cent of a training step. This
     skips it when that changes nothing: no module involved has hooks, none is compiled
     in place, no hook is registered globally and nothing is being traced. All of that
-    is checked on every call, so a hook registered later runs as it should. Any other
-    model is simply called.
+    is checked on every call, so a hook registered later runs as it should. A chain is
+    an ``nn.Sequential``, or a module whose ``forward`` traces to one step after
+    another (``phviz.tracing``: its layers, elementwise functions and methods), taken as
+    it was traced, in the training mode it had then. Any other model is simply called.
     """
 
     def __init__(self, model: torch.nn.Module, found: tuple[list, list] | None = None):
-        """``found``: the steps and the modules involved, where the caller found them
-        (a traced forward); by default those of a plain ``nn.Sequential``."""
+        """``found``: the steps and the modules involved, where the caller found them;
+        by default those of a plain ``nn.Sequential`` or of a traced chain."""
         self.model = model
+        self.traced = None  # the traced forward (``traced_graph``) of any other module
+        self._traced_mode = None  # the training mode it was traced in
         if None in _GLOBAL_HOOKS:  # a torch whose global hooks cannot be checked
             found = None
         elif found is None:
             found = _sequential_steps(model)
+            if found is None and not isinstance(model, torch.nn.Sequential):
+                self.traced = traced_graph(model)
+                steps = None if self.traced is None else chain_steps(self.traced[0])
+                if steps is not None:
+                    found, self._traced_mode = (steps, self.traced[1]), model.training
         self.steps, involved = found if found is not None else (None, [])
         self.modules = involved
         self.hooks = (
@@ -298,6 +309,7 @@ class DirectForward:
         return not (
             self.steps is None
             or any(self.hooks)
+            or (self._traced_mode is not None and self.model.training != self._traced_mode)
             or torch._C._get_tracing_state()
             or any([m._compiled_call_impl is not None for m in self.modules])
         )

@@ -533,3 +533,69 @@ def test_a_sequential_runs_its_modules_directly_and_still_honours_hooks():
     twice = Twice(nn.Linear(4, 2)).double()
     assert DirectForward(twice).steps is None
     assert torch.equal(DirectForward(twice)(x), twice(x))
+
+
+def test_a_module_that_traces_to_a_chain_runs_its_steps_directly():
+    from phviz.dynamics import DirectForward
+
+    nn, F = torch.nn, torch.nn.functional
+
+    class Own(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.last = nn.Linear(4, 8), nn.Linear(8, 3)
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            h = F.softplus(self.first(x), beta=3.0).tanh()
+            if self.training:  # a branch fx takes as it finds it
+                h = self.drop(h)
+            return self.last(h * 2.0)
+
+    torch.manual_seed(0)
+    model = Own().double().eval()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    direct = DirectForward(model)
+    assert direct.steps is not None and direct.plain
+    assert torch.equal(direct(x), model(x))
+
+    # traced in eval mode: in training mode the model is called, its dropout runs
+    model.train()
+    assert not direct.plain
+    torch.manual_seed(1)
+    dropped = direct(x)
+    torch.manual_seed(1)
+    assert torch.equal(dropped, model(x))
+    model.eval()
+
+    # a hook on a module the forward calls still runs
+    calls = []
+    handle = model.first.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        assert not direct.plain and torch.equal(direct(x), model(x)) and calls == [1, 1]
+    finally:
+        handle.remove()
+    assert direct.plain
+
+    # a skip connection is no chain: the model is simply called
+    class Skip(Own):
+        def forward(self, x):
+            h = torch.tanh(self.first(x))
+            return self.last(h + h.sigmoid())
+
+    skip = Skip().double().eval()
+    assert DirectForward(skip).steps is None
+    assert torch.equal(DirectForward(skip)(x), skip(x))
+
+    # the training field takes the chain, and its gradient is the model's
+    system = PortHamiltonianSystem(model, F.mse_loss)
+    target = torch.randn(5, 3, dtype=torch.float64)
+    system.set_batch(x, target)
+    assert system._forward.steps is not None
+    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    xi = torch.cat([theta, torch.zeros_like(theta)])
+    field = system(torch.tensor(0.0), xi)
+    model.zero_grad()
+    F.mse_loss(model(x), target).backward()
+    grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    assert torch.allclose(-field[len(theta) :], system.potential_gain * grad, rtol=1e-12)

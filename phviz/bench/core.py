@@ -75,13 +75,15 @@ def users_skip_module(seed: int = 0) -> torch.nn.Module:
 def field_overhead(quick: bool = False, *, model: str = "phviz") -> dict:
     """Vector field (θ, p) ↦ (θ̇, ṗ) vs ``loss.backward()`` on the same model and batch.
 
-    ``model``: "phviz" (its MLP) or "module" (a plain ``nn.Sequential``, the same
-    network). The two are timed in alternation, so a busy machine slows both alike.
+    ``model``: "phviz" (its MLP), "module" (a plain ``nn.Sequential``, the same
+    network) or "own" (the same as a user's own module class). The two are timed in
+    alternation, so a busy machine slows both alike.
     """
     trainer = Trainer(make_config("paper-duffing", device="cpu"))
     system = trainer.system
-    if model == "module":
-        system = PortHamiltonianSystem(users_module(), trainer.dataset.loss_fn)
+    if model != "phviz":
+        own = {"module": users_module, "own": users_own_module}[model]()
+        system = PortHamiltonianSystem(own, trainer.dataset.loss_fn)
         system.set_batch(trainer.dataset.x_train, trainer.dataset.y_train)
     model = system.model
     inputs, targets = system.inputs, system.targets
@@ -162,7 +164,11 @@ def report(quick: bool = False) -> None:
         "vector field vs plain forward+backward, paper's Duffing MLP 2-16-16-2, 399 points, "
         "1 thread:"
     )
-    for kind, label in (("phviz", "phviz MLP"), ("module", "plain nn.Sequential")):
+    for kind, label in (
+        ("phviz", "phviz MLP"),
+        ("module", "plain nn.Sequential"),
+        ("own", "user's own module class"),
+    ):
         o = field_overhead(quick, model=kind)
         print(
             f"  {label}: plain step {o['plain_us']:.0f} µs · vector field "

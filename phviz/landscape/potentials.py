@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -17,6 +16,7 @@ from ..dynamics import (
     potential_energy,
     resolve_gain,
 )
+from ..tracing import ELEMENTWISE, Ref
 from .grid import grid_points
 from .inputs import as_matrix, check_chunk
 from .planes import Plane
@@ -149,163 +149,12 @@ class Potential:
         )
 
 
-# Modules that act on each number alone and hold no parameters: a chunk of θ passes
-# through them as one (rows, points, features) tensor.
-_ELEMENTWISE = frozenset(
-    {
-        torch.nn.CELU,
-        torch.nn.ELU,
-        torch.nn.GELU,
-        torch.nn.Hardsigmoid,
-        torch.nn.Hardswish,
-        torch.nn.Hardtanh,
-        torch.nn.Identity,
-        torch.nn.LeakyReLU,
-        torch.nn.LogSigmoid,
-        torch.nn.Mish,
-        torch.nn.ReLU,
-        torch.nn.ReLU6,
-        torch.nn.SELU,
-        torch.nn.SiLU,
-        torch.nn.Sigmoid,
-        torch.nn.Softplus,
-        torch.nn.Softsign,
-        torch.nn.Tanh,
-        torch.nn.Tanhshrink,
-    }
-)
-
-
-# Functions and tensor methods that act on each number alone: a forward may call them
-# on a result (with constant further arguments, if any) between its Linear layers.
-_ELEMENTWISE_FUNCTIONS = frozenset(
-    {
-        torch.tanh,
-        torch.relu,
-        torch.sigmoid,
-        torch.nn.functional.celu,
-        torch.nn.functional.elu,
-        torch.nn.functional.gelu,
-        torch.nn.functional.hardsigmoid,
-        torch.nn.functional.hardswish,
-        torch.nn.functional.hardtanh,
-        torch.nn.functional.leaky_relu,
-        torch.nn.functional.logsigmoid,
-        torch.nn.functional.mish,
-        torch.nn.functional.relu,
-        torch.nn.functional.relu6,
-        torch.nn.functional.selu,
-        torch.nn.functional.sigmoid,
-        torch.nn.functional.silu,
-        torch.nn.functional.softplus,
-        torch.nn.functional.softsign,
-        torch.nn.functional.tanh,
-        torch.nn.functional.tanhshrink,
-    }
-)
-_ELEMENTWISE_METHODS = frozenset({"relu", "sigmoid", "tanh"})
-
-
-# Sums, differences and products of two values (or of a value and a number): a skip
-# connection (``self.out(h) + h``) is one.
-_BINARY_FUNCTIONS = frozenset(
-    {operator.add, operator.sub, operator.mul, torch.add, torch.sub, torch.mul}
-)
-_BINARY_METHODS = frozenset({"add", "sub", "mul"})
-
-
-class _Ref(int):
-    """Among a step's arguments: the result of an earlier step (the data: -1)."""
-
-
 class _Linear(NamedTuple):
     """An ``nn.Linear`` whose weight and bias are θ's tensors ``weight`` and ``bias``."""
 
     weight: int
     bias: int | None
     shape: tuple[int, int]
-
-
-def traced_graph(model: torch.nn.Module) -> tuple[list, list] | None:
-    """What a module's own ``forward`` computes, found by tracing it (``torch.fx``),
-    as steps ``(operation, args, kwargs)`` in the order they run, and every module
-    involved. None unless each step is a submodule, an elementwise function or method
-    called on one earlier result (further arguments constant: ``F.softplus(h,
-    beta=10.0)``), or the sum, difference or product of earlier results and numbers,
-    from one input to one output. Arguments that are earlier results are ``_Ref``
-    indices (the input: -1). Every module in the model counts as involved: a hook on
-    any of them, even one that the trace went through, makes the batched route stand
-    aside."""
-    modules = list(model.modules())
-    if any(type(m).__call__ is not torch.nn.Module.__call__ for m in modules):
-        return None  # a module that does more than its forward when called
-    try:
-        graph = torch.fx.Tracer().trace(model)
-    except Exception:  # control flow on values, or anything else fx cannot follow
-        return None
-    nodes = list(graph.nodes)
-    if len(nodes) < 3 or [n.op for n in nodes].count("placeholder") != 1:
-        return None
-    if nodes[0].op != "placeholder" or nodes[-1].op != "output":
-        return None
-    refs = {nodes[0]: _Ref(-1)}
-    steps = []
-    for node in nodes[1:-1]:
-        step = _traced_step(model, node, refs)
-        if step is None:
-            return None
-        refs[node] = _Ref(len(steps))
-        steps.append(step)
-    result = nodes[-1].args
-    if len(result) != 1 or refs.get(result[0], -1) < 0:
-        return None  # several outputs, a structure of them, or the data itself
-    if result[0] is not nodes[-2]:
-        return None  # the last step is what the forward returns
-    return steps, modules
-
-
-def _traced_step(model, node, refs) -> tuple | None:
-    """One traced call as ``(operation, args, kwargs)``, or None where it is none of
-    those ``traced_graph`` takes."""
-    values = [*node.args, *node.kwargs.values()]
-    if any(isinstance(v, torch.fx.Node) and v not in refs for v in values):
-        return None
-    if any(_has_node(v) and not isinstance(v, torch.fx.Node) for v in values):
-        return None  # results inside a list or tuple
-    args = tuple(refs.get(a, a) if isinstance(a, torch.fx.Node) else a for a in node.args)
-    kwargs = dict(node.kwargs)
-    first = args[0] if args else None
-    unary = type(first) is _Ref and not _has_node((node.args[1:], node.kwargs))
-    # an elementwise step on the data itself would act on it (in place, even)
-    on_result = unary and first >= 0
-    if node.op == "call_module":
-        module = model.get_submodule(node.target)
-        if not (unary and len(args) == 1 and not kwargs):
-            return None
-        if type(module) is torch.nn.Linear:
-            return module, args, kwargs
-        return (module, args, kwargs) if on_result and type(module) in _ELEMENTWISE else None
-    if node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS:
-        return (node.target, args, kwargs) if on_result else None
-    if node.op == "call_method" and node.target in _ELEMENTWISE_METHODS:
-        return (getattr(torch, node.target), args, kwargs) if on_result else None
-    binary = node.op == "call_function" and node.target in _BINARY_FUNCTIONS
-    binary = binary or (node.op == "call_method" and node.target in _BINARY_METHODS)
-    if binary and len(args) == 2 and not kwargs and all(_operand(a) for a in args):
-        target = getattr(torch, node.target) if node.op == "call_method" else node.target
-        return target, args, kwargs
-    return None
-
-
-def _operand(value) -> bool:
-    return type(value) is _Ref or (isinstance(value, (int, float)) and not isinstance(value, bool))
-
-
-def _has_node(value) -> bool:
-    """Whether a traced call's argument depends on the input (holds a ``torch.fx.Node``)."""
-    found = []
-    torch.fx.node.map_arg(value, found.append)
-    return bool(found)
 
 
 class LinearGraph:
@@ -330,19 +179,16 @@ class LinearGraph:
         self.steps = None
         if inputs.dim() != 2:
             return
-        if self.direct.steps is not None:  # a plain nn.Sequential: one step after another
+        if self.direct.traced is not None:  # a traced forward: a chain, or a graph
+            found, modules = self.direct.traced
+            if self.direct.steps is None:  # only to ask whether calling it runs a hook
+                self.direct = DirectForward(model, (found, modules))
+        elif self.direct.steps is not None:  # a plain nn.Sequential: one step after another
             if type(self.direct.steps[0]) is not torch.nn.Linear:
                 return  # an activation first would act on the data itself (in place, even)
-            found = [(m, (_Ref(i - 1),), {}) for i, m in enumerate(self.direct.steps)]
-        elif isinstance(model, torch.nn.Sequential):
-            return
+            found = [(m, (Ref(i - 1),), {}) for i, m in enumerate(self.direct.steps)]
         else:
-            traced = traced_graph(model)
-            if traced is None:
-                return
-            found, modules = traced
-            # only to ask whether calling the model would run a hook: see ``usable``
-            self.direct = DirectForward(model, (found, modules))
+            return
         self.steps = self._plan(model, found)
 
     @staticmethod
@@ -360,11 +206,11 @@ class LinearGraph:
                     return None  # a frozen weight or bias: not in θ
                 op = _Linear(w, b, tuple(op.weight.shape))
                 used.update((w, b))
-            elif isinstance(op, torch.nn.Module) and type(op) not in _ELEMENTWISE:
+            elif isinstance(op, torch.nn.Module) and type(op) not in ELEMENTWISE:
                 return None
             steps.append((op, args, kwargs))
             for a in (*args, *kwargs.values()):
-                if type(a) is _Ref and a >= 0:
+                if type(a) is Ref and a >= 0:
                     last[a] = i
         used.discard(None)
         if len(used) != len(trainable):
@@ -385,7 +231,7 @@ class LinearGraph:
         results = {-1: self.inputs}
         h = self.inputs
         for i, (op, args, kwargs, done) in enumerate(self.steps):
-            given = [results[a] if type(a) is _Ref else a for a in args]
+            given = [results[a] if type(a) is Ref else a for a in args]
             if isinstance(op, _Linear):
                 (h,) = given
                 if h.dim() == 2:  # the data, or what came of it alone
@@ -396,7 +242,7 @@ class LinearGraph:
                 else:
                     h = torch.baddbmm(tensors[op.bias].unsqueeze(1), h, weight_t)
             else:
-                kw = {k: results[v] if type(v) is _Ref else v for k, v in kwargs.items()}
+                kw = {k: results[v] if type(v) is Ref else v for k, v in kwargs.items()}
                 h = op(*given, **kw)
             results[i] = h
             for ref in done:
