@@ -71,6 +71,11 @@ ELEMENTWISE_FUNCTIONS = frozenset(
 ELEMENTWISE_METHODS = frozenset({"relu", "sigmoid", "tanh"})
 
 
+# Modules with parameters that a chunk of θ can run through at once: a Linear layer
+# as a batched matrix product, a LayerNorm over the last axis scaled row by row.
+LAYERS = frozenset({torch.nn.Linear, torch.nn.LayerNorm})
+
+
 # Sums, differences and products of two values (or of a value and a number): a skip
 # connection (``self.out(h) + h``) is one.
 BINARY_FUNCTIONS = frozenset(
@@ -86,7 +91,8 @@ class Ref(int):
 def traced_graph(model: torch.nn.Module) -> tuple[list, list] | None:
     """What a module's own ``forward`` computes, found by tracing it (``torch.fx``),
     as steps ``(operation, args, kwargs)`` in the order they run, and every module
-    involved. None unless each step is a submodule, an elementwise function or method
+    involved. None unless each step is a layer (``LAYERS``), an elementwise module,
+    function or method
     called on one earlier result (further arguments constant: ``F.softplus(h,
     beta=10.0)``), or the sum, difference or product of earlier results and numbers,
     from one input to one output. Arguments that are earlier results are ``Ref``
@@ -137,7 +143,7 @@ def _traced_step(model, node, refs) -> tuple | None:
         module = model.get_submodule(node.target)
         if not (unary and len(args) == 1 and not kwargs):
             return None
-        if type(module) is torch.nn.Linear:
+        if type(module) in LAYERS:
             return module, args, kwargs
         return (module, args, kwargs) if on_result and type(module) in ELEMENTWISE else None
     if node.op == "call_function" and node.target in ELEMENTWISE_FUNCTIONS:

@@ -154,6 +154,18 @@ class Skip(nn.Module):
         return self.last(h.mul(h) - h + self.first(x - 1.0))
 
 
+class Normed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 5)
+        self.norm = nn.LayerNorm(5, bias=False)
+        self.last = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = self.first(x)
+        return self.last(torch.relu(self.norm(h)) + h)
+
+
 class Centred(nn.Module):
     """A reduction over the features: the rows' axis would move under batching."""
 
@@ -182,6 +194,10 @@ def _chain_cases():
     return {
         "own module, traced": OwnNet().double(),
         "skip connections": Skip().double(),
+        "normalised": nn.Sequential(
+            nn.LayerNorm(3), nn.Linear(3, 5), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 2)
+        ).double(),
+        "normalised, no shift, traced": Normed().double(),
         "phviz MLP": small_mlp(),
         "nested, no bias": nn.Sequential(
             nn.Sequential(nn.Linear(3, 6), nn.Softplus(beta=4.0)),
@@ -202,6 +218,8 @@ def _chain_cases():
         "one layer used twice",
         "own module, traced",
         "skip connections",
+        "normalised",
+        "normalised, no shift, traced",
     ],
 )
 def test_linear_graph_equals_the_general_route_and_the_loop(case):
@@ -236,7 +254,12 @@ def test_linear_graph_leaves_other_modules_to_vmap_and_runs_hooks():
     frozen[0].bias.requires_grad_(False)  # not in θ: the module's own bias must be used
     others = {
         "frozen bias": frozen,
-        "a normalisation": nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)),
+        "a normalisation with running statistics": nn.Sequential(
+            nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)
+        ),
+        "a LayerNorm over two axes": nn.Sequential(
+            nn.Linear(3, 4), nn.Unflatten(1, (2, 2)), nn.LayerNorm((2, 2)), nn.Flatten()
+        ),
         "an activation first": nn.Sequential(nn.ReLU(inplace=True), nn.Linear(3, 2)),
         "not a Sequential": quadratic_problem(n_in=3)[0],
         "an argument computed from a result": Residual(),

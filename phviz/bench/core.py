@@ -66,6 +66,25 @@ class UsersSkipNet(UsersNet):
         return self.out(h + softplus(self.hidden2(h), beta=10.0))
 
 
+class UsersNormNet(UsersNet):
+    """The same layers with a LayerNorm after the first: a normalisation of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(16)
+
+    def forward(self, x):
+        softplus = torch.nn.functional.softplus
+        h = softplus(self.norm(self.hidden1(x)), beta=10.0)
+        return self.out(softplus(self.hidden2(h), beta=10.0))
+
+
+def users_norm_module(seed: int = 0) -> torch.nn.Module:
+    """The Duffing MLP's layers with a LayerNorm (see ``UsersNormNet``)."""
+    torch.manual_seed(seed)
+    return UsersNormNet()
+
+
 def users_skip_module(seed: int = 0) -> torch.nn.Module:
     """The Duffing MLP's layers with a skip connection (see ``UsersSkipNet``)."""
     torch.manual_seed(seed)

@@ -2,11 +2,12 @@
 
 1. The paper's Duffing MLP (2-16-16-2, softplus) on its 399 points, a 51×51 surface,
    as phviz's MLP, as an ``nn.Sequential``, as a user's own module class, and as that
-   class with a skip connection: the batched evaluation (chunks of 256 grid points;
-   Linear layers as batched matmuls, their activations, sums and products on whole
-   chunks; any other module through ``torch.func.vmap``, also timed here) against the
-   same grid evaluated point by point in a Python loop, both through
-   ``functional_call`` and writing each θ into the module, side by side; medians.
+   class with a skip connection and with a LayerNorm: the batched evaluation (chunks
+   of 256 grid points; Linear layers as batched matmuls, their activations, sums,
+   products and LayerNorms on whole chunks; any other module through
+   ``torch.func.vmap``, also timed here) against the same grid evaluated point by
+   point in a Python loop, both through ``functional_call`` and writing each θ into
+   the module, side by side; medians.
    Also the floor: plain forward passes over the same number of (point, sample) pairs.
 2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface: time and
    peak memory, the latter as the growth of the process's peak resident set size
@@ -28,7 +29,7 @@ import torch
 from ..config import make_config
 from ..landscape import Plane, Potential
 from ..training import Trainer
-from .core import users_module, users_own_module, users_skip_module
+from .core import users_module, users_norm_module, users_own_module, users_skip_module
 
 DIGITS_HIDDEN = "32,32"
 
@@ -63,8 +64,9 @@ def _module_loop(model, ds, plane: Plane, grid: np.ndarray) -> None:
 
 def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
     """``model``: "phviz" (its MLP), "module" (the same network as a plain nn.Sequential),
-    "own" (as a user's own module class, which the batched route traces) or "skip" (that
-    class with a skip connection around its second layer)."""
+    "own" (as a user's own module class, which the batched route traces), "skip" (that
+    class with a skip connection around its second layer) or "norm" (with a LayerNorm
+    after its first)."""
     trainer = Trainer(make_config("paper-duffing", device="cpu"))
     ds = trainer.dataset
     net = {
@@ -72,6 +74,7 @@ def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
         "module": users_module,
         "own": users_own_module,
         "skip": users_skip_module,
+        "norm": users_norm_module,
     }[model]()
     potential = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
     plane = Plane.random(net, seed=0)
@@ -134,6 +137,7 @@ MODELS = {
     "module": "plain nn.Sequential",
     "own": "user's own nn.Module class",
     "skip": "user's own class with a skip connection",
+    "norm": "user's own class with a LayerNorm",
 }
 
 

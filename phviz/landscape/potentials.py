@@ -16,7 +16,7 @@ from ..dynamics import (
     potential_energy,
     resolve_gain,
 )
-from ..tracing import ELEMENTWISE, Ref
+from ..tracing import ELEMENTWISE, LAYERS, Ref
 from .grid import grid_points
 from .inputs import as_matrix, check_chunk
 from .planes import Plane
@@ -157,6 +157,29 @@ class _Linear(NamedTuple):
     shape: tuple[int, int]
 
 
+class _LayerNorm(NamedTuple):
+    """An ``nn.LayerNorm`` over the last axis, its scale and shift θ's tensors (None:
+    none)."""
+
+    weight: int | None
+    bias: int | None
+    shape: tuple[int]
+    eps: float
+
+
+def _indices(module, index: dict, names: tuple[str, ...]) -> list | None:
+    """The positions in θ of a module's parameters ``names`` (None for one it has not);
+    None if one of them is frozen, so not in θ."""
+    found = []
+    for name in names:
+        p = getattr(module, name)
+        i = None if p is None else index.get(id(p))
+        if p is not None and i is None:
+            return None
+        found.append(i)
+    return found
+
+
 class LinearGraph:
     """Many θ through a network of Linear layers and elementwise operations at once.
 
@@ -164,11 +187,11 @@ class LinearGraph:
     separate broadcast add of the biases, about a quarter of a small network's time.
     Here each bias is the matmul's starting value (``baddbmm``), so a chunk of θ costs
     what its forward passes cost. It serves an ``nn.Sequential`` (nested ones
-    flattened) of ``nn.Linear`` layers and the parameter-free elementwise activations
-    above, a Linear first, and any other module whose ``forward`` traces to Linear
-    layers, such activations and sums or products of results (``traced_graph``): skip
-    connections too. The inputs are rows of features (2-D), and every trainable
-    parameter is one of the Linear layers'. Each value then has the rows of the data
+    flattened) of ``nn.Linear`` and ``nn.LayerNorm`` layers and the parameter-free
+    elementwise activations above, not an activation first, and any other module whose
+    ``forward`` traces to such layers, activations and sums or products of results
+    (``phviz.tracing``): skip connections too. The inputs are rows of features (2-D),
+    and every trainable parameter is one of the layers'. Each value then has the rows of the data
     as its second axis and the chunk's θ as its first. ``usable`` also checks, at each
     call, that calling the model would run no hook.
     """
@@ -184,7 +207,7 @@ class LinearGraph:
             if self.direct.steps is None:  # only to ask whether calling it runs a hook
                 self.direct = DirectForward(model, (found, modules))
         elif self.direct.steps is not None:  # a plain nn.Sequential: one step after another
-            if type(self.direct.steps[0]) is not torch.nn.Linear:
+            if type(self.direct.steps[0]) in ELEMENTWISE:
                 return  # an activation first would act on the data itself (in place, even)
             found = [(m, (Ref(i - 1),), {}) for i, m in enumerate(self.direct.steps)]
         else:
@@ -199,12 +222,17 @@ class LinearGraph:
         index = {id(p): i for i, p in enumerate(trainable)}
         steps, used, last = [], set(), {}
         for i, (op, args, kwargs) in enumerate(found):
-            if type(op) is torch.nn.Linear:
-                w = index.get(id(op.weight))
-                b = None if op.bias is None else index.get(id(op.bias))
-                if w is None or (b is None and op.bias is not None):
+            if type(op) in LAYERS:
+                found_in_theta = _indices(op, index, ("weight", "bias"))
+                if found_in_theta is None:
                     return None  # a frozen weight or bias: not in θ
-                op = _Linear(w, b, tuple(op.weight.shape))
+                w, b = found_in_theta
+                if type(op) is torch.nn.Linear:
+                    op = _Linear(w, b, tuple(op.weight.shape))
+                elif len(op.normalized_shape) == 1:
+                    op = _LayerNorm(w, b, tuple(op.normalized_shape), op.eps)
+                else:
+                    return None  # normalised over more than the features
                 used.update((w, b))
             elif isinstance(op, torch.nn.Module) and type(op) not in ELEMENTWISE:
                 return None
@@ -241,6 +269,17 @@ class LinearGraph:
                     h = torch.bmm(h, weight_t)
                 else:
                     h = torch.baddbmm(tensors[op.bias].unsqueeze(1), h, weight_t)
+            elif isinstance(op, _LayerNorm):
+                (h,) = given
+                h = torch.nn.functional.layer_norm(h, op.shape, eps=op.eps)
+                scale = None if op.weight is None else tensors[op.weight].unsqueeze(1)
+                shift = None if op.bias is None else tensors[op.bias].unsqueeze(1)
+                if scale is not None and shift is not None:
+                    h = torch.addcmul(shift, h, scale)  # one pass over the chunk, not two
+                elif scale is not None:
+                    h = h * scale
+                elif shift is not None:
+                    h = h + shift
             else:
                 kw = {k: results[v] if type(v) is Ref else v for k, v in kwargs.items()}
                 h = op(*given, **kw)
