@@ -175,8 +175,9 @@ class Explorer(pn.viewable.Viewer):
         if live:
             # A background callback: the updates are not user actions, so they neither
             # mark the page busy nor log a line each (both cost the server's thread).
+            self._period = refresh_ms()  # the shortest; longer among many tabs (_retime)
             self._callback = PeriodicCallback(
-                callback=self.update_view, period=refresh_ms(), background=True, log=False
+                callback=self.update_view, period=self._period, background=True, log=False
             )
             self._callback.start()
             pn.state.on_session_destroyed(self._destroyed)
@@ -389,10 +390,24 @@ class Explorer(pn.viewable.Viewer):
             if settled:  # Run shows last: once it does, nothing on the page changes
                 self.show_controls()
             self._sent_at = time.monotonic()
+            self._retime()
         except Exception as err:  # never a traceback in the page
             log.exception("explorer update")
             self.session.notice = Notice(f"The view could not be updated: {err}", "danger")
             self.show_controls()
+
+    def _retime(self) -> None:
+        """Tick about twice per update this tab's share allows, not more often. Twenty
+        tabs ticking 12.5 times a second kept the server's thread busy with ticks that
+        found nothing due, and a click waited behind them: each step of reading it
+        waits for the callbacks due before it."""
+        if self._callback is None:
+            return
+        scheduler = self.session.scheduler
+        share = scheduler.load() * scheduler.workers / SERVER_UPDATES_PER_SECOND
+        period = max(self._period, round(500 * share))
+        if abs(period - self._callback.period) > 0.25 * self._callback.period:
+            self._callback.period = period  # restarts the callback
 
     def _due(self) -> bool:
         """Whether this tab's share of the server's updates allows one now: the full
