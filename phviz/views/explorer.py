@@ -49,8 +49,8 @@ PLANES = {
     "two parameters": "coordinates",
 }
 WATCHED = GAINS + SOLVER_SETTINGS + REBUILD
-# The periodic callback's period: at most 12.5 updates a second, fewer when the
-# page has not drawn the last one yet (FrameClock).
+# The periodic callback's shortest period: at most 12.5 updates a second, fewer when
+# the page has not drawn the last one yet (FrameClock), longer among many tabs.
 TICK_SECONDS = 0.08
 # Updates a second that one server process sends, all running tabs together, once
 # there are more tabs than that allows at the full rate: every update costs the
