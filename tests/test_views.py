@@ -651,3 +651,30 @@ def test_a_collapsed_section_is_built_on_its_first_expand_with_the_links_values(
         assert e.controls.kick.button in kick.objects[0]
     finally:
         e.close()
+
+
+def test_a_tab_among_many_ticks_less_often_but_never_above_its_floor(monkeypatch):
+    explorer = Explorer(make_config("default", horizon=0.0), live=False)
+    try:
+        scheduler = explorer.session.scheduler
+        tabs = {"running": 1}
+        monkeypatch.setattr(scheduler, "load", lambda: tabs["running"] / scheduler.workers)
+        tick = type("Tick", (), {"period": 80})()  # stands in for the periodic callback
+        explorer._callback, explorer._period = tick, 80
+        explorer._retime()
+        assert tick.period == 80  # alone: 12.5 ticks a second, as ever
+        tabs["running"] = 20  # twenty tabs share 25 updates a second: one each 0.8 s
+        explorer._retime()
+        assert tick.period == 400  # about two ticks per update
+        tabs["running"] = 21  # a small change does not restart the callback
+        explorer._retime()
+        assert tick.period == 400
+        tabs["running"] = 1
+        explorer._retime()
+        assert tick.period == 80
+        explorer._period = 250  # the page asked for ?refresh=250
+        explorer._retime()
+        assert tick.period == 250
+    finally:
+        explorer._callback = None
+        explorer.close()
