@@ -181,7 +181,7 @@ def _indices(module, index: dict, names: tuple[str, ...]) -> list | None:
 
 
 class LinearGraph:
-    """Many θ through a network of Linear layers and elementwise operations at once.
+    """Many θ through a network of layers and elementwise operations at once.
 
     Under vmap a Linear with a batch of weights becomes a batched matmul followed by a
     separate broadcast add of the biases, about a quarter of a small network's time.
@@ -191,9 +191,9 @@ class LinearGraph:
     elementwise activations above, not an activation first, and any other module whose
     ``forward`` traces to such layers, activations and sums or products of results
     (``phviz.tracing``): skip connections too. The inputs are rows of features (2-D),
-    and every trainable parameter is one of the layers'. Each value then has the rows of the data
-    as its second axis and the chunk's θ as its first. ``usable`` also checks, at each
-    call, that calling the model would run no hook.
+    and every trainable parameter is one of the layers'. Each value then has the rows
+    of the data as its second axis and the chunk's θ as its first. ``usable`` also
+    checks, at each call, that calling the model would run no hook.
     """
 
     def __init__(self, model: torch.nn.Module, layout: ParameterLayout, inputs: torch.Tensor):
@@ -216,8 +216,9 @@ class LinearGraph:
 
     @staticmethod
     def _plan(model, found) -> list | None:
-        """The steps with each Linear as a ``_Linear``, and after each the results no
-        later step needs (freed as the chunk goes); None if a parameter is not in θ."""
+        """The steps with each layer as a ``_Linear`` or ``_LayerNorm``, and after each
+        the results no later step needs (freed as the chunk goes); None if a parameter
+        is not in θ or a step is none of those this class runs."""
         trainable = [p for _, p in model.named_parameters() if p.requires_grad]
         index = {id(p): i for i, p in enumerate(trainable)}
         steps, used, last = [], set(), {}
