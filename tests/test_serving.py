@@ -91,6 +91,36 @@ def test_no_job_runs_on_two_workers_at_once():
     assert not overlaps
 
 
+def test_slices_take_turns_while_a_task_runs_beside_them():
+    scheduler = Scheduler(workers=2)  # one slice at a time, the default
+    inside, most = [], [0]
+    lock = threading.Lock()
+
+    class Counted(Busy):
+        def work(self):
+            with lock:
+                inside.append(self)
+                most[0] = max(most[0], len(inside))
+            try:
+                super().work()
+            finally:
+                with lock:
+                    inside.remove(self)
+
+    jobs = [Counted(seconds=0.005) for _ in range(3)]
+    for job in jobs:
+        scheduler.add(job)
+    release = threading.Event()
+    task = scheduler.run_once(lambda: release.wait(10.0))  # holds a worker meanwhile
+    done = sum(j.done for j in jobs)
+    assert wait_for(lambda: sum(j.done for j in jobs) >= done + 30)  # beside the task
+    release.set()
+    assert task.wait(10.0)
+    scheduler.close()
+    assert most[0] == 1
+    assert scheduler.busy() == 3 and scheduler.load() == 3.0
+
+
 def test_a_removed_job_is_forgotten_after_its_slice(pool):
     job = Busy(seconds=0.05)
     pool.add(job)
@@ -105,6 +135,22 @@ def test_a_removed_job_is_forgotten_after_its_slice(pool):
 def test_invalid_pool_size():
     with pytest.raises(ValueError, match="Invalid workers: 0"):
         Scheduler(workers=0)
+    with pytest.raises(ValueError, match="Invalid slices_at_once: 0"):
+        Scheduler(workers=2, slices_at_once=0)
+
+
+def test_the_shared_pool_takes_its_sizes_from_the_environment(monkeypatch):
+    monkeypatch.setattr(Scheduler, "_shared", None)  # the test's own, not the process's
+    monkeypatch.setenv("PHVIZ_WORKERS", "2")
+    monkeypatch.setenv("PHVIZ_SLICES", "two")
+    with pytest.raises(ValueError, match="Invalid PHVIZ_SLICES: 'two'"):
+        Scheduler.shared()
+    monkeypatch.setenv("PHVIZ_SLICES", "2")
+    scheduler = Scheduler.shared()
+    try:
+        assert (scheduler.workers, scheduler.slices_at_once) == (2, 2)
+    finally:
+        scheduler.close()
 
 
 # ------------------------------------------------------------------ sessions

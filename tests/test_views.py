@@ -658,7 +658,7 @@ def test_a_tab_among_many_ticks_less_often_but_never_above_its_floor(monkeypatch
     try:
         scheduler = explorer.session.scheduler
         tabs = {"running": 1}
-        monkeypatch.setattr(scheduler, "load", lambda: tabs["running"] / scheduler.workers)
+        monkeypatch.setattr(scheduler, "busy", lambda: tabs["running"])
         tick = type("Tick", (), {"period": 80})()  # stands in for the periodic callback
         explorer._callback, explorer._period = tick, 80
         explorer._retime()

@@ -404,7 +404,7 @@ class Explorer(pn.viewable.Viewer):
         if self._callback is None:
             return
         scheduler = self.session.scheduler
-        share = scheduler.load() * scheduler.workers / SERVER_UPDATES_PER_SECOND
+        share = scheduler.busy() / SERVER_UPDATES_PER_SECOND
         period = max(self._period, round(500 * share))
         if abs(period - self._callback.period) > 0.25 * self._callback.period:
             self._callback.period = period  # restarts the callback
@@ -413,7 +413,7 @@ class Explorer(pn.viewable.Viewer):
         """Whether this tab's share of the server's updates allows one now: the full
         rate with a few running tabs, ``SERVER_UPDATES_PER_SECOND`` shared with many."""
         scheduler = self.session.scheduler
-        running = scheduler.load() * scheduler.workers  # tabs that want work now
+        running = scheduler.busy()  # tabs that want work now
         interval = running / SERVER_UPDATES_PER_SECOND
         return time.monotonic() - self._sent_at >= interval
 
