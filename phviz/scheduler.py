@@ -142,22 +142,9 @@ class Scheduler:
         torch's arithmetic, outside the interpreter)."""
         with cls._shared_lock:
             if cls._shared is None or cls._shared._closed:
-                settings = {}
-                for name, key in (("PHVIZ_WORKERS", "workers"), ("PHVIZ_SLICES", "slices_at_once")):
-                    value = os.environ.get(name)
-                    if not value:
-                        continue
-                    try:
-                        settings[key] = int(value)
-                    except ValueError:
-                        settings[key] = value  # refused below, by name
-                try:
-                    cls._shared = cls(**settings)
-                except ValueError as err:
-                    name = "PHVIZ_WORKERS" if "workers" in str(err) else "PHVIZ_SLICES"
-                    raise ValueError(
-                        f"Invalid {name}: {os.environ.get(name)!r} (must be a whole number >= 1)"
-                    ) from None
+                cls._shared = cls(
+                    _setting("PHVIZ_WORKERS"), slices_at_once=_setting("PHVIZ_SLICES") or 1
+                )
                 # Workers end before the interpreter does: a thread still inside
                 # torch while it shuts down aborts the process.
                 atexit.register(cls._shared.close)
@@ -290,3 +277,17 @@ class Scheduler:
                     job.ended()
                 except Exception:
                     log.exception("job.ended")
+
+
+def _setting(name: str) -> int | None:
+    """The whole number >= 1 in the environment variable ``name`` (None if unset)."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"Invalid {name}: {value!r} (must be a whole number >= 1)")
+    return number
