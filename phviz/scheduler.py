@@ -5,7 +5,7 @@ makes them fight for the interpreter and the cores: ten tabs got less done toget
 than one alone. Here every run is a ``Job`` with a ``due()`` time and a ``work()``
 method that does one short, bounded slice (a few switching intervals, or one
 picture). A fixed pool of workers, as many as there are cores, always takes the job
-that is due and was served longest ago, so n busy jobs each get 1/n of the pool,
+that is due and was served longest ago, so n busy jobs each get 1/n of the slices,
 and a job that is not due (paused, hidden, capped in speed) costs nothing.
 
 Slices of jobs take turns, one at a time, by default: a slice of a small model is
