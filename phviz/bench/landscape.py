@@ -12,14 +12,19 @@
 2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface: time and
    peak memory, the latter as the growth of the process's peak resident set size
    (``resource.getrusage(...).ru_maxrss``), which sees torch's CPU allocations.
+3. The batched and ``vmap`` surfaces of 1. with the C library's default memory
+   settings, in a fresh process, against this process, which keeps freed memory for
+   reuse (``phviz.memory``) as the explorer's server and the command line do.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -28,6 +33,7 @@ import torch
 
 from ..config import make_config
 from ..landscape import Plane, Potential
+from ..memory import keep_freed_memory
 from ..training import Trainer
 from .core import users_module, users_norm_module, users_own_module, users_skip_module
 
@@ -62,11 +68,9 @@ def _module_loop(model, ds, plane: Plane, grid: np.ndarray) -> None:
         torch.nn.utils.vector_to_parameters(saved, model.parameters())
 
 
-def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
-    """``model``: "phviz" (its MLP), "module" (the same network as a plain nn.Sequential),
-    "own" (as a user's own module class, which the batched route traces), "skip" (that
-    class with a skip connection around its second layer) or "norm" (with a LayerNorm
-    after its first)."""
+def _duffing_set_up(model: str):
+    """The Duffing data, the network ``model`` names, a random plane through it, and
+    its potential by the batched route and by the route of any other module."""
     trainer = Trainer(make_config("paper-duffing", device="cpu"))
     ds = trainer.dataset
     net = {
@@ -77,13 +81,21 @@ def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
         "norm": users_norm_module,
     }[model]()
     potential = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
-    plane = Plane.random(net, seed=0)
+    general = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
+    general._graph.steps = None  # the route of any other module: vmap over functional_call
+    return ds, net, Plane.random(net, seed=0), potential, general
+
+
+def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
+    """``model``: "phviz" (its MLP), "module" (the same network as a plain nn.Sequential),
+    "own" (as a user's own module class, which the batched route traces), "skip" (that
+    class with a skip connection around its second layer) or "norm" (with a LayerNorm
+    after its first)."""
+    ds, net, plane, potential, general = _duffing_set_up(model)
     extent, resolution = (-1.0, 1.0, -1.0, 1.0), 51
     xs, ys = np.linspace(-1, 1, resolution), np.linspace(-1, 1, resolution)
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
     looped = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256, batched=False)
-    general = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
-    general._graph.steps = None  # the route of any other module: vmap over functional_call
     pairs, targets = ds.x_train.repeat(256, 1), ds.y_train.repeat(256, 1)
     n_chunks = -(-len(grid) // 256)
 
@@ -111,6 +123,45 @@ def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
         repeats=repeats,
         model=model,
     )
+
+
+def surfaces_only(quick: bool = False) -> dict:
+    """The batched and the ``vmap`` routes' 51×51 Duffing surfaces alone, for every
+    model and thread count the report uses, interleaved: {"model/threads": [batched,
+    vmap]} in seconds, medians. Run in a fresh process it times the C library's own
+    memory settings (``keep_freed_memory`` cannot be undone in a process)."""
+    threads = [1] + ([os.cpu_count()] if (os.cpu_count() or 1) > 1 else [])
+    out = {}
+    for n in threads:
+        torch.set_num_threads(n)
+        for model in MODELS:
+            _, _, plane, potential, general = _duffing_set_up(model)
+            potential.surface(plane, (-1, 1, -1, 1), 5)  # warm-up
+            general.surface(plane, (-1, 1, -1, 1), 5)
+            timed = []
+            for _ in range(2 if quick else 5):
+                timed.append([_surface_seconds(p, plane) for p in (potential, general)])
+            out[f"{model}/{n}"] = [statistics.median(column) for column in zip(*timed, strict=True)]
+    return out
+
+
+def _surface_seconds(potential: Potential, plane: Plane) -> float:
+    started = time.perf_counter()
+    potential.surface(plane, (-1, 1, -1, 1), 51)
+    return time.perf_counter() - started
+
+
+def _surfaces_in_a_fresh_process(quick: bool) -> dict | None:
+    """``surfaces_only`` in a new interpreter, with the C library's memory settings as
+    they are by default (None if that process failed)."""
+    command = [sys.executable, "-m", "phviz.bench.landscape", "--surfaces-only"]
+    done = subprocess.run(
+        command + (["--quick"] if quick else []), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        print(f"  (the fresh process failed: {done.stderr.strip().splitlines()[-1:]})")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def digits(quick: bool = False) -> dict:
@@ -142,19 +193,31 @@ MODELS = {
 
 
 def report(quick: bool = False) -> None:
+    # The C library's default memory settings first, in a process of their own; this
+    # one then keeps freed memory, as the explorer's server and the command line do.
+    default = _surfaces_in_a_fresh_process(quick)
+    kept = keep_freed_memory()
     torch.set_num_threads(1)
-    print(f"landscape · torch {torch.__version__} · {platform.machine()}")
+    print(
+        f"landscape · torch {torch.__version__} · {platform.machine()} · freed memory "
+        f"{'kept for reuse (phviz.memory)' if kept else 'not kept (not GNU libc)'}"
+    )
     d = digits(quick)  # first: the peak-memory figure is a high-water mark of the process
+    results = []
     for model in MODELS:
-        _print_duffing(duffing(quick, model=model), 1)
+        results.append((duffing(quick, model=model), 1))
+        _print_duffing(*results[-1])
     cores = os.cpu_count() or 1
     if cores > 1:  # batched work spreads over the cores; a per-point loop of tiny ops cannot
         torch.set_num_threads(cores)
         try:
             for model in MODELS:
-                _print_duffing(duffing(quick, model=model), cores)
+                results.append((duffing(quick, model=model), cores))
+                _print_duffing(*results[-1])
         finally:
             torch.set_num_threads(1)
+    if default is not None and kept:
+        _print_memory(default, results)
     print(
         f"digits MLP 64-{DIGITS_HIDDEN.replace(',', '-')}-10 ({d['parameters']} parameters), "
         f"{d['train_points']} training points, {d['resolution']}×{d['resolution']} surface, "
@@ -182,5 +245,23 @@ def _print_duffing(r: dict, threads: int) -> None:
     )
 
 
+def _print_memory(default: dict, results: list) -> None:
+    print(
+        "The same 51×51 surfaces with the C library's default memory settings (a fresh "
+        "process, medians) against freed memory kept (above):"
+    )
+    for r, threads in results:
+        batched, vmap_seconds = default[f"{r['model']}/{threads}"]
+        print(
+            f"  {MODELS[r['model']]:<42} {threads} thread(s): batched {batched * 1e3:6.1f} "
+            f"→ {r['batched'] * 1e3:6.1f} ms ({batched / r['batched']:.2f}×), vmap "
+            f"{vmap_seconds * 1e3:6.1f} → {r['vmap'] * 1e3:6.1f} ms "
+            f"({vmap_seconds / r['vmap']:.2f}×)"
+        )
+
+
 if __name__ == "__main__":
-    report(quick="--quick" in sys.argv)
+    if "--surfaces-only" in sys.argv:
+        print(json.dumps(surfaces_only(quick="--quick" in sys.argv)))
+    else:
+        report(quick="--quick" in sys.argv)
