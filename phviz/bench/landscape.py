@@ -12,9 +12,10 @@
 2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface: time and
    peak memory, the latter as the growth of the process's peak resident set size
    (``resource.getrusage(...).ru_maxrss``), which sees torch's CPU allocations.
-3. The batched and ``vmap`` surfaces of 1. with the C library's default memory
-   settings, in a fresh process, against this process, which keeps freed memory for
-   reuse (``phviz.memory``) as the explorer's server and the command line do.
+3. The batched and ``vmap`` surfaces of 1. in fresh processes, with the C library's
+   default memory settings and with freed memory kept for reuse (``phviz.memory``),
+   alternating, and the page faults of each. This process keeps freed memory, as the
+   explorer's server and the command line do.
 """
 
 from __future__ import annotations
@@ -128,10 +129,10 @@ def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
 def surfaces_only(quick: bool = False) -> dict:
     """The batched and the ``vmap`` routes' 51×51 Duffing surfaces alone, for every
     model and thread count the report uses, interleaved: {"model/threads": [batched,
-    vmap]} in seconds, medians. Run in a fresh process it times the C library's own
-    memory settings (``keep_freed_memory`` cannot be undone in a process)."""
+    vmap]} in seconds, medians, and "faults": the minor page faults over them all."""
     threads = [1] + ([os.cpu_count()] if (os.cpu_count() or 1) > 1 else [])
     out = {}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for n in threads:
         torch.set_num_threads(n)
         for model in MODELS:
@@ -142,6 +143,7 @@ def surfaces_only(quick: bool = False) -> dict:
             for _ in range(2 if quick else 5):
                 timed.append([_surface_seconds(p, plane) for p in (potential, general)])
             out[f"{model}/{n}"] = [statistics.median(column) for column in zip(*timed, strict=True)]
+    out["faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     return out
 
 
@@ -151,17 +153,22 @@ def _surface_seconds(potential: Potential, plane: Plane) -> float:
     return time.perf_counter() - started
 
 
-def _surfaces_in_a_fresh_process(quick: bool) -> dict | None:
-    """``surfaces_only`` in a new interpreter, with the C library's memory settings as
-    they are by default (None if that process failed)."""
-    command = [sys.executable, "-m", "phviz.bench.landscape", "--surfaces-only"]
-    done = subprocess.run(
-        command + (["--quick"] if quick else []), capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        print(f"  (the fresh process failed: {done.stderr.strip().splitlines()[-1:]})")
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def memory_reuse(quick: bool = False) -> dict[bool, list[dict]] | None:
+    """``surfaces_only`` in fresh interpreters, with the C library's default memory
+    settings and with freed memory kept, alternating (one pair, or two): a process
+    cannot undo ``keep_freed_memory``, and each starts from the same state. None if
+    one failed."""
+    runs = {False: [], True: []}
+    for keep in [False, True] * (1 if quick else 2):
+        command = [sys.executable, "-m", "phviz.bench.landscape", "--surfaces-only"]
+        command += ["--keep-freed-memory"] if keep else []
+        command += ["--quick"] if quick else []
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"  (a fresh process failed: {done.stderr.strip().splitlines()[-1:]})")
+            return None
+        runs[keep].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return runs
 
 
 def digits(quick: bool = False) -> dict:
@@ -193,9 +200,9 @@ MODELS = {
 
 
 def report(quick: bool = False) -> None:
-    # The C library's default memory settings first, in a process of their own; this
-    # one then keeps freed memory, as the explorer's server and the command line do.
-    default = _surfaces_in_a_fresh_process(quick)
+    # Fresh processes with and without freed memory kept first; this one then keeps
+    # it, as the explorer's server and the command line do.
+    reuse = memory_reuse(quick)
     kept = keep_freed_memory()
     torch.set_num_threads(1)
     print(
@@ -216,8 +223,8 @@ def report(quick: bool = False) -> None:
                 _print_duffing(*results[-1])
         finally:
             torch.set_num_threads(1)
-    if default is not None and kept:
-        _print_memory(default, results)
+    if reuse is not None and kept:
+        _print_memory(reuse)
     print(
         f"digits MLP 64-{DIGITS_HIDDEN.replace(',', '-')}-10 ({d['parameters']} parameters), "
         f"{d['train_points']} training points, {d['resolution']}×{d['resolution']} surface, "
@@ -245,23 +252,34 @@ def _print_duffing(r: dict, threads: int) -> None:
     )
 
 
-def _print_memory(default: dict, results: list) -> None:
+def _print_memory(runs: dict[bool, list[dict]]) -> None:
+    n = len(runs[True])
     print(
-        "The same 51×51 surfaces with the C library's default memory settings (a fresh "
-        "process, medians) against freed memory kept (above):"
+        "The same 51×51 surfaces, batched and by vmap, in fresh processes with the C "
+        f"library's default memory settings and with freed memory kept ({n} of each, "
+        "alternating; each figure the median of its processes' medians):"
     )
-    for r, threads in results:
-        batched, vmap_seconds = default[f"{r['model']}/{threads}"]
-        print(
-            f"  {MODELS[r['model']]:<42} {threads} thread(s): batched {batched * 1e3:6.1f} "
-            f"→ {r['batched'] * 1e3:6.1f} ms ({batched / r['batched']:.2f}×), vmap "
-            f"{vmap_seconds * 1e3:6.1f} → {r['vmap'] * 1e3:6.1f} ms "
-            f"({vmap_seconds / r['vmap']:.2f}×)"
+    for key in runs[True][0]:
+        if key == "faults":
+            continue
+        model, threads = key.split("/")
+        default, kept = (
+            [statistics.median(run[key][i] for run in runs[k]) for i in (0, 1)]
+            for k in (False, True)
         )
+        print(
+            f"  {MODELS[model]:<42} {threads} thread(s): batched {default[0] * 1e3:6.1f} "
+            f"→ {kept[0] * 1e3:6.1f} ms ({default[0] / kept[0]:.2f}×), vmap "
+            f"{default[1] * 1e3:6.1f} → {kept[1] * 1e3:6.1f} ms ({default[1] / kept[1]:.2f}×)"
+        )
+    faults = {k: ", ".join(f"{run['faults']:,}" for run in runs[k]) for k in (False, True)}
+    print(f"  minor page faults per process: {faults[False]} against {faults[True]}")
 
 
 if __name__ == "__main__":
     if "--surfaces-only" in sys.argv:
+        if "--keep-freed-memory" in sys.argv:
+            keep_freed_memory()
         print(json.dumps(surfaces_only(quick="--quick" in sys.argv)))
     else:
         report(quick="--quick" in sys.argv)
