@@ -5,7 +5,8 @@ activations again: tensors of a few to a few tens of MiB. GNU libc's ``malloc``
 serves blocks that large straight from the kernel and hands them back on ``free``
 (and trims its heap once enough at its top is free), so every chunk starts on fresh
 pages, which the kernel must map and zero one 4 KiB page at a time. For the Duffing
-network's 51×51 surface that was about 31,000 page faults and half of its time.
+network's 51×51 surface that was about 31,000 page faults, and in a fresh process up
+to half of its time (less once ``malloc`` has raised its own thresholds).
 ``keep_freed_memory`` tells ``malloc`` to serve blocks of up to 32 MiB from its heap
 and to keep up to ``trim_mib`` of free memory there: the next chunk reuses the last
 one's pages. Peak memory does not grow (the same tensors are alive at once); memory
