@@ -96,6 +96,27 @@ def test_per_parameter_weight_decay_counts_each_entry():
     assert zc[2, 2] - z0[2, 2] == pytest.approx(0.5 * float(c.numpy() @ theta**2), rel=1e-12)
 
 
+def test_default_chunks_keep_the_widest_output_within_their_bytes():
+    from phviz.landscape.potentials import CHUNK_BYTES, MAX_CHUNK, chunk_rows
+
+    narrow = small_mlp()  # widths 5, 4 and 2, float64
+    assert chunk_rows(narrow, 30) == MAX_CHUNK
+    wide = phviz.build_model(64, 10, hidden="32,32", seed=0)  # float32
+    rows = chunk_rows(wide, 1438)
+    assert rows * 1438 * 32 * 4 <= CHUNK_BYTES < (rows + 1) * 1438 * 32 * 4
+    assert chunk_rows(wide, 10**9) == 1  # never none
+    assert chunk_rows(nn.PReLU(), 100) == MAX_CHUNK  # no weight matrix: the old default
+    x = torch.randn(1438, 64)
+    labels = torch.randint(0, 10, (1438,))
+    assert Potential(wide, F.cross_entropy, x, labels).chunk_size == rows
+    assert Potential(wide, F.cross_entropy, x, labels, chunk_size=7).chunk_size == 7
+    plane = Plane.random(wide, seed=0)
+    kw = dict(extent=(-1, 1, -1, 1), resolution=(17, 13))
+    _, _, sized = loss_surface(wide, F.cross_entropy, x, labels, plane, **kw)
+    _, _, fixed = loss_surface(wide, F.cross_entropy, x, labels, plane, chunk_size=256, **kw)
+    np.testing.assert_allclose(sized, fixed, rtol=1e-5)
+
+
 def test_chunked_surface_equals_unchunked_and_loop():
     model = small_mlp()
     g = torch.Generator().manual_seed(0)

@@ -9,7 +9,8 @@
    point in a Python loop, both through ``functional_call`` and writing each θ into
    the module, side by side; medians.
    Also the floor: plain forward passes over the same number of (point, sample) pairs.
-2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface: time and
+2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface in chunks
+   sized by bytes (``Potential``'s default): time and
    peak memory, the latter as the growth of the process's peak resident set size
    (``resource.getrusage(...).ru_maxrss``), which sees torch's CPU allocations.
 3. The batched and ``vmap`` surfaces of 1. in fresh processes, with the C library's
@@ -173,7 +174,7 @@ def memory_reuse(quick: bool = False) -> dict[bool, list[dict]] | None:
 
 def digits(quick: bool = False) -> dict:
     trainer = Trainer(make_config(dataset="digits", hidden=DIGITS_HIDDEN, device="cpu"))
-    potential = Potential.from_trainer(trainer, chunk_size=256)
+    potential = Potential.from_trainer(trainer)  # chunks sized by bytes
     plane = Plane.random(trainer.model, seed=0)
     potential.surface(plane, (-1, 1, -1, 1), 3)  # warm-up
     resolution = 31 if quick else 101
@@ -187,6 +188,7 @@ def digits(quick: bool = False) -> dict:
         peak_mib=after,
         parameters=trainer.system.dim,
         train_points=len(trainer.dataset.x_train),
+        chunk=potential.chunk_size,
     )
 
 
@@ -228,7 +230,7 @@ def report(quick: bool = False) -> None:
     print(
         f"digits MLP 64-{DIGITS_HIDDEN.replace(',', '-')}-10 ({d['parameters']} parameters), "
         f"{d['train_points']} training points, {d['resolution']}×{d['resolution']} surface, "
-        f"1 thread:\n"
+        f"chunks of {d['chunk']} grid points (sized by bytes), 1 thread:\n"
         f"  {d['seconds']:.2f} s, peak RSS grew by {d['peak_growth_mib']:.0f} MiB "
         f"(to {d['peak_mib']:.0f} MiB; ru_maxrss)"
     )

@@ -26,9 +26,12 @@ class Potential:
     """V(θ) = a·L(θ) + (c/2)·θᵀθ on fixed data, for many θ at once.
 
     Rows of θ are evaluated ``chunk_size`` at a time so memory stays bounded, on the
-    model's device and in its dtype: a network of Linear layers, activations and
-    skip connections as batched matmuls (``LinearGraph``), any other module with
-    ``torch.func.vmap`` over ``functional_call`` (with the model's buffers).
+    model's device and in its dtype (None: as many as keep a chunk's widest layer
+    output, over every data point, within 16 MiB, and at most 256; under 32 MiB a
+    block freed by one chunk can be reused by the next, see ``phviz.memory``). A
+    network of Linear layers, activations and skip connections runs as batched
+    matmuls (``LinearGraph``), any other module with ``torch.func.vmap`` over
+    ``functional_call`` (with the model's buffers).
     ``batched=False`` evaluates row by row in a Python loop (a reference, and a way out
     for models vmap cannot handle).
     """
@@ -42,7 +45,7 @@ class Potential:
         *,
         potential_gain: float = 1.0,
         weight_decay=0.0,
-        chunk_size: int = 256,
+        chunk_size: int | None = None,
         batched: bool = True,
     ):
         if not isinstance(model, torch.nn.Module):
@@ -59,7 +62,9 @@ class Potential:
             self.inputs = self.inputs.to(self.dtype)
         self.potential_gain = check_gain_value("potential_gain", potential_gain)
         self.weight_decay = resolve_gain("weight_decay", weight_decay, self.layout, first.detach())
-        self.chunk_size = check_chunk(chunk_size)
+        self.chunk_size = (
+            chunk_rows(model, len(self.inputs)) if chunk_size is None else check_chunk(chunk_size)
+        )
         self.batched = bool(batched)
         self._buffers = dict(model.named_buffers())
         self._batched_loss = vmap(self._loss)
@@ -67,7 +72,9 @@ class Potential:
         self._graph_loss = vmap(loss_fn, in_dims=(0, None))
 
     @classmethod
-    def from_trainer(cls, trainer, *, batch: str = "train", chunk_size: int = 256) -> Potential:
+    def from_trainer(
+        cls, trainer, *, batch: str = "train", chunk_size: int | None = None
+    ) -> Potential:
         """The trainer's potential with its current gains.
 
         ``batch="train"``: the whole training set (the loss the run reports);
@@ -147,6 +154,22 @@ class Potential:
         return PathProfile(
             projection.xy, projection.off_plane, self(rows), self.on_plane(plane, projection.xy)
         )
+
+
+CHUNK_BYTES = 16 * 2**20  # a chunk's widest layer output, at most
+MAX_CHUNK = 256
+
+
+def chunk_rows(model: torch.nn.Module, n_points: int) -> int:
+    """Rows of θ per chunk for ``model`` on ``n_points`` data points: as many as keep
+    the widest layer's output (its largest first dimension of a weight matrix) within
+    ``CHUNK_BYTES``, between 1 and ``MAX_CHUNK``."""
+    weights = [p for p in model.parameters() if p.dim() >= 2]
+    if not weights:
+        return MAX_CHUNK
+    widest = max(p.shape[0] for p in weights)
+    per_row = max(1, n_points) * widest * weights[0].element_size()
+    return int(max(1, min(MAX_CHUNK, CHUNK_BYTES // per_row)))
 
 
 class _Linear(NamedTuple):
@@ -314,16 +337,16 @@ def loss_surface(
     resolution=51,
     potential_gain: float = 1.0,
     weight_decay=0.0,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     batched: bool = True,
 ):
     """The potential a·L + (c/2)‖θ‖² over a grid on ``plane``.
 
     Returns (xs, ys, Z) as numpy arrays with Z.shape == (len(ys), len(xs)) and
     Z[i, j] the potential at origin + xs[j]·d1 + ys[i]·d2. ``resolution`` is points
-    per axis (an int, or (nx, ny)); grid points are evaluated with vmap in chunks of
-    ``chunk_size`` on the model's device. Points where the loss overflows give inf
-    or NaN, left for the caller to mask.
+    per axis (an int, or (nx, ny)); grid points are evaluated in chunks of
+    ``chunk_size`` (None: sized by bytes, see ``Potential``) on the model's device.
+    Points where the loss overflows give inf or NaN, left for the caller to mask.
     """
     potential = Potential(
         model,
@@ -339,7 +362,7 @@ def loss_surface(
 
 
 def trainer_surface(
-    trainer, plane: Plane, *, extent, resolution=51, batch="train", chunk_size: int = 256
+    trainer, plane: Plane, *, extent, resolution=51, batch="train", chunk_size: int | None = None
 ):
     """``loss_surface`` for a Trainer: its model, gains, and training set or current batch."""
     potential = Potential.from_trainer(trainer, batch=batch, chunk_size=chunk_size)

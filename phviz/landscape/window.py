@@ -78,7 +78,7 @@ class LandscapeWindow:
         batch: str = "train",
         seed: int = 0,
         max_points: int = 2000,
-        chunk_size: int = 256,
+        chunk_size: int | None = None,
         min_seconds: float = 0.5,
     ):
         if kind not in PLANE_KINDS:
@@ -100,7 +100,8 @@ class LandscapeWindow:
         self.source, self.kind, self.batch = source, kind, batch
         self.resolution = check_resolution(resolution)
         self.margin, self.tolerance, self.min_span = float(margin), float(tolerance), min_span
-        self.seed, self.max_points, self.chunk_size = seed, max_points, check_chunk(chunk_size)
+        self.seed, self.max_points = seed, max_points
+        self.chunk_size = None if chunk_size is None else check_chunk(chunk_size)
         layout = self._potential().layout
         self.dim = layout.size
         self.coordinate_keys = tuple(coordinates)
