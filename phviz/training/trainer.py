@@ -30,6 +30,17 @@ from .solve import SolverStop, failure, integrate_odeint, integrate_splitting
 # a fraction of a torch one (the paper's 6-parameter online run: about 8 times less
 # per interval, measured here). Larger ones stay in torch, whose kernels use the cores.
 ARRAY_WORK_THRESHOLD = 2**14
+# Settings a running trainer takes at its next interval (``Trainer.configure``).
+LIVE_SETTINGS = (
+    "solver",
+    "rtol",
+    "atol",
+    "step_size",
+    "max_steps",
+    "step_control",
+    "switching_interval",
+    "horizon",
+)
 # Directions of ``Trainer.kick``: along the momenta, or a random one.
 KICK_DIRECTIONS = ("momentum", "random")
 
@@ -46,8 +57,8 @@ class Trainer:
         generator = np.random.default_rng(config.model_seed)
         n = self.system.dim
         self.tracked = np.sort(generator.choice(n, size=min(config.n_tracked, n), replace=False))
-        self._tracked_index = torch.as_tensor(self.tracked, device=self.device)
         self._pending: dict = {}
+        self._pending_settings: dict = {}
         self._applying = False  # gains taken from _pending, not yet in the system
         self._pending_lock = threading.Lock()
         self.reset()
@@ -100,7 +111,42 @@ class Trainer:
         self._h_now = self.h0  # H at self.xi on the batch held, with the gains in force
         self.last = self._record(switched=False, evaluate=True)
 
+    @property
+    def tracked(self) -> np.ndarray:
+        """The coordinates of θ and p sampled into every record (sorted indices)."""
+        return self._tracked
+
+    @tracked.setter
+    def tracked(self, indices) -> None:
+        indices = np.sort(np.asarray(indices, dtype=np.int64).reshape(-1))
+        n = self.system.dim
+        if not len(indices) or indices[0] < 0 or indices[-1] >= n:
+            raise ValueError(f"Invalid tracked coordinates: {indices.tolist()} (need 0 <= i < {n})")
+        # θ and p are sampled by the same indices: one assignment sets both
+        self._tracked = indices
+        self._tracked_index = torch.as_tensor(indices, device=self.device)
+
+    def track(self, seed: int) -> np.ndarray:
+        """A new seeded sample of tracked coordinates, as many as before; returns it."""
+        n, k = self.system.dim, len(self._tracked)
+        self.tracked = np.random.default_rng(seed).choice(n, size=k, replace=False)
+        return self.tracked
+
     # ------------------------------------------------------------- gains
+    def configure(self, **settings) -> None:
+        """Change solver settings (solver, tolerances, steps, switching interval,
+        horizon): checked now, taken at the start of the next interval with any new
+        gains, so a run can be told while it is being integrated elsewhere."""
+        unknown = set(settings) - set(LIVE_SETTINGS)
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise TypeError(
+                f"Unknown solver settings: {names} (settings are {', '.join(LIVE_SETTINGS)})"
+            )
+        TrainingConfig(**{**self.config.values(), **settings})  # raises on a bad value
+        with self._pending_lock:
+            self._pending_settings.update(settings)
+
     def set_gains(self, **gains) -> None:
         """Change gains (damping, inertia, potential_gain, weight_decay).
 
@@ -118,12 +164,15 @@ class Trainer:
         """Whether gains set with ``set_gains`` wait for the next interval (until they
         are in the system, so another thread that sees False sees them in force)."""
         with self._pending_lock:
-            return bool(self._pending) or self._applying
+            return bool(self._pending or self._pending_settings) or self._applying
 
     def _apply_pending_gains(self) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, {}
+            settings, self._pending_settings = self._pending_settings, {}
             self._applying = bool(pending)
+        if settings:
+            self.config.param.update(**settings)
         if not pending:
             return
         try:
