@@ -22,7 +22,7 @@ import torch
 from torch.func import functional_call
 from torch.nn.utils import parameters_to_vector
 
-from .tracing import chain_steps, traced_graph
+from .tracing import DirectForward
 
 Gain = float | Mapping[str, float] | torch.Tensor
 Port = torch.Tensor | Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None
@@ -215,111 +215,6 @@ class FlatParameters:
             loss = closure()
             loss.backward()
         return loss.detach()
-
-
-# Hooks registered for every module (``torch.nn.modules.module.register_module_*``);
-# None where a torch version names them otherwise, which turns ``DirectForward`` off.
-_GLOBAL_HOOKS = tuple(
-    getattr(torch.nn.modules.module, name, None)
-    for name in (
-        "_global_forward_pre_hooks",
-        "_global_forward_hooks",
-        "_global_backward_pre_hooks",
-        "_global_backward_hooks",
-    )
-)
-
-
-def _plain_sequential(module: torch.nn.Module) -> bool:
-    """An ``nn.Sequential`` (or a subclass) that runs as one: its own forward and call."""
-    kind = type(module)
-    return (
-        isinstance(module, torch.nn.Sequential)
-        and kind.forward is torch.nn.Sequential.forward
-        and kind.__call__ is torch.nn.Module.__call__
-    )
-
-
-def _sequential_steps(model: torch.nn.Module) -> tuple[list, list] | None:
-    """An ``nn.Sequential``'s modules in the order they run (nested ones flattened) and
-    every module involved, containers too; None unless all are called plainly."""
-    if not _plain_sequential(model):
-        return None
-    steps, involved = [], [model]
-    for child in model:
-        if type(child).__call__ is not torch.nn.Module.__call__:
-            return None
-        nested = _sequential_steps(child) if _plain_sequential(child) else None
-        if nested is None:
-            steps.append(child)
-            involved.append(child)
-        else:
-            steps += nested[0]
-            involved += nested[1]
-    return steps, involved
-
-
-class DirectForward:
-    """``model(x)`` for a chain of modules, each one's ``forward`` called in turn.
-
-    ``nn.Module.__call__`` costs about a microsecond a module to find that no hook is
-    registered; for a small network that is a few per cent of a training step. This
-    skips it when that changes nothing: no module involved has hooks, none is compiled
-    in place, no hook is registered globally and nothing is being traced. All of that
-    is checked on every call, so a hook registered later runs as it should. A chain is
-    an ``nn.Sequential``, or a module whose ``forward`` traces to one step after
-    another (``phviz.tracing``: its layers, elementwise functions and methods), taken as
-    it was traced, in the training mode it had then. Any other model is simply called.
-    """
-
-    def __init__(self, model: torch.nn.Module, found: tuple[list, list] | None = None):
-        """``found``: the steps and the modules involved, where the caller found them;
-        by default those of a plain ``nn.Sequential`` or of a traced chain."""
-        self.model = model
-        self.traced = None  # the traced forward (``traced_graph``) of any other module
-        self._traced_mode = None  # the training mode it was traced in
-        if None in _GLOBAL_HOOKS:  # a torch whose global hooks cannot be checked
-            found = None
-        elif found is None:
-            found = _sequential_steps(model)
-            if found is None and not isinstance(model, torch.nn.Sequential):
-                self.traced = traced_graph(model)
-                steps = None if self.traced is None else chain_steps(self.traced[0])
-                if steps is not None:
-                    found, self._traced_mode = (steps, self.traced[1]), model.training
-        self.steps, involved = found if found is not None else (None, [])
-        self.modules = involved
-        self.hooks = (
-            tuple(
-                hooks
-                for module in involved
-                for hooks in (
-                    module._forward_pre_hooks,
-                    module._forward_hooks,
-                    module._backward_pre_hooks,
-                    module._backward_hooks,
-                )
-            )
-            + _GLOBAL_HOOKS
-        )
-
-    @property
-    def plain(self) -> bool:
-        """Whether running ``steps`` one by one is, right now, the same as calling the model."""
-        return not (
-            self.steps is None
-            or any(self.hooks)
-            or (self._traced_mode is not None and self.model.training != self._traced_mode)
-            or torch._C._get_tracing_state()
-            or any([m._compiled_call_impl is not None for m in self.modules])
-        )
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.plain:
-            return self.model(x)
-        for step in self.steps:
-            x = step.forward(x) if isinstance(step, torch.nn.Module) else step(x)
-        return x
 
 
 class PortHamiltonianSystem:

@@ -500,7 +500,7 @@ def test_a_users_module_matches_phviz_mlp_with_every_gain_set_per_layer():
 
 
 def test_a_sequential_runs_its_modules_directly_and_still_honours_hooks():
-    from phviz.dynamics import DirectForward
+    from phviz.tracing import DirectForward
 
     torch.manual_seed(0)
     nn = torch.nn
@@ -536,7 +536,7 @@ def test_a_sequential_runs_its_modules_directly_and_still_honours_hooks():
 
 
 def test_a_module_that_traces_to_a_chain_runs_its_steps_directly():
-    from phviz.dynamics import DirectForward
+    from phviz.tracing import DirectForward
 
     nn, F = torch.nn, torch.nn.functional
 

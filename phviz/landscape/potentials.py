@@ -10,13 +10,12 @@ import torch
 from torch.func import functional_call, vmap
 
 from ..dynamics import (
-    DirectForward,
     ParameterLayout,
     check_gain_value,
     potential_energy,
     resolve_gain,
 )
-from ..tracing import ELEMENTWISE, LAYERS, Ref
+from ..tracing import ELEMENTWISE, LAYERS, DirectForward, Ref
 from .grid import grid_points
 from .inputs import as_matrix, check_chunk
 from .planes import Plane
