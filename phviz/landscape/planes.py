@@ -111,11 +111,20 @@ class Plane:
         """origin + x·d1 + y·d2."""
         return self.origin + x * self.d1 + y * self.d2
 
-    def points(self, xy) -> torch.Tensor:
-        """One row origin + x·d1 + y·d2 per row (x, y) of ``xy`` (N, 2)."""
+    def points(self, xy, *, out=None, scratch=None) -> torch.Tensor:
+        """One row origin + x·d1 + y·d2 per row (x, y) of ``xy`` (N, 2).
+
+        ``out`` and ``scratch``: (N, n) tensors to build the rows in (``out`` is
+        returned) instead of new memory, with the same arithmetic in the same order.
+        """
         xy = torch.as_tensor(np.asarray(xy) if not torch.is_tensor(xy) else xy)
         xy = xy.to(device=self.device, dtype=self.dtype).reshape(-1, 2)
-        return self.origin + xy[:, :1] * self.d1 + xy[:, 1:] * self.d2
+        if out is None or scratch is None:
+            return self.origin + xy[:, :1] * self.d1 + xy[:, 1:] * self.d2
+        torch.mul(xy[:, :1], self.d1, out=out)
+        torch.add(self.origin, out, out=out)
+        torch.mul(xy[:, 1:], self.d2, out=scratch)
+        return torch.add(out, scratch, out=out)
 
     def project(self, thetas, chunk_size: int = 1024) -> Projection:
         """Plane coordinates of ``thetas`` (least squares) and their distance off the plane.

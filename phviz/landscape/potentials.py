@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -15,7 +17,7 @@ from ..dynamics import (
     potential_energy,
     resolve_gain,
 )
-from ..tracing import ELEMENTWISE, LAYERS, DirectForward, Ref
+from .graph import LinearGraph, Workspace
 from .grid import grid_points
 from .inputs import as_matrix, check_chunk
 from .planes import Plane
@@ -26,11 +28,12 @@ class Potential:
 
     Rows of θ are evaluated ``chunk_size`` at a time so memory stays bounded, on the
     model's device and in its dtype (None: as many as keep a chunk's widest layer
-    output, over every data point, within 16 MiB, and at most 256; under 32 MiB a
-    block freed by one chunk can be reused by the next, see ``phviz.memory``). A
-    network of Linear layers, activations and skip connections runs as batched
-    matmuls (``LinearGraph``), any other module with ``torch.func.vmap`` over
-    ``functional_call`` (with the model's buffers).
+    output, over every data point, within 16 MiB, and at most 256). A network of
+    Linear layers, activations and skip connections runs as batched matmuls
+    (``LinearGraph``), its chunks writing into the same buffers one after another; any
+    other module with ``torch.func.vmap`` over ``functional_call`` (with the model's
+    buffers). Subnormal numbers are flushed on the calling thread while it evaluates
+    (``flushed_subnormals``).
     ``batched=False`` evaluates row by row in a Python loop (a reference, and a way out
     for models vmap cannot handle).
     """
@@ -110,10 +113,14 @@ class Potential:
         return self.loss_fn(out, self.targets)
 
     @torch.no_grad()
-    def evaluate_rows(self, thetas: torch.Tensor) -> torch.Tensor:
-        """V at each row of a (N, n) tensor already on the model's device and dtype."""
+    def evaluate_rows(self, thetas: torch.Tensor, workspace: Workspace | None = None):
+        """V at each row of a (N, n) tensor already on the model's device and dtype.
+
+        ``workspace`` (from ``workspace``): buffers that successive calls reuse, as a
+        surface's chunks do, instead of new memory for each.
+        """
         if self.batched and self._graph.usable:
-            losses = self._graph_loss(self._graph(thetas), self.targets)
+            losses = self._graph_loss(self._graph(thetas, workspace), self.targets)
         elif self.batched:
             losses = self._batched_loss(thetas)
         else:
@@ -123,18 +130,34 @@ class Potential:
     def __call__(self, thetas) -> np.ndarray:
         """V at each parameter vector (rows of an (N, n) array, or one vector)."""
         rows = as_matrix(thetas, self.layout.size)
-        out = [
-            self.evaluate_rows(chunk.to(device=self.device, dtype=self.dtype))
-            for chunk in rows.split(self.chunk_size)
-        ]
+        space = self.workspace(min(len(rows), self.chunk_size))
+        with flushed_subnormals():
+            out = [
+                self.evaluate_rows(chunk.to(device=self.device, dtype=self.dtype), space)
+                for chunk in rows.split(self.chunk_size)
+            ]
         return torch.cat(out).double().cpu().numpy()
 
     def on_plane(self, plane: Plane, xy) -> np.ndarray:
         """V at plane coordinates ``xy`` (N, 2), the points built chunk by chunk."""
         plane = plane.to(self.device, self.dtype)
         xy = torch.as_tensor(np.asarray(xy, dtype=np.float64)).reshape(-1, 2)
-        out = [self.evaluate_rows(plane.points(chunk)) for chunk in xy.split(self.chunk_size)]
+        space = self.workspace(min(len(xy), self.chunk_size))
+        out = []
+        with flushed_subnormals():
+            for chunk in xy.split(self.chunk_size):
+                shape = (len(chunk), self.layout.size)
+                thetas = plane.points(
+                    chunk, out=space.scratch("theta", shape), scratch=space.scratch("step", shape)
+                )
+                out.append(self.evaluate_rows(thetas, space))
         return torch.cat(out).double().cpu().numpy()
+
+    def workspace(self, rows: int) -> Workspace:
+        """Buffers for ``evaluate_rows`` on chunks of up to ``rows`` θ (see ``LinearGraph``)."""
+        if self._graph.steps is not None:
+            return self._graph.workspace(rows)
+        return Workspace(0, self.dtype, self.device)  # for the chunks' θ alone
 
     def surface(self, plane: Plane, extent, resolution=51):
         """(xs, ys, Z), Z[i, j] = V(origin + xs[j]·d1 + ys[i]·d2) (see ``loss_surface``)."""
@@ -155,6 +178,32 @@ class Potential:
         )
 
 
+# Python's floats run on the same unit, under the same mode, as torch's CPU kernels on
+# this thread: the smallest normal number halved is 0 exactly when it flushes.
+_SMALLEST_NORMAL = sys.float_info.min
+
+
+@contextmanager
+def flushed_subnormals() -> Iterator[None]:
+    """Numbers below the smallest normal one count as 0 on this thread, for the block.
+
+    A softplus (or sigmoid, SiLU, GELU) far on its flat side returns subnormal numbers,
+    which x86 cores compute with at a fraction of their speed; on a plane that reaches
+    far from the weights a surface spends much of its time there. Flushed, those values
+    become 0, which changes a potential only where everything else it sums is as small.
+    The mode is the calling thread's own (``torch.set_flush_denormal``), so it is set for
+    the block and put back after, never left changed for the caller; threads of torch's
+    pool keep theirs, so with several threads only the caller's share gains.
+    """
+    flushing = _SMALLEST_NORMAL * 0.5 == 0.0  # the caller's own mode, to leave as it was
+    changed = not flushing and torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if changed:
+            torch.set_flush_denormal(False)
+
+
 CHUNK_BYTES = 16 * 2**20  # a chunk's widest layer output, at most
 MAX_CHUNK = 256
 
@@ -169,147 +218,6 @@ def chunk_rows(model: torch.nn.Module, n_points: int) -> int:
     widest = max(p.shape[0] for p in weights)
     per_row = max(1, n_points) * widest * weights[0].element_size()
     return int(max(1, min(MAX_CHUNK, CHUNK_BYTES // per_row)))
-
-
-class _Linear(NamedTuple):
-    """An ``nn.Linear`` whose weight and bias are θ's tensors ``weight`` and ``bias``."""
-
-    weight: int
-    bias: int | None
-    shape: tuple[int, int]
-
-
-class _LayerNorm(NamedTuple):
-    """An ``nn.LayerNorm`` over the last axis, its scale and shift θ's tensors (None:
-    none)."""
-
-    weight: int | None
-    bias: int | None
-    shape: tuple[int]
-    eps: float
-
-
-def _indices(module, index: dict, names: tuple[str, ...]) -> list | None:
-    """The positions in θ of a module's parameters ``names`` (None for one it has not);
-    None if one of them is frozen, so not in θ."""
-    found = []
-    for name in names:
-        p = getattr(module, name)
-        i = None if p is None else index.get(id(p))
-        if p is not None and i is None:
-            return None
-        found.append(i)
-    return found
-
-
-class LinearGraph:
-    """Many θ through a network of layers and elementwise operations at once.
-
-    Under vmap a Linear with a batch of weights becomes a batched matmul followed by a
-    separate broadcast add of the biases, about a quarter of a small network's time.
-    Here each bias is the matmul's starting value (``baddbmm``), so a chunk of θ costs
-    what its forward passes cost. It serves an ``nn.Sequential`` (nested ones
-    flattened) of ``nn.Linear`` and ``nn.LayerNorm`` layers and the parameter-free
-    elementwise activations above, not an activation first, and any other module whose
-    ``forward`` traces to such layers, activations and sums or products of results
-    (``phviz.tracing``): skip connections too. The inputs are rows of features (2-D),
-    and every trainable parameter is one of the layers'. Each value then has the rows
-    of the data as its second axis and the chunk's θ as its first. ``usable`` also
-    checks, at each call, that calling the model would run no hook.
-    """
-
-    def __init__(self, model: torch.nn.Module, layout: ParameterLayout, inputs: torch.Tensor):
-        self.layout, self.inputs = layout, inputs
-        self.direct = DirectForward(model)
-        self.steps = None
-        if inputs.dim() != 2:
-            return
-        if self.direct.traced is not None:  # a traced forward: a chain, or a graph
-            found, modules = self.direct.traced
-            if self.direct.steps is None:  # only to ask whether calling it runs a hook
-                self.direct = DirectForward(model, (found, modules))
-        elif self.direct.steps is not None:  # a plain nn.Sequential: one step after another
-            if type(self.direct.steps[0]) in ELEMENTWISE:
-                return  # an activation first would act on the data itself (in place, even)
-            found = [(m, (Ref(i - 1),), {}) for i, m in enumerate(self.direct.steps)]
-        else:
-            return
-        self.steps = self._plan(model, found)
-
-    @staticmethod
-    def _plan(model, found) -> list | None:
-        """The steps with each layer as a ``_Linear`` or ``_LayerNorm``, and after each
-        the results no later step needs (freed as the chunk goes); None if a parameter
-        is not in θ or a step is none of those this class runs."""
-        trainable = [p for _, p in model.named_parameters() if p.requires_grad]
-        index = {id(p): i for i, p in enumerate(trainable)}
-        steps, used, last = [], set(), {}
-        for i, (op, args, kwargs) in enumerate(found):
-            if type(op) in LAYERS:
-                found_in_theta = _indices(op, index, ("weight", "bias"))
-                if found_in_theta is None:
-                    return None  # a frozen weight or bias: not in θ
-                w, b = found_in_theta
-                if type(op) is torch.nn.Linear:
-                    op = _Linear(w, b, tuple(op.weight.shape))
-                elif len(op.normalized_shape) == 1:
-                    op = _LayerNorm(w, b, tuple(op.normalized_shape), op.eps)
-                else:
-                    return None  # normalised over more than the features
-                used.update((w, b))
-            elif isinstance(op, torch.nn.Module) and type(op) not in ELEMENTWISE:
-                return None
-            steps.append((op, args, kwargs))
-            for a in (*args, *kwargs.values()):
-                if type(a) is Ref and a >= 0:
-                    last[a] = i
-        used.discard(None)
-        if len(used) != len(trainable):
-            return None
-        done = [[] for _ in steps]
-        for ref, i in last.items():
-            done[i].append(ref)
-        return [(*step, tuple(gone)) for step, gone in zip(steps, done, strict=True)]
-
-    @property
-    def usable(self) -> bool:
-        return self.steps is not None and self.direct.plain
-
-    def __call__(self, thetas: torch.Tensor) -> torch.Tensor:
-        """The model's outputs (rows, points, outputs) at each row of ``thetas``."""
-        tensors = thetas.split(self.layout.numels, dim=1)
-        n = len(thetas)
-        results = {-1: self.inputs}
-        h = self.inputs
-        for i, (op, args, kwargs, done) in enumerate(self.steps):
-            given = [results[a] if type(a) is Ref else a for a in args]
-            if isinstance(op, _Linear):
-                (h,) = given
-                if h.dim() == 2:  # the data, or what came of it alone
-                    h = h.expand(n, *h.shape)
-                weight_t = tensors[op.weight].view(-1, *op.shape).transpose(1, 2)
-                if op.bias is None:
-                    h = torch.bmm(h, weight_t)
-                else:
-                    h = torch.baddbmm(tensors[op.bias].unsqueeze(1), h, weight_t)
-            elif isinstance(op, _LayerNorm):
-                (h,) = given
-                h = torch.nn.functional.layer_norm(h, op.shape, eps=op.eps)
-                scale = None if op.weight is None else tensors[op.weight].unsqueeze(1)
-                shift = None if op.bias is None else tensors[op.bias].unsqueeze(1)
-                if scale is not None and shift is not None:
-                    h = torch.addcmul(shift, h, scale)  # one pass over the chunk, not two
-                elif scale is not None:
-                    h = h * scale
-                elif shift is not None:
-                    h = h + shift
-            else:
-                kw = {k: results[v] if type(v) is Ref else v for k, v in kwargs.items()}
-                h = op(*given, **kw)
-            results[i] = h
-            for ref in done:
-                del results[ref]
-        return h if h.dim() == 3 else h.expand(n, *h.shape)
 
 
 class PathProfile(NamedTuple):
