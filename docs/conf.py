@@ -30,6 +30,7 @@ napoleon_numpy_docstring = False
 html_theme = "pydata_sphinx_theme"
 html_title = "phviz"
 html_static_path: list[str] = []
+html_sidebars = {"**": []}  # the pages are few: the top bar lists them all
 # Nothing that needs the network: no icon links, no analytics, no version switcher.
 html_theme_options = {
     "icon_links": [],
@@ -39,17 +40,17 @@ html_theme_options = {
 }
 
 BENCHMARK_TABLES = Path(__file__).parent / "benchmarks"
+TABLES_HERE = "% benchmark tables"
 
 
 def include_benchmark_tables(app, docname, source):
-    """The Benchmarks page ends with every table file in benchmarks/, by file name."""
+    """On the Benchmarks page, the line ``% benchmark tables`` becomes every table file
+    in benchmarks/, by file name."""
     if docname != "benchmarks":
         return
     tables = sorted(BENCHMARK_TABLES.glob("*.md"))
-    if not tables:
-        source[0] += "\nNo tables have been written yet.\n"
-    for path in tables:
-        source[0] += f"\n```{{include}} benchmarks/{path.name}\n```\n"
+    includes = "".join(f"```{{include}} benchmarks/{path.name}\n```\n\n" for path in tables)
+    source[0] = source[0].replace(TABLES_HERE, includes or "No tables have been written yet.")
 
 
 def setup(app):
