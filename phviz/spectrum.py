@@ -290,10 +290,12 @@ class _Lanczos:
     def ritz(self, steps: int | None = None):
         """Ritz values of the first ``steps`` steps, T's eigenvectors (columns) and their
         residual bounds |β_m·s_m|: each Ritz value is that close to an eigenvalue of H."""
+        # a tridiagonal solver: no BLAS threads, which on a busy machine cost more than
+        # the eigenproblem of a matrix this small
+        from scipy.linalg import eigh_tridiagonal
+
         m = self.steps if steps is None else min(steps, self.steps)
-        off = np.asarray(self.beta[: m - 1])
-        tridiagonal = np.diag(self.alpha[:m]) + np.diag(off, 1) + np.diag(off, -1)
-        values, vectors = np.linalg.eigh(tridiagonal)
+        values, vectors = eigh_tridiagonal(np.array(self.alpha[:m]), np.array(self.beta[: m - 1]))
         return values, vectors, np.abs(self.beta[m - 1] * vectors[-1])
 
 
@@ -350,8 +352,9 @@ def _extremes(lanczos: _Lanczos, iterations: int, vectors: int):
                 stacklevel=4,
             )
             break
-        lanczos.run(lanczos.steps + CHUNK)
+        lanczos.run(min(lanczos.steps + CHUNK, limit))
     if not vectors:
         return values[outer], None
-    coefficients = torch.from_numpy(eigenvectors[:, outer]).to(lanczos.basis.device)
+    coefficients = torch.from_numpy(np.ascontiguousarray(eigenvectors[:, outer]))
+    coefficients = coefficients.to(lanczos.basis.device)
     return values[outer], (coefficients.T @ lanczos.basis[: lanczos.steps], values[outer])

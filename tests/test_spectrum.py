@@ -14,6 +14,16 @@ import phviz
 from phviz.spectrum import Spectrum, layer_spectra, spectrum
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Hessian-vector products of small networks run best on one thread: several threads
+    on a busy machine wait on each other far longer than they compute."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def mse(outputs, targets):
     return ((outputs - targets) ** 2).mean()
 
@@ -32,9 +42,20 @@ def dense_hessian(model, loss_fn, inputs, targets) -> np.ndarray:
     return 0.5 * (matrix + matrix.T)
 
 
+def eigh(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors by torch: one thread, where NumPy's BLAS may take
+    several that wait on each other on a busy machine."""
+    values, vectors = torch.linalg.eigh(torch.from_numpy(matrix))
+    return values.numpy(), vectors.numpy()
+
+
+def eigvalsh(matrix: np.ndarray) -> np.ndarray:
+    return torch.linalg.eigvalsh(torch.from_numpy(matrix)).numpy()
+
+
 def eigenspaces(matrix: np.ndarray, tol: float = 1e-9):
     """Distinct eigenvalues of a symmetric matrix, each with an orthonormal basis."""
-    values, vectors = np.linalg.eigh(matrix)
+    values, vectors = eigh(matrix)
     scale = max(1.0, np.abs(values).max())
     groups = np.split(np.arange(len(values)), np.nonzero(np.diff(values) > tol * scale)[0] + 1)
     return [(values[g].mean(), vectors[:, g]) for g in groups]
@@ -88,12 +109,12 @@ def test_quadratic_ritz_values_and_weights_are_exact(linear_quadratic):
     check_gauss_rules(result, matrix, probe_rows)
     # each eigenvalue is double, so a probe's Krylov space stops after 5 steps
     assert len(result.eigenvalues) == 3 * 5
-    assert result.extremes == pytest.approx(np.linalg.eigvalsh(matrix)[[0, -1]], rel=1e-10)
+    assert result.extremes == pytest.approx(eigvalsh(matrix)[[0, -1]], rel=1e-10)
 
 
 def test_tiny_mlp_ritz_values_and_weights_match_its_dense_hessian(tiny_mlp):
     matrix = dense_hessian(*tiny_mlp)
-    values = np.linalg.eigvalsh(matrix)
+    values = eigvalsh(matrix)
     assert values[0] < 0 < values[-1]  # a saddle as well as stiff directions
     probe_rows = torch.randn(2, 26, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     result = spectrum(*tiny_mlp, probes=probe_rows, iterations=26)
@@ -174,7 +195,7 @@ def test_layer_spectra_are_the_dense_hessians_diagonal_blocks(tiny_mlp):
     assert list(spectra) == ["0", "2"]
     blocks = {"0": slice(0, 16), "2": slice(16, 26)}  # 0.weight, 0.bias | 2.weight, 2.bias
     for prefix, block in blocks.items():
-        values = np.linalg.eigvalsh(matrix[block, block])
+        values = eigvalsh(matrix[block, block])
         result = spectra[prefix]
         nearest = np.abs(result.eigenvalues[:, None] - values[None, :]).min(axis=1)
         assert nearest.max() < 1e-8
@@ -192,7 +213,7 @@ def test_ritz_vectors_of_a_quadratic_are_eigenvectors(linear_quadratic):
     matrix = dense_hessian(*linear_quadratic)
     result = spectrum(*linear_quadratic, probes=1, iterations=3, vectors=2)
     assert result.vectors.shape == (4, 10) and result.vectors.dtype == torch.float64
-    values = np.linalg.eigvalsh(matrix)
+    values = eigvalsh(matrix)
     distinct = [v for v, _ in eigenspaces(matrix)]
     np.testing.assert_allclose(result.vector_values, distinct[:2] + distinct[-2:], rtol=1e-10)
     for v, mu in zip(result.vectors.numpy(), result.vector_values, strict=True):
@@ -218,16 +239,14 @@ def test_same_seed_same_spectrum_and_the_model_is_untouched(tiny_mlp):
 def test_a_small_digits_network_in_float32_matches_its_dense_extremes():
     torch.manual_seed(0)
     config = phviz.make_config(
-        "default", dataset="digits", hidden="16", n_samples=400, device="cpu"
+        "default", dataset="digits", hidden="12", n_samples=300, device="cpu"
     )
     trainer = phviz.Trainer(config)
     model, data = trainer.model, trainer.dataset
     assert next(model.parameters()).dtype == torch.float32
     result = spectrum(model, data.loss_fn, data.x_train, data.y_train)
     reference = copy.deepcopy(model).double()
-    values = np.linalg.eigvalsh(
-        dense_hessian(reference, data.loss_fn, data.x_train.double(), data.y_train)
-    )
+    values = eigvalsh(dense_hessian(reference, data.loss_fn, data.x_train.double(), data.y_train))
     assert result.extremes[0] == pytest.approx(values[0], rel=0.01)
     assert result.extremes[1] == pytest.approx(values[-1], rel=0.01)
 
@@ -260,3 +279,27 @@ def test_empty_data_and_bad_probes_raise_value_error(tiny_mlp):
         Spectrum(np.ones(1), np.ones(1), (1.0, 1.0)).regimes(1.0, 1.0, band=-0.1)
     with pytest.raises(ValueError, match="Invalid damping: -1.0"):
         Spectrum(np.ones(1), np.ones(1), (1.0, 1.0)).damping_ratio(-1.0, 1.0)
+
+
+def test_too_few_steps_for_the_extremes_warn(tiny_mlp):
+    with pytest.warns(RuntimeWarning, match="did not converge in 4 Lanczos steps"):
+        spectrum(*tiny_mlp, iterations=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_the_models_device_as_on_the_cpu(tiny_mlp):
+    model, loss_fn, inputs, targets = tiny_mlp
+    on_cpu = spectrum(*tiny_mlp, iterations=26, vectors=1)
+    on_gpu = spectrum(
+        copy.deepcopy(model).cuda(),
+        loss_fn,
+        inputs.cuda(),
+        targets.cuda(),
+        iterations=26,
+        vectors=1,
+    )
+    np.testing.assert_allclose(on_gpu.eigenvalues, on_cpu.eigenvalues, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(on_gpu.weights, on_cpu.weights, rtol=1e-6, atol=1e-12)
+    assert on_gpu.vectors.device.type == "cuda"
+    blocks = layer_spectra(copy.deepcopy(model).cuda(), loss_fn, inputs.cuda(), targets.cuda())
+    assert blocks["0"].extremes == pytest.approx(layer_spectra(*tiny_mlp)["0"].extremes)
