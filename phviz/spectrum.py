@@ -27,7 +27,7 @@ from .dynamics import ParameterLayout, check_gain_value
 PROBES = 3  # random probes pooled into the density
 ITERATIONS = 40  # Lanczos steps per probe: the nodes of each probe's Gauss rule
 TOLERANCE = 1e-3  # relative error allowed in the extremes (and the extreme Ritz vectors)
-MAX_ITERATIONS = 4  # the extremes' probe runs at most this many times ``iterations`` steps
+EXTENSION = 4  # the extremes' probe runs at most EXTENSION × ``iterations`` steps
 CHUNK = 10  # steps between two convergence checks of the extremes
 
 
@@ -94,14 +94,20 @@ def spectrum(
     """The spectrum of the Hessian of a·L + (c/2)·‖θ‖² at the model's parameters θ.
 
     θ are the trainable parameters flattened in ``model.named_parameters()`` order, L is
-    ``loss_fn(model(inputs), targets)``, a = ``potential_gain``, c = ``weight_decay``. By
-    default ``probes`` = 3 Rademacher probes drawn from a generator seeded with ``seed``
-    (or give the probes themselves: a tensor of shape (k, len(θ)), e.g. the momentum, to
-    see which modes it excites), each run for ``iterations`` = 40 Lanczos steps with full
-    reorthogonalisation. The first probe runs on, up to 4 × ``iterations`` steps, until
-    the extreme Ritz values are within 0.1 % of an eigenvalue (by their residual bound);
-    ``vectors`` = k keeps the unit Ritz vectors of the k smallest and the k largest
-    eigenvalues, converged the same way (at no cost when 0). The model is left as it was.
+    ``loss_fn(model(inputs), targets)``, a = ``potential_gain``, c = ``weight_decay``.
+
+    ``probes`` = 3 Rademacher probes, drawn from a generator seeded with ``seed``, each
+    run for ``iterations`` = 40 Lanczos steps with full reorthogonalisation: defaults
+    sized for phviz's networks of a few thousand parameters, for a view that redraws on
+    one CPU thread. More probes lower the weights' variance; more iterations resolve the
+    density more finely. ``probes`` may also be the probes themselves, a tensor of shape
+    (k, len(θ)): with the momentum p as probe, the weights say which modes it excites.
+
+    The first probe runs on, up to 4 × ``iterations`` steps, until the outermost Ritz
+    values have residual bounds within 0.1 % of their size (a RuntimeWarning says when
+    they have not). ``vectors`` = k keeps the unit Ritz vectors of the k smallest and the
+    k largest eigenvalues of that probe, converged the same way (‖Hv − μv‖ ≤ 0.1 % of
+    |μ|); with 0 none are formed. The model is left as it was.
     """
     settings = _check_settings(potential_gain, weight_decay, iterations, seed, vectors)
     hvp, theta = _hessian_vector_product(model, loss_fn, inputs, targets)
@@ -126,8 +132,9 @@ def layer_spectra(
 
     The block of a layer is the Hessian restricted to that module's own parameters (the
     prefix "0" holds "0.weight" and "0.bias"): the curvature a per-layer gain acts on
-    while the other layers hold still. Settings as for ``spectrum``; probe tensors are
-    cut to each layer's entries, and Ritz vectors have θ's length, zero off the layer.
+    while the other layers hold still. Settings as for ``spectrum``, each layer costing
+    about one ``spectrum``; probe tensors are cut to each layer's entries, and Ritz
+    vectors have θ's length, zero off the layer.
     """
     settings = _check_settings(potential_gain, weight_decay, iterations, seed, vectors)
     hvp, theta = _hessian_vector_product(model, loss_fn, inputs, targets)
@@ -210,8 +217,8 @@ def _hessian_vector_product(model, loss_fn, inputs, targets):
     def hvp(v: torch.Tensor) -> torch.Tensor:
         if not gradient.requires_grad:  # L is affine in θ: no curvature at all
             return torch.zeros_like(v)
-        # the scalar ∇L·v rather than grad_outputs=v: cheaper per call, and no first-call
-        # import of torch's symbolic-shape machinery
+        # the scalar ∇L·v rather than grad_outputs=v: as fast, and no first-call import
+        # of torch's symbolic-shape machinery (sympy), which would cost more than the run
         with torch.enable_grad():
             (hv,) = torch.autograd.grad(
                 gradient @ v, leaf, retain_graph=True, allow_unused=True, materialize_grads=True
@@ -311,19 +318,17 @@ def _quadrature(hvp, theta, probe_rows, *, potential_gain, weight_decay, iterati
         nodes.append(values)
         weights.append(eigenvectors[0] ** 2)
         if i == 0:
-            outer, ritz_vectors = _extremes(lanczos, iterations, vectors)
+            outer, outer_vectors = _extremes(lanczos, iterations, vectors)
+    # every Ritz value lies inside the spectrum: the outermost of all is the best bound
     pooled = np.concatenate([*nodes, outer])
     order = np.argsort(np.concatenate(nodes), kind="stable")
     a, c = potential_gain, weight_decay
-    extremes = (a * float(pooled.min()) + c, a * float(pooled.max()) + c)
-    if ritz_vectors is not None:
-        ritz_vectors = (ritz_vectors[0].to(theta.dtype), a * ritz_vectors[1] + c)
     return Spectrum(
         eigenvalues=a * np.concatenate(nodes)[order] + c,
         weights=np.concatenate(weights)[order] / len(probe_rows),
-        extremes=extremes,
-        vectors=None if ritz_vectors is None else ritz_vectors[0],
-        vector_values=None if ritz_vectors is None else ritz_vectors[1],
+        extremes=(a * float(pooled.min()) + c, a * float(pooled.max()) + c),
+        vectors=None if outer_vectors is None else outer_vectors.to(theta.dtype),
+        vector_values=None if outer_vectors is None else a * outer + c,
     )
 
 
@@ -335,7 +340,7 @@ def _extremes(lanczos: _Lanczos, iterations: int, vectors: int):
     the Ritz values and, if asked for, the Ritz vectors (rows) of those outermost ones.
     """
     count = max(vectors, 1)
-    limit = MAX_ITERATIONS * iterations
+    limit = EXTENSION * iterations
     while True:
         values, eigenvectors, residuals = lanczos.ritz()
         outer = np.unique(
@@ -357,4 +362,4 @@ def _extremes(lanczos: _Lanczos, iterations: int, vectors: int):
         return values[outer], None
     coefficients = torch.from_numpy(np.ascontiguousarray(eigenvectors[:, outer]))
     coefficients = coefficients.to(lanczos.basis.device)
-    return values[outer], (coefficients.T @ lanczos.basis[: lanczos.steps], values[outer])
+    return values[outer], coefficients.T @ lanczos.basis[: lanczos.steps]

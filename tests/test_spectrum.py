@@ -236,6 +236,19 @@ def test_same_seed_same_spectrum_and_the_model_is_untouched(tiny_mlp):
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
 
 
+def test_frozen_parameters_are_not_part_of_theta(linear_quadratic):
+    model, loss_fn, inputs, targets = linear_quadratic
+    model.bias.requires_grad_(False)
+    model.bias.data.zero_()
+    without_bias = torch.nn.Linear(4, 2, bias=False).double()
+    without_bias.weight.data.copy_(model.weight.data)
+    frozen = spectrum(*linear_quadratic, iterations=8, vectors=1)
+    plain = spectrum(without_bias, loss_fn, inputs, targets, iterations=8, vectors=1)
+    np.testing.assert_allclose(frozen.eigenvalues, plain.eigenvalues, rtol=1e-12)
+    assert frozen.vectors.shape == (2, 8)
+    assert list(layer_spectra(*linear_quadratic, iterations=8)) == ["weight"]
+
+
 def test_a_small_digits_network_in_float32_matches_its_dense_extremes():
     torch.manual_seed(0)
     config = phviz.make_config(
