@@ -10,11 +10,12 @@ from .dynamics import Energy, PortHamiltonianSystem
 from .models import build_model
 from .optim import PortHamiltonianSGD
 from .sweep import sweep
-from .training import BackgroundRun, Record, Trainer, TrainingError
+from .solvers import SOLVERS
+from .training import Record, Trainer, TrainingError
 
 __all__ = [
     "PRESETS",
-    "BackgroundRun",
+    "SOLVERS",
     "Dataset",
     "Energy",
     "PortHamiltonianSGD",

@@ -14,7 +14,7 @@ import math
 import sys
 
 # Modules that add a subcommand of their own through ``add_parser(subparsers)``.
-SUBCOMMAND_MODULES = ("phviz.compare", "phviz.experiments", "phviz.sweep")
+SUBCOMMAND_MODULES = ("phviz.compare", "phviz.experiments", "phviz.gainmaps")
 
 
 # TrainingConfig's settings that ``train`` offers no flag for, and why.

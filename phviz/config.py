@@ -9,24 +9,10 @@ from __future__ import annotations
 import param
 
 from .data import DATASETS, MAX_NOISE
+from .gains import GainParameter
 from .models import ACTIVATIONS
+from .solvers import SOLVERS
 
-SOLVERS = (
-    "dopri5",
-    "bosh3",
-    "adaptive_heun",
-    "rk4",
-    "midpoint",
-    "euler",
-    "conformal_leapfrog",
-    "radau",
-)
-ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun")
-# Implicit, through torchdiffeq's scipy_solver (SciPy's Radau IIA): for stiff damping on
-# small models (its Jacobian is estimated column by column, one evaluation a parameter).
-IMPLICIT_SOLVERS = ("radau",)
-# Fixed step: damping solved exactly, so its cost does not grow with B (stiff damping).
-SPLITTING_SOLVERS = ("conformal_leapfrog",)
 INITIAL_STATES = ("seeded", "paper-notebook")
 INITIAL_MOMENTA = ("zero", "uniform")
 # Most coordinates of θ and p sampled into a record: the explorer draws one column each.
@@ -98,34 +84,33 @@ class TrainingConfig(param.Parameterized):
     )
 
     # gains
-    damping = param.Number(
-        default=0.5,
-        bounds=(0.0, None),
+    damping = GainParameter(
+        0.5,
+        gain="damping",
         softbounds=(0.0, 3.0),
         step=0.05,
         label="Damping B",
         doc="Damping B (>= 0).",
     )
-    inertia = param.Number(
-        default=1.0,
-        bounds=(1e-6, None),
-        inclusive_bounds=(True, True),
+    inertia = GainParameter(
+        1.0,
+        gain="inertia",
         softbounds=(0.1, 5.0),
         step=0.05,
         label="Inertia M",
         doc="Inertia M (> 0).",
     )
-    potential_gain = param.Number(
-        default=1.0,
-        bounds=(1e-6, None),
+    potential_gain = GainParameter(
+        1.0,
+        gain="potential_gain",
         softbounds=(0.1, 10.0),
         step=0.1,
         label="Potential gain a",
         doc="Potential gain a (> 0): H = a·L + ...",
     )
-    weight_decay = param.Number(
-        default=0.0,
-        bounds=(0.0, None),
+    weight_decay = GainParameter(
+        0.0,
+        gain="weight_decay",
         softbounds=(0.0, 0.2),
         step=0.005,
         label="Weight decay c",
@@ -151,8 +136,9 @@ class TrainingConfig(param.Parameterized):
     solver = param.Selector(
         default="dopri5",
         objects=list(SOLVERS),
-        doc="torchdiffeq method; conformal_leapfrog (fixed step) or radau (implicit, "
-        "small models) for stiff damping.",
+        doc="The integrator (phviz.solvers.SOLVERS): "
+        + "; ".join(f"{name}: {solver.summary}" for name, solver in SOLVERS.items())
+        + ".",
     )
     rtol = param.Number(
         default=1e-4, bounds=(1e-12, 1.0), label="rtol", doc="Relative tolerance (adaptive)."

@@ -93,6 +93,10 @@ def _onehot(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def _mse_and_gradient(outputs, targets, need_loss: bool = True):
     residual = outputs - targets
+    if outputs.dim() == 3:  # one row of outputs per member of an ensemble
+        size = residual[0].numel()
+        loss = (residual * residual).sum((-2, -1)) / size if need_loss else None
+        return loss, residual.mul_(2.0 / size)
     loss = F.mse_loss(outputs, targets) if need_loss else None
     return loss, residual.mul_(2.0 / residual.numel())  # as autograd's mse_loss_backward
 
@@ -110,6 +114,12 @@ def cross_entropy(outputs, labels):
 
 
 def _cross_entropy_and_gradient(outputs, labels, need_loss: bool = True):
+    if outputs.dim() == 3:  # one row of outputs per member of an ensemble
+        onehot = _onehot(labels, outputs[0])
+        log_p = torch.log_softmax(outputs, -1)
+        points = outputs.shape[-2]
+        loss = -(log_p * onehot).sum((-2, -1)) / points if need_loss else None
+        return loss, log_p.exp_().sub_(onehot).div_(points)
     loss = F.cross_entropy(outputs, labels) if need_loss else None
     probabilities = torch.softmax(outputs, -1)
     return loss, probabilities.sub_(_onehot(labels, outputs)).div_(len(outputs))
@@ -120,7 +130,7 @@ def _cross_entropy_and_gradient(outputs, labels, need_loss: bool = True):
 # ``need_loss`` is false (a vector field needs only the gradient)
 mse.with_output_gradient = _mse_and_gradient
 mse_onehot.with_output_gradient = lambda outputs, labels, need_loss=True: _mse_and_gradient(
-    outputs, _onehot(labels, outputs), need_loss
+    outputs, _onehot(labels, outputs if outputs.dim() == 2 else outputs[0]), need_loss
 )
 cross_entropy.with_output_gradient = _cross_entropy_and_gradient
 

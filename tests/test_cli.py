@@ -171,9 +171,15 @@ def test_a_bound_broken_on_the_command_line_is_refused_with_the_bound(capsys):
         parameter = TrainingConfig.param[name]
         if not isinstance(parameter, param.Number):
             continue
-        for low_or_high in parameter.bounds or ():
-            if low_or_high is not None:  # the bound itself is in (inclusive bounds)
+        bounds = zip(parameter.bounds or (), parameter.inclusive_bounds, strict=True)
+        for low_or_high, inclusive in bounds:
+            if low_or_high is None:
+                continue
+            if inclusive:  # the bound itself is in
                 TrainingConfig(**{name: low_or_high})
+            else:  # a gain that must be > 0, the engine's rule
+                with pytest.raises(ValueError, match=f"Invalid {name}"):
+                    TrainingConfig(**{name: low_or_high})
         for value in outside(parameter):
             with pytest.raises(ValueError):
                 TrainingConfig(**{name: value})

@@ -163,15 +163,67 @@ def test_energy_parts_and_dissipation():
     assert float(system.dissipation(xi)) == pytest.approx(0.4 * float((p / 2.0).pow(2).sum()))
 
 
-def test_fast_paths_equal_the_general_one():
-    fast, general = moons_system(), moons_system(fast=False)
-    theta = fast.initial_state()[: fast.dim] + 0.1
-    assert torch.equal(theta, general.initial_state()[: general.dim] + 0.1)
-    assert torch.allclose(
-        fast.potential_gradient(theta), general.potential_gradient(theta), rtol=1e-12, atol=1e-14
-    )
-    x = fast.inputs[:7]
-    assert torch.allclose(fast.forward(theta, x), general.forward(theta, x), rtol=1e-12)
+def test_every_route_gives_the_same_gradient():
+    """phviz's MLP takes NumPy (Arrays) or its written-out backward pass (HandWritten);
+    any module takes autograd: the same ∇L to rounding, and the same forward pass."""
+    from phviz.routes import Arrays, Autograd, HandWritten
+
+    system = moons_system()
+    assert isinstance(system.route, Arrays)
+    theta = system.initial_state()[: system.dim] + 0.1
+    expected = system.route.loss_and_gradient(theta)
+    for kind in (Autograd, HandWritten):
+        route = kind(system.model, system.loss_fn, system.layout)
+        route.hold(system.inputs, system.targets)
+        loss, grad = route.loss_and_gradient(theta)
+        assert float(loss) == pytest.approx(float(expected[0]), rel=1e-12)
+        torch.testing.assert_close(grad, expected[1], rtol=1e-12, atol=1e-14)
+    out = np.empty(system.dim)
+    loss = system.route.gradient_into(theta.numpy(), 2.0, out)
+    assert loss == pytest.approx(float(expected[0]), rel=1e-12)
+    torch.testing.assert_close(torch.from_numpy(out), 2.0 * expected[1], rtol=1e-12, atol=1e-14)
+    x = system.inputs[:7]
+    params = dict(zip(system.layout.names, system.layout.unflatten(theta), strict=True))
+    general = torch.func.functional_call(system.model, params, (x,))
+    assert torch.allclose(system.forward(theta, x), general, rtol=1e-12)
+
+
+def test_the_hand_written_gradient_of_an_ensemble_is_each_members_own():
+    """Rows of θ (members) through batched matrix products: each row's L and ∇L."""
+    from phviz.data import loss_function
+    from phviz.routes import HandWritten
+
+    g = torch.Generator().manual_seed(6)
+    for loss in ("mse", "mse_onehot", "cross_entropy"):
+        model = build_model(2, 3, hidden="5,4", activation="softplus", dtype=torch.float64)
+        route = HandWritten(model, loss_function(loss), PortHamiltonianSystem(model, mse).layout)
+        x = torch.randn(9, 2, generator=g, dtype=torch.float64)
+        y = torch.randn(9, 3, generator=g, dtype=torch.float64)
+        y = y if loss == "mse" else torch.randint(0, 3, (9,), generator=g)
+        route.hold(x, y)
+        n = route.layout.size
+        thetas = torch.randn(4, n, generator=g, dtype=torch.float64)
+        losses, grads = route.loss_and_gradient(thetas)
+        assert losses.shape == (4,) and grads.shape == (4, n)
+        for k in range(4):
+            one_loss, one_grad = route.loss_and_gradient(thetas[k])
+            assert float(losses[k]) == pytest.approx(float(one_loss), rel=1e-12)
+            torch.testing.assert_close(grads[k], one_grad, rtol=1e-12, atol=1e-14)
+
+
+def mse(outputs, targets):
+    return torch.nn.functional.mse_loss(outputs, targets)
+
+
+def array_gradient(model, x, targets, loss):
+    """phviz's NumPy gradient of ``model`` holding the batch (x, targets)."""
+    from phviz.arrays import ArrayGradient
+    from phviz.data import loss_function
+
+    prepare, output_gradient = loss_function(loss).array_form
+    gradient = ArrayGradient(model, len(x), x.numpy().dtype, output_gradient)
+    gradient.hold(x.numpy(), prepare(targets.numpy(), model.sizes[-1], x.numpy().dtype))
+    return gradient
 
 
 @pytest.mark.parametrize("activation", ["softplus", "tanh", "relu", "sigmoid"])
@@ -194,18 +246,13 @@ def test_mlp_hand_written_gradient_equals_autograd(activation, loss):
     leaf = theta.clone().requires_grad_(True)
     expected = system.loss(leaf)
     (expected_grad,) = torch.autograd.grad(expected, leaf)
-    assert float(value) == pytest.approx(float(expected), rel=1e-12)
+    assert float(value) == pytest.approx(float(expected.detach()), rel=1e-12)
     torch.testing.assert_close(grad, 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
-    # the NumPy form that small online runs step with: the same to rounding
-    assert system.takes_array_gradients
-    targets = system.array_targets(y)
-    value, grad = system.array_loss_and_gradient(theta.numpy(), x.numpy(), targets)
-    assert float(value) == pytest.approx(float(expected), rel=1e-12)
-    torch.testing.assert_close(torch.from_numpy(grad), 1.7 * expected_grad, rtol=1e-12, atol=1e-14)
-    # and the one with its buffers kept, which dopri5's NumPy field calls
-    gradient = model.array_gradient(x.numpy(), targets, loss_function(loss).array_form[1])
+    # the NumPy form, its buffers kept, that small models on the CPU step with
+    gradient = array_gradient(model, x, y, loss)
     kept = gradient(theta.numpy(), -1.7, np.empty(system.dim))
     torch.testing.assert_close(torch.from_numpy(kept), -1.7 * expected_grad, rtol=1e-12, atol=1e-14)
+    assert gradient.loss == pytest.approx(float(expected.detach()), rel=1e-12)
 
 
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
@@ -225,8 +272,7 @@ def test_linear_model_kept_gradient_equals_autograd(loss):
     theta = system.initial_state()[: system.dim] + 0.1
     leaf = theta.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(system.loss(leaf), leaf)
-    targets = system.array_targets(y)
-    gradient = model.array_gradient(x.numpy(), targets, loss_function(loss).array_form[1])
+    gradient = array_gradient(model, x, y, loss)
     kept = gradient(theta.numpy(), 0.5, np.empty(system.dim))
     torch.testing.assert_close(torch.from_numpy(kept), 0.5 * expected, rtol=1e-12, atol=1e-14)
 
@@ -247,7 +293,7 @@ def test_softplus_past_its_threshold_in_numpy_is_torchs(dtype):
     assert (beta_z > 20).any() and (beta_z < 20).any()
     leaf = theta.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(system.loss(leaf), leaf)
-    gradient = model.array_gradient(x.numpy(), y.numpy(), loss_function("mse").array_form[1])
+    gradient = array_gradient(model, x, y, "mse")
     with np.errstate(over="ignore", invalid="ignore"):  # as in a solve: e^βz overflows here
         grad = gradient(theta.numpy(), 1.0, np.empty(system.dim, dtype=x.numpy().dtype))
     tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else {}
@@ -429,27 +475,6 @@ def test_cuda_field_matches_cpu():
     assert torch.allclose(gpu.cpu(), cpu, rtol=1e-10, atol=1e-12)
 
 
-def test_top_curvature_is_the_largest_hessian_eigenvalue():
-    model, x, y = linear_problem()
-    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss, potential_gain=2.0)
-    system.set_batch(x, y)
-    A, _ = quadratic_form(system)
-    lam = float(torch.linalg.eigvalsh(A).max())
-    theta = system.initial_state()[: system.dim]
-    assert system.top_curvature(theta, iterations=200) == pytest.approx(lam, rel=1e-6)
-    assert system.critical_damping(lam, inertia=0.5) == pytest.approx(2 * math.sqrt(lam))
-
-
-def test_top_curvature_of_a_saddle_is_the_largest_positive_eigenvalue():
-    """L(θ) = ½θᵀDθ with D = diag(1, −5, 0): the answer is 1, not the larger-sized −5."""
-    model = build_model(2, 1, architecture="linear", seed=0, dtype=torch.float64)
-    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss)
-    d = torch.tensor([1.0, -5.0, 0.0], dtype=torch.float64)
-    system.loss = lambda theta: 0.5 * (d * theta * theta).sum()  # a saddle, set directly
-    theta = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
-    assert system.top_curvature(theta, iterations=100) == pytest.approx(1.0, rel=1e-6)
-
-
 def test_a_users_module_gives_the_same_field_as_phviz_mlp_and_survives_zero_grad():
     from phviz.bench.core import users_module
 
@@ -587,11 +612,10 @@ def test_a_module_that_traces_to_a_chain_runs_its_steps_directly():
     assert DirectForward(skip).steps is None
     assert torch.equal(DirectForward(skip)(x), skip(x))
 
-    # the training field takes the chain, and its gradient is the model's
+    # the training field's gradient is the model's
     system = PortHamiltonianSystem(model, F.mse_loss)
     target = torch.randn(5, 3, dtype=torch.float64)
     system.set_batch(x, target)
-    assert system._forward.steps is not None
     theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     xi = torch.cat([theta, torch.zeros_like(theta)])
     field = system(torch.tensor(0.0), xi)

@@ -11,13 +11,12 @@ import phviz
 from phviz.views.live import LiveSession
 
 # Every way a run is integrated: adaptive odeint (full batch and mini-batches), the
-# conformal-symplectic splitting in full batch, online in torch and online in NumPy.
+# conformal-symplectic splitting in full batch and online.
 PATHS = {
     "odeint": dict(solver="dopri5"),
     "odeint-minibatch": dict(solver="dopri5", batch_size=32),
     "splitting": dict(solver="conformal_leapfrog"),
-    "splitting-online": dict(solver="conformal_leapfrog", batch_size=16, hidden="32,32"),
-    "splitting-numpy": dict(solver="conformal_leapfrog", batch_size=16),
+    "splitting-online": dict(solver="conformal_leapfrog", batch_size=16),
 }
 
 
@@ -42,11 +41,6 @@ def test_a_kick_adds_exactly_its_energy_and_the_ledger_books_it(path, direction)
     records = run.advance(20)
     assert all(r.supplied == after.supplied for r in records)
     assert abs(records[-1].ledger_residual) < 1e-3 * (before.hamiltonian + 1.5)
-
-
-def test_the_numpy_and_torch_online_paths_are_both_tested():
-    assert trainer("splitting-numpy")._arrays
-    assert not trainer("splitting-online")._arrays
 
 
 @pytest.mark.parametrize("inertia", ["number", "per layer", "per coordinate"])

@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import make_small_config as small_config
 
 import phviz
 from phviz.curvature import curvature_extremes
-from phviz.dynamics import conformal_symplectic_step, critical_damping
-from phviz.sweep import batch_order, critical_curves, time_to_target
-
-
-def small_config(**overrides):
-    values = dict(device="cpu", hidden="8", n_samples=120, horizon=1.0)
-    values.update(overrides)
-    return phviz.make_config("default", **values)
+from phviz.dynamics import critical_damping
+from phviz.gainmaps import critical_curves
+from phviz.solvers import conformal_symplectic_step
+from phviz.sweep import time_to_target
 
 
 def single_run_reference(config, horizon, **gains):
@@ -161,17 +158,42 @@ def test_axes_are_checked_before_anything_runs(axes, error, pattern):
         phviz.sweep(small_config(), horizon=0.1, **axes)
 
 
-def test_batches_come_in_the_trainers_order():
-    config = small_config(batch_size=32, solver="euler", step_size=0.1)
+def cell_against_trainer(config, horizon, rtol, **gains):
+    """A one-cell map of ``config`` with ``gains``, and the Trainer's own run of it by the
+    same solver: their training-loss and energy curves."""
+    ds = phviz.sweep(config, horizon=horizon, curvature=False, **{k: [v] for k, v in gains.items()})
+    solver = ds.attrs["solver"]
+    trainer = phviz.Trainer(phviz.make_config(**{**config.values(), **gains, "solver": solver}))
+    records = [trainer.last, *trainer.run(horizon)]
+    cell = ds.isel({name: 0 for name in gains})
+    np.testing.assert_allclose(cell.train_loss.values, [r.train_loss for r in records], rtol=rtol)
+    np.testing.assert_allclose(cell.hamiltonian.values, [r.hamiltonian for r in records], rtol=rtol)
+    return cell
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_a_mini_batch_cell_is_the_trainers_run_shuffled_or_not(shuffle):
+    """The map and the Trainer share one batch schedule: with and without shuffling."""
+    config = small_config(batch_size=32, shuffle=shuffle, solver="conformal_leapfrog")
+    cell = cell_against_trainer(config, 1.2, 1e-5, damping=0.7, inertia=0.5)
+    assert cell.train_loss.values[-1] < cell.train_loss.values[0]
+
+
+def test_the_papers_online_run_cell_is_the_trainers_run():
+    """paper-blobs-online: one sample an interval in the data's order, the notebook's
+    weights and momenta (a map once started every member at rest, and shuffled)."""
+    config = phviz.make_config("paper-blobs-online")
+    cell_against_trainer(config, 2.0, 1e-8, damping=100.0, inertia=0.5)
+
+
+def test_the_papers_duffing_cell_starts_from_the_configured_momenta():
+    """paper-duffing draws p(0) uniform in [0, 1): every member starts there too."""
+    config = phviz.make_config("paper-duffing", step_size=0.05)
+    cell = cell_against_trainer(config, 2.0, 1e-4, damping=0.5, inertia=0.5)
     trainer = phviz.Trainer(config)
-    batches = batch_order(phviz.Trainer(config))
-    for _ in range(6):  # two epochs of three batches: the reshuffle is covered too
-        inputs, targets = next(batches)
-        assert torch.equal(inputs, trainer.system.inputs)
-        assert torch.equal(targets, trainer.system.targets)
-        trainer.step()
-        if trainer.interval == 1:
-            trainer.step()  # the first switch happens at the start of interval 2
+    kinetic = float(trainer.system.energy(trainer.xi).kinetic)
+    assert kinetic > 1.0  # the momenta are not zero: a real check of the start
+    assert cell.hamiltonian.values[0] == pytest.approx(trainer.last.hamiltonian, rel=1e-6)
 
 
 def test_mini_batch_members_switch_batches_and_record_the_training_loss():

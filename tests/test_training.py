@@ -1,14 +1,13 @@
 """Hybrid mini-batch runs: switches, the ledger, pause/resume, divergence, gains."""
 
 import math
-import time
 
 import numpy as np
 import pytest
 import torch
 from torchdiffeq import odeint
 
-from phviz import BackgroundRun, Trainer, TrainingError, make_config
+from phviz import Trainer, TrainingError, make_config
 from phviz.training.run import GPU_WORK_THRESHOLD, resolve_device
 
 torch.set_num_threads(1)
@@ -89,43 +88,6 @@ def test_full_batch_chunks_agree_within_tolerance():
     for _ in range(4):
         chunked.advance(5)
     assert torch.allclose(one.xi, chunked.xi, rtol=1e-6, atol=1e-8)
-
-
-def test_background_run_pause_resume_is_the_same_trajectory():
-    reference = Trainer(small(batch_size=40))
-    reference.advance(12)
-    run = BackgroundRun(Trainer(small(batch_size=40)), max_rate=400)
-    try:
-        run.play()
-        got = []
-        deadline = time.time() + 30
-        while len(got) < 5 and time.time() < deadline:
-            got += run.drain()
-            time.sleep(0.01)
-        run.pause()
-        time.sleep(0.2)
-        got += run.drain()
-        paused_at = len(got)
-        time.sleep(0.2)
-        assert run.drain() == []  # paused means no progress
-        run.step(2)
-        while len(got) < paused_at + 2 and time.time() < deadline:
-            got += run.drain()
-            time.sleep(0.01)
-        assert len(got) == paused_at + 2 and not run.playing
-        run.play()
-        while len(got) < 12 and time.time() < deadline:
-            got += run.drain()
-            time.sleep(0.01)
-        run.pause()
-        time.sleep(0.2)
-        got += run.drain()
-    finally:
-        run.stop()
-    assert [r.interval for r in got] == list(range(1, len(got) + 1))
-    twelfth = got[11]
-    assert twelfth.t == pytest.approx(reference.last.t)
-    np.testing.assert_array_equal(twelfth.theta, reference.last.theta)
 
 
 def test_gains_change_at_the_next_interval_without_reset():
@@ -495,7 +457,7 @@ def test_online_run_with_a_record_stride_equals_one_record_an_interval():
 
 def test_online_run_keeps_the_splitting_step_of_the_dynamics():
     """Each interval is the splitting step on its own sample, the switches booked as jumps."""
-    from phviz.dynamics import conformal_symplectic_step
+    from phviz.solvers import conformal_symplectic_step
 
     values = dict(
         dataset="paper-blobs",
@@ -575,7 +537,7 @@ def test_phviz_dopri5_is_torchdiffeqs_on_the_linear_case(dtype):
     """The same steps (evaluation for evaluation) and the same numbers, to rounding."""
     from scipy.linalg import expm
 
-    from phviz.training.dopri5 import dopri5
+    from phviz.solvers.dopri5 import dopri5
 
     g = np.random.default_rng(4)
     # a damped oscillator's block form: θ̇ = p, ṗ = −Aθ − Bp, with A, B positive
@@ -598,15 +560,20 @@ def test_phviz_dopri5_is_torchdiffeqs_on_the_linear_case(dtype):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_phviz_dopri5_is_torchdiffeqs_on_the_duffing_network(dtype):
     """The paper's Duffing run, its ledger included: torchdiffeq's evaluations and numbers."""
-    from phviz.training.solve import integrate_odeint
+    from phviz.solvers import ODESolver, Plan, Settings, get_solver
 
     config = make_config("paper-duffing", device="cpu", dtype=dtype, step_control="integral")
     trainer = Trainer(config)
-    y0 = torch.cat([trainer.xi, trainer.xi.new_zeros(2)])
+    theta, p = trainer.system.split(trainer.xi)
     runs = []
-    for own in (True, False):
+    for solver in (get_solver("dopri5"), ODESolver("dopri5", "", adaptive=True)):
         trainer.system.nfe = 0
-        ys = integrate_odeint(trainer.system, trainer.config, y0, 0.0, 3, None, own_dopri5=own)
+        ends = []
+        plan = Plan(0.0, config.switching_interval, 3)
+        solver.integrate(trainer.system, theta, p, plan, Settings.of(config), ends.append)
+        ys = torch.stack(
+            [torch.cat([e.theta, e.p, e.dissipated[None], e.supplied[None]]) for e in ends]
+        )
         runs.append((ys, trainer.system.nfe))
     (ours, ours_nfe), (theirs, theirs_nfe) = runs
     assert ours_nfe == theirs_nfe > 50
@@ -621,7 +588,7 @@ def test_stabilized_step_control_stops_the_rejections_where_stability_limits_the
     integral rule grows the step over it, is rejected and shrinks, again and again."""
     from scipy.linalg import expm
 
-    from phviz.training.dopri5 import dopri5
+    from phviz.solvers.dopri5 import dopri5
 
     matrix = np.diag([-200.0, -0.5])
     y0, times = np.ones(2), [0.0, 10.0, 20.0]
@@ -655,7 +622,7 @@ def test_the_duffing_preset_steps_by_the_stabilized_control_and_keeps_its_books(
 
 def test_phviz_dopri5_stops_at_a_blow_up_and_names_it():
     """y′ = y² from y(0) = 1 leaves every bound at t = 1: the steps shrink to nothing."""
-    from phviz.training.dopri5 import dopri5
+    from phviz.solvers.dopri5 import dopri5
 
     def square(t, y, out):
         np.multiply(y, y, out=out)
@@ -675,3 +642,31 @@ def test_a_diverging_dopri5_run_stops_clearly_and_keeps_a_finite_state():
         trainer.advance(3)
     assert info.value.kind in ("solver", "diverged")
     assert torch.isfinite(trainer.xi).all() and math.isfinite(trainer.last.hamiltonian)
+
+
+def test_the_splitting_steps_alike_on_arrays_and_on_tensors():
+    """On the CPU the force loop steps NumPy arrays; a port that is a function of the
+    state makes it step tensors. The same constant push either way: the same run."""
+    from phviz.solvers import Plan, Settings, get_solver
+
+    trainer = Trainer(small(dtype="float64", batch_size=30))
+    system = trainer.system
+    u = torch.linspace(-0.2, 0.3, system.dim, dtype=torch.float64)
+    theta, p = system.split(trainer.xi)
+    runs = []
+    for port in (u, lambda t, q, m: u):
+        system.port = port
+        ends = []
+        plan = Plan(0.0, 0.2, 4, batches=type(trainer.batches).of(trainer.config, trainer.dataset))
+        plan.batches.hold(system)
+        get_solver("conformal_leapfrog").integrate(
+            system, theta, p, plan, Settings(step_size=0.05), ends.append
+        )
+        runs.append(ends)
+    assert system.takes_arrays is False  # the second run stepped tensors
+    for a, b in zip(*runs, strict=True):
+        assert isinstance(a.theta, np.ndarray) and isinstance(b.theta, torch.Tensor)
+        np.testing.assert_allclose(a.theta, b.theta.numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a.p, b.p.numpy(), rtol=1e-12, atol=1e-14)
+        assert float(a.supplied) == pytest.approx(float(b.supplied), rel=1e-10)
+        assert float(a.jump) == pytest.approx(float(b.jump), rel=1e-10, abs=1e-14)

@@ -1,18 +1,22 @@
-"""The engine's cost: one vector-field evaluation against one plain training step,
-and the paper's Duffing experiment to T = 100."""
+"""The engine's cost: the vector field against a plain training step, each gradient
+route against the one it replaces on its own case, and the paper's Duffing experiment
+to T = 100."""
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
+import numpy as np
 import torch
 
 from ..config import make_config
 from ..dynamics import PortHamiltonianSystem
+from ..ensemble import Ensemble
+from ..routes import Autograd, HandWritten
+from ..solvers import ODESolver, Plan, Settings, get_solver
 from ..training import Trainer
-from ..training.solve import integrate_odeint
+from . import Table
 
 
 def median_seconds(fn, *, number: int, repeats: int) -> float:
@@ -91,12 +95,21 @@ def users_skip_module(seed: int = 0) -> torch.nn.Module:
     return UsersSkipNet()
 
 
+def _alternating(fns: dict, *, number: int, repeats: int) -> dict:
+    """Median seconds per call of each of ``fns``, timed in alternation so that a busy
+    machine slows all alike."""
+    samples: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            samples[name].append(median_seconds(fn, number=number, repeats=1))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def field_overhead(quick: bool = False, *, model: str = "phviz") -> dict:
     """Vector field (θ, p) ↦ (θ̇, ṗ) vs ``loss.backward()`` on the same model and batch.
 
     ``model``: "phviz" (its MLP), "module" (a plain ``nn.Sequential``, the same
-    network) or "own" (the same as a user's own module class). The two are timed in
-    alternation, so a busy machine slows both alike.
+    network) or "own" (the same as a user's own module class).
     """
     trainer = Trainer(make_config("paper-duffing", device="cpu"))
     system = trainer.system
@@ -104,29 +117,94 @@ def field_overhead(quick: bool = False, *, model: str = "phviz") -> dict:
         own = {"module": users_module, "own": users_own_module}[model]()
         system = PortHamiltonianSystem(own, trainer.dataset.loss_fn)
         system.set_batch(trainer.dataset.x_train, trainer.dataset.y_train)
-    model = system.model
+    module = system.model
     inputs, targets = system.inputs, system.targets
     xi = trainer.xi.clone()
     t = torch.tensor(0.0)
 
     def plain_step():
-        model.zero_grad(set_to_none=True)
-        system.loss_fn(model(inputs), targets).backward()
-
-    def field():
-        system(t, xi)
+        module.zero_grad(set_to_none=True)
+        system.loss_fn(module(inputs), targets).backward()
 
     number, repeats = (100, 5) if quick else (400, 15)
-    plain, vector_field = [], []
-    for _ in range(repeats):
-        plain.append(median_seconds(plain_step, number=number, repeats=1))
-        vector_field.append(median_seconds(field, number=number, repeats=1))
-    ratios = [f / p for f, p in zip(vector_field, plain, strict=True)]
+    times = _alternating(
+        {"plain": plain_step, "field": lambda: system(t, xi)}, number=number, repeats=repeats
+    )
     return {
-        "plain_us": 1e6 * statistics.median(plain),
-        "field_us": 1e6 * statistics.median(vector_field),
-        "ratio": statistics.median(ratios),
+        "plain_us": 1e6 * times["plain"],
+        "field_us": 1e6 * times["field"],
+        "ratio": times["field"] / times["plain"],
     }
+
+
+def routes(quick: bool = False) -> list[list]:
+    """Each gradient route against the one it replaces, on the case it was chosen for:
+    rows of (route, case, its time, the other's time, speed-up)."""
+    number, repeats = (50, 3) if quick else (200, 9)
+    rows = []
+    # NumPy for a small MLP on the CPU (the paper's Duffing network, full batch)
+    duffing = Trainer(make_config("paper-duffing", device="cpu")).system
+    theta = duffing.initial_state()[: duffing.dim].numpy().copy()
+    out = np.empty_like(theta)
+    torch_route = HandWritten(duffing.model, duffing.loss_fn, duffing.layout)
+    torch_route.hold(duffing.inputs, duffing.targets)
+    times = _alternating(
+        {
+            "arrays": lambda: duffing.route.gradient_into(theta, 1.0, out),
+            "torch": lambda: torch_route.gradient_into(theta, 1.0, out),
+        },
+        number=number,
+        repeats=repeats,
+    )
+    rows.append(_row("Arrays", "Duffing MLP 2-16-16-2, 399 points", times, "arrays", "torch"))
+    # the written-out backward pass against autograd, one run on the torch path
+    for label, config in (
+        ("Duffing MLP 2-16-16-2, 399 points", make_config("paper-duffing", device="cpu")),
+        (
+            "digits MLP 64-32-32-10, 1,438 points",
+            make_config("default", dataset="digits", hidden="32,32", device="cpu"),
+        ),
+    ):
+        system = Trainer(config).system
+        hand = HandWritten(system.model, system.loss_fn, system.layout)
+        auto = Autograd(system.model, system.loss_fn, system.layout)
+        for route in (hand, auto):
+            route.hold(system.inputs, system.targets)
+        x = system.initial_state()[: system.dim]
+        times = _alternating(
+            {
+                "hand": lambda x=x, r=hand: r.loss_and_gradient(x),
+                "auto": lambda x=x, r=auto: r.loss_and_gradient(x),
+            },
+            number=max(10, number // 4),
+            repeats=repeats,
+        )
+        rows.append(_row("HandWritten", label, times, "hand", "auto"))
+    # the written-out backward pass batched over an ensemble, against vmap of autograd
+    trainer = Trainer(make_config("default", device="cpu"))
+    members = {"damping": [0.4] * 64}
+    batched = Ensemble(trainer, members)
+    mapped = Ensemble(trainer, members, hand_written=False)
+    for ensemble in (batched, mapped):
+        ensemble.set_batch(trainer.dataset.x_train, trainer.dataset.y_train)
+    thetas, _ = batched.start(trainer.initial_theta, trainer.initial_momentum)
+    times = _alternating(
+        {"batched": lambda: batched.force(thetas), "vmap": lambda: mapped.force(thetas)},
+        number=max(10, number // 4),
+        repeats=repeats,
+    )
+    rows.append(_row("HandWritten, 64 members", "default MLP 2-16-16-2", times, "batched", "vmap"))
+    return rows
+
+
+def _row(route: str, case: str, times: dict, this: str, other: str) -> list:
+    return [
+        route,
+        case,
+        1e6 * times[this],
+        1e6 * times[other],
+        times[other] / times[this],
+    ]
 
 
 def duffing_run(quick: bool = False) -> dict:
@@ -156,61 +234,74 @@ def duffing_solvers(quick: bool = False) -> dict:
     alternation: seconds and evaluations."""
     trainer = Trainer(make_config("paper-duffing", device="cpu", step_control="integral"))
     system, config = trainer.system, trainer.config
-    y0 = torch.cat([trainer.xi, trainer.xi.new_zeros(2)])
-    times: dict = {True: [], False: []}
+    theta, p = system.split(trainer.xi)
+    solvers = {"phviz": get_solver("dopri5"), "torchdiffeq": ODESolver("dopri5", "", adaptive=True)}
+    times: dict = {name: [] for name in solvers}
     nfe = {}
     for _ in range(1 if quick else 3):
-        for own in (True, False):
+        for name, solver in solvers.items():
             system.nfe = 0
+            plan = Plan(0.0, 100.0, 1)
             start = time.perf_counter()
             with torch.no_grad():
-                integrate_odeint(system, config, y0, 0.0, 100, None, own_dopri5=own)
-            times[own].append(time.perf_counter() - start)
-            nfe[own] = system.nfe
-    return {
-        "phviz": statistics.median(times[True]),
-        "torchdiffeq": statistics.median(times[False]),
-        "phviz_nfe": nfe[True],
-        "torchdiffeq_nfe": nfe[False],
-    }
+                solver.integrate(system, theta, p, plan, Settings.of(config), lambda end: None)
+            times[name].append(time.perf_counter() - start)
+            nfe[name] = system.nfe
+    return {name: (statistics.median(times[name]), nfe[name]) for name in solvers}
 
 
-def report(quick: bool = False) -> None:
+def tables(quick: bool = False) -> list[Table]:
     torch.set_num_threads(1)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"load average before: {load} (1, 5, 15 min)")
-    print(
-        "vector field vs plain forward+backward, paper's Duffing MLP 2-16-16-2, 399 points, "
-        "1 thread:"
-    )
-    for kind, label in (
-        ("phviz", "phviz MLP"),
-        ("module", "plain nn.Sequential"),
-        ("own", "user's own module class"),
-    ):
-        o = field_overhead(quick, model=kind)
-        print(
-            f"  {label}: plain step {o['plain_us']:.0f} µs · vector field "
-            f"{o['field_us']:.0f} µs · ratio {o['ratio']:.2f} "
-            "(median of paired repeats; target ≤ 1.1)"
+    repeats = 1 if quick else 3
+    overhead = [
+        [label, o["plain_us"], o["field_us"], o["ratio"]]
+        for kind, label in (
+            ("phviz", "phviz MLP"),
+            ("module", "plain nn.Sequential"),
+            ("own", "user's own module class"),
         )
+        for o in [field_overhead(quick, model=kind)]
+    ]
     d = duffing_run(quick)
-    print("paper's Duffing experiment (preset paper-duffing), T = 100, one solve, 1 thread:")
-    for control, label in (
-        ("stabilized", "as preset, stabilized steps"),
-        ("integral", "integral rule"),
-    ):
-        r = d[control]
-        print(
-            f"  {label}: wall {r['wall']:.2f} s (median of {1 if quick else 3}) · nfe {r['nfe']} · "
-            f"final training MSE {r['mse']:.5f} · t {r['t']:g}"
-        )
     s = duffing_solvers(quick)
-    print("the same solve alone, the same field, phviz's dopri5 against torchdiffeq's:")
-    print(
-        f"  {s['phviz']:.2f} s ({s['phviz_nfe']} evaluations) against "
-        f"{s['torchdiffeq']:.2f} s ({s['torchdiffeq_nfe']}): "
-        f"{s['torchdiffeq'] / s['phviz']:.1f}× (median of {1 if quick else 3}, alternating)"
-    )
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"load average after: {load}")
+    return [
+        Table(
+            "core-field",
+            "The vector field against a plain forward and backward pass (Duffing MLP "
+            "2-16-16-2, 399 points, 1 thread)",
+            ["model", "plain step (µs)", "vector field (µs)", "ratio"],
+            overhead,
+            "Medians of paired repeats. The field is one backward pass and a few vector "
+            "operations; target ratio ≤ 1.1 for any module.",
+        ),
+        Table(
+            "core-routes",
+            "Each gradient route against the one it replaces, on its own case (1 thread)",
+            ["route", "case", "route (µs)", "replaced (µs)", "speed-up"],
+            routes(quick),
+            "A route is kept where it is at least 1.1× on its case. Arrays replaces the "
+            "written-out backward pass in torch; HandWritten replaces autograd (one run), "
+            "and autograd under vmap for an ensemble.",
+        ),
+        Table(
+            "core-duffing",
+            "The paper's Duffing experiment (preset paper-duffing), T = 100, one solve, 1 thread",
+            ["step control", "wall (s)", "evaluations", "final training MSE"],
+            [
+                [label, d[c]["wall"], d[c]["nfe"], d[c]["mse"]]
+                for c, label in (
+                    ("stabilized", "stabilized (the preset)"),
+                    ("integral", "integral"),
+                )
+            ],
+            f"Median of {repeats} runs, alternating.",
+        ),
+        Table(
+            "core-dopri5",
+            "The Duffing solve alone: phviz's dopri5 loop against torchdiffeq's (same field, "
+            "integral step rule)",
+            ["solver", "wall (s)", "evaluations"],
+            [[name, wall, count] for name, (wall, count) in s.items()],
+            f"Median of {repeats}, alternating.",
+        ),
+    ]

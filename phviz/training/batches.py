@@ -1,34 +1,28 @@
-"""The batch schedule: which training points the system holds, interval after interval."""
+"""The batch schedule: which training points a run holds, interval after interval.
+
+One schedule serves a single run and a gain map's ensemble alike, so both see the same
+batches in the same order.
+"""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from ..data import Dataset
-from ..dynamics import PortHamiltonianSystem
 
 
 class BatchSchedule:
     """Batches of ``size`` points in epochs, reshuffled each epoch when ``shuffle``.
 
-    A ``size`` of 0 or less, or of the whole training set, is full batch: the system
-    holds the training set itself. ``seed`` seeds the shuffles, so a schedule built
-    again from the same arguments holds the same batches.
+    A ``size`` of 0 or less, or of the whole training set, is full batch: the run holds
+    the training set itself. ``seed`` seeds the shuffles, so a schedule built again
+    from the same arguments holds the same batches.
     """
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        system: PortHamiltonianSystem,
-        size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-    ):
-        self.dataset, self.system = dataset, system
+    def __init__(self, dataset: Dataset, size: int, *, shuffle: bool, seed: int):
+        self.dataset = dataset
         n = len(dataset.x_train)
         self.size = n if size <= 0 or size >= n else size
         self.full = self.size == n
@@ -37,7 +31,11 @@ class BatchSchedule:
         self._generator = torch.Generator().manual_seed(seed)
         self.epoch, self.index = 0, 0  # the epoch, and the batch held within it
         self._permute()
-        self.hold()
+
+    @classmethod
+    def of(cls, config, dataset: Dataset) -> BatchSchedule:
+        """The schedule a ``TrainingConfig`` describes on ``dataset``."""
+        return cls(dataset, config.batch_size, shuffle=config.shuffle, seed=config.data_seed + 1)
 
     def _permute(self) -> None:
         """The epoch's points in its order, once: each batch is then a slice (a view)."""
@@ -49,37 +47,35 @@ class BatchSchedule:
             order = torch.randperm(n, generator=self._generator)
         index = order.to(ds.x_train.device)
         self._inputs, self._targets = ds.x_train[index], ds.y_train[index]
-        self._arrays = None
+        self._arrays = None  # the epoch in a route's NumPy form, made when first asked
 
-    def _window(self) -> slice:
-        return slice(self.index * self.size, (self.index + 1) * self.size)
-
-    def hold(self) -> None:
-        """Give the system the current batch."""
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and targets of the batch held now."""
         if self.full:
-            self.system.set_batch(self.dataset.x_train, self.dataset.y_train)
-        else:
-            window = self._window()
-            self.system.set_batch(self._inputs[window], self._targets[window])
+            return self.dataset.x_train, self.dataset.y_train
+        window = slice(self.index * self.size, (self.index + 1) * self.size)
+        return self._inputs[window], self._targets[window]
 
-    def next(self, hold: bool = True) -> None:
+    def hold(self, system) -> None:
+        """Give ``system`` (a system or an ensemble) the batch held now. A route that
+        steps in NumPy gets the epoch converted once and each batch as a slice of it."""
+        inputs, targets = self.batch()
+        route = getattr(system, "route", None)
+        if self.full or not hasattr(route, "array_batch"):
+            system.set_batch(inputs, targets)
+            return
+        if self._arrays is None:
+            self._arrays = route.array_batch(self._inputs, self._targets)
+        window = slice(self.index * self.size, (self.index + 1) * self.size)
+        system.set_batch(inputs, targets, arrays=tuple(a[window] for a in self._arrays))
+
+    def next(self) -> None:
         """Move on to the next batch (the next epoch's first after the last)."""
         self.index += 1
         if self.index >= self.per_epoch:
             self.index = 0
             self.epoch += 1
             self._permute()
-        if hold:
-            self.hold()
-
-    def array_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        """The current batch as ``array_loss_and_gradient`` takes it."""
-        if self._arrays is None:
-            targets = self.system.array_targets(self._targets)
-            self._arrays = (self._inputs.numpy(), targets)
-        inputs, targets = self._arrays
-        window = self._window()
-        return inputs[window], targets[window]
 
     def epochs(self, interval: int) -> float:
         """Passes over the training set after ``interval`` intervals; in full batch each
@@ -93,6 +89,5 @@ class BatchSchedule:
         return self.epoch, self.index, self._inputs, self._targets, self._arrays
 
     def restore(self, state) -> None:
-        """Back to a ``snapshot``, the system holding that batch again."""
+        """Back to a ``snapshot``."""
         self.epoch, self.index, self._inputs, self._targets, self._arrays = state
-        self.hold()

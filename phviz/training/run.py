@@ -12,12 +12,9 @@ from ..dynamics import PortHamiltonianSystem
 from ..models import build_model
 
 # "auto" sends a run to the GPU only when one evaluation has this many multiply-adds
-# (parameters × points in a batch) or more. Measured with ``python -m phviz.bench
-# device`` (whole runs of MLPs on moons to t = 10, an H200 against two CPU threads):
-# the GPU ran at 0.63× the CPU's speed at 1.2e6 and 0.60× at 4.5e6, and 1.15× at
-# 5.2e6 and 1.65× at 3.4e7. Below it, as for the paper's 6- and 338-parameter models,
-# kernel launches cost more than the arithmetic: the Duffing experiment took 2.91 s
-# on the H200 against 0.22 s on one CPU thread.
+# (parameters × points in a batch) or more: below it, as for the paper's 6- and
+# 338-parameter models, kernel launches cost more than the arithmetic they launch
+# (``python -m phviz.bench device`` measures where the GPU overtakes the CPU).
 GPU_WORK_THRESHOLD = 5_000_000
 
 # The authors' notebook (linear boundary) starts from these, in its order w11, w12,

@@ -1,9 +1,9 @@
-"""``Trainer``: a configured run integrated one switching interval at a time.
+"""``Trainer``: a configured run, integrated a number of switching intervals at a time.
 
 Each mini-batch k defines its own Hamiltonian H_k and is held for one switching
-interval Δt; at a switch θ and p are continuous while H jumps. Full-batch
-training is the autonomous system: several intervals are integrated in one solve, the
-interval boundaries being only the times at which records are taken.
+interval Δt; at a switch θ and p are continuous while H jumps. Full-batch training is
+the autonomous system. The integrating is the solver's (``phviz.solvers``); the Trainer
+keeps the run's state, its energy ledger and its records.
 """
 
 from __future__ import annotations
@@ -17,19 +17,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..config import SPLITTING_SOLVERS, TrainingConfig
+from ..config import TrainingConfig
 from ..data import Dataset, accuracy
-from ..dynamics import conformal_symplectic_step
+from ..solvers import Plan, Settings, SolverStop, get_solver
 from .batches import BatchSchedule
+from .failures import failure
 from .records import Record, TrainingError
 from .run import build_run
-from .solve import SolverStop, failure, integrate_odeint, integrate_splitting
 
-# An online run of a model this small (parameters × batch points) on the CPU steps in
-# NumPy: its time goes to calling operations on a few numbers, and a NumPy call costs
-# a fraction of a torch one (the paper's 6-parameter online run: about 8 times less
-# per interval, measured here). Larger ones stay in torch, whose kernels use the cores.
-ARRAY_WORK_THRESHOLD = 2**14
 # Settings a running trainer takes at its next interval (``Trainer.configure``).
 LIVE_SETTINGS = (
     "solver",
@@ -46,7 +41,12 @@ KICK_DIRECTIONS = ("momentum", "random")
 
 
 class Trainer:
-    """Integrates a configured port-Hamiltonian training run one interval at a time."""
+    """Integrates a configured port-Hamiltonian training run one interval at a time.
+
+    ``set_gains`` and ``configure`` may be called from any thread: they are checked at
+    once and taken at the start of the next interval. Everything else belongs to the
+    thread that integrates.
+    """
 
     def __init__(self, config: TrainingConfig | None = None, *, dataset: Dataset | None = None):
         self.config = config = config if config is not None else TrainingConfig()
@@ -56,10 +56,10 @@ class Trainer:
         self.initial_theta, self.initial_momentum = run.theta, run.momentum
         generator = np.random.default_rng(config.model_seed)
         n = self.system.dim
-        self.tracked = np.sort(generator.choice(n, size=min(config.n_tracked, n), replace=False))
+        self.tracked = generator.choice(n, size=min(config.n_tracked, n), replace=False)
         self._pending: dict = {}
         self._pending_settings: dict = {}
-        self._applying = False  # gains taken from _pending, not yet in the system
+        self._applying = False  # changes taken from the pending ones, not yet in force
         self._pending_lock = threading.Lock()
         self.reset()
 
@@ -79,37 +79,6 @@ class Trainer:
     @property
     def batches_per_epoch(self) -> int:
         return self.batches.per_epoch
-
-    def reset(self) -> None:
-        """Back to t = 0: initial weights and momenta, first batch, empty ledger.
-
-        The batch size is read from the config here (once a run, not every interval);
-        gains set since the last interval hold from t = 0.
-        """
-        self._apply_pending_gains()
-        cfg = self.config
-        self.batches = BatchSchedule(
-            self.dataset,
-            self.system,
-            cfg.batch_size,
-            shuffle=cfg.shuffle,
-            seed=cfg.data_seed + 1,
-        )
-        work = self.system.dim * self.batches.size
-        self._arrays = (
-            self.device.type == "cpu"
-            and self.system.takes_array_gradients
-            and work <= ARRAY_WORK_THRESHOLD
-        )
-        self.xi = torch.cat([self.initial_theta, self.initial_momentum])
-        self.t = 0.0
-        self.interval = 0
-        self.dissipated = self.supplied = self.switch_jumps = self.gain_jumps = 0.0
-        self.wall = 0.0
-        self.system.nfe = 0
-        self.h0 = float(self.system.hamiltonian(self.xi))
-        self._h_now = self.h0  # H at self.xi on the batch held, with the gains in force
-        self.last = self._record(switched=False, evaluate=True)
 
     @property
     def tracked(self) -> np.ndarray:
@@ -132,21 +101,28 @@ class Trainer:
         self.tracked = np.random.default_rng(seed).choice(n, size=k, replace=False)
         return self.tracked
 
-    # ------------------------------------------------------------- gains
-    def configure(self, **settings) -> None:
-        """Change solver settings (solver, tolerances, steps, switching interval,
-        horizon): checked now, taken at the start of the next interval with any new
-        gains, so a run can be told while it is being integrated elsewhere."""
-        unknown = set(settings) - set(LIVE_SETTINGS)
-        if unknown:
-            names = ", ".join(sorted(unknown))
-            raise TypeError(
-                f"Unknown solver settings: {names} (settings are {', '.join(LIVE_SETTINGS)})"
-            )
-        TrainingConfig(**{**self.config.values(), **settings})  # raises on a bad value
-        with self._pending_lock:
-            self._pending_settings.update(settings)
+    def reset(self) -> None:
+        """Back to t = 0: initial weights and momenta, first batch, empty ledger.
 
+        The batch schedule is read from the config here (once a run); changes pending
+        since the last interval hold from t = 0.
+        """
+        self._apply_pending()
+        self.batches = BatchSchedule.of(self.config, self.dataset)
+        self.batches.hold(self.system)
+        self.xi = torch.cat([self.initial_theta, self.initial_momentum])
+        self.t = 0.0
+        self.interval = 0
+        self.dissipated = self.supplied = self.switch_jumps = self.gain_jumps = 0.0
+        self.wall = 0.0
+        self.system.nfe = 0
+        with torch.no_grad():
+            self._loss_now = self.system.loss(self.xi[: self.system.dim])  # on the batch held
+        self.h0 = float(self.system.energy(self.xi, self._loss_now).total)
+        self._h_now = self.h0  # H at self.xi on the batch held, with the gains in force
+        self.last = self._record(switched=False, evaluate=True)
+
+    # ------------------------------------------------------------- changes
     def set_gains(self, **gains) -> None:
         """Change gains (damping, inertia, potential_gain, weight_decay).
 
@@ -159,30 +135,41 @@ class Trainer:
         with self._pending_lock:
             self._pending.update({k: v for k, v in gains.items() if v is not None})
 
+    def configure(self, **settings) -> None:
+        """Change solver settings (``LIVE_SETTINGS``): checked now, taken at the start
+        of the next interval with any new gains."""
+        unknown = sorted(set(settings) - set(LIVE_SETTINGS))
+        if unknown:
+            raise TypeError(
+                f"Unknown solver settings: {', '.join(unknown)} "
+                f"(settings are {', '.join(LIVE_SETTINGS)})"
+            )
+        TrainingConfig(**{**self.config.values(), **settings})  # raises on a bad value
+        with self._pending_lock:
+            self._pending_settings.update(settings)
+
     @property
     def pending_gains(self) -> bool:
-        """Whether gains set with ``set_gains`` wait for the next interval (until they
-        are in the system, so another thread that sees False sees them in force)."""
+        """Whether changes wait for the next interval (until they are in force, so a
+        thread that sees False sees them in force)."""
         with self._pending_lock:
             return bool(self._pending or self._pending_settings) or self._applying
 
-    def _apply_pending_gains(self) -> None:
+    def _apply_pending(self) -> None:
         with self._pending_lock:
-            pending, self._pending = self._pending, {}
+            gains, self._pending = self._pending, {}
             settings, self._pending_settings = self._pending_settings, {}
-            self._applying = bool(pending)
-        if settings:
-            self.config.param.update(**settings)
-        if not pending:
-            return
+            self._applying = bool(gains or settings)
         try:
-            h_before = float(self.system.hamiltonian(self.xi))
-            self.system.set_gains(**pending)
-            self._h_now = float(self.system.hamiltonian(self.xi))
-            self.gain_jumps += self._h_now - h_before
-            for k, v in pending.items():
-                if isinstance(v, (int, float)):
-                    setattr(self.config, k, float(v))
+            if settings:
+                self.config.param.update(**settings)
+            if gains:
+                h_before = float(self.system.hamiltonian(self.xi))
+                self.system.set_gains(**gains)
+                self._h_now = float(self.system.hamiltonian(self.xi))
+                self.gain_jumps += self._h_now - h_before
+                numbers_only = {k: float(v) for k, v in gains.items() if _is_number(v)}
+                self.config.param.update(**numbers_only)
         finally:
             with self._pending_lock:
                 self._applying = False
@@ -197,7 +184,7 @@ class Trainer:
         too; the rise is booked as supplied energy (∫vᵀu), so the ledger's residual does
         not move. The record of the kicked state becomes ``last``.
         """
-        if isinstance(energy, bool) or not isinstance(energy, numbers.Real):
+        if not _is_number(energy):
             raise ValueError(f"Invalid kick energy: {energy!r} (must be a number > 0)")
         energy = float(energy)
         if not (math.isfinite(energy) and energy > 0):
@@ -205,23 +192,21 @@ class Trainer:
         if direction not in KICK_DIRECTIONS:
             choices = ", ".join(repr(d) for d in KICK_DIRECTIONS)
             raise ValueError(f"Invalid kick direction: {direction!r} (choose {choices})")
-        self._apply_pending_gains()
+        self._apply_pending()
         system = self.system
         theta, p = system.split(self.xi)
         if direction == "momentum" and bool(p.any()):
             d = p.to(torch.float64)
         else:
-            generator = np.random.default_rng(seed)
-            d = torch.from_numpy(generator.standard_normal(system.dim))
+            d = torch.from_numpy(np.random.default_rng(seed).standard_normal(system.dim))
         d = d / d.norm()
-        before = float(system.energy(self.xi).kinetic)
-        p_new = p + system.impulse(p, d.to(p.device), energy)
-        self.xi = torch.cat([theta, p_new])
-        kinetic = float(system.energy(self.xi).kinetic)
-        booked = kinetic - before
+        before = float(system.energy(self.xi, self._loss_now).kinetic)
+        self.xi = torch.cat([theta, p + system.impulse(p, d.to(p.device), energy)])
+        kicked = system.energy(self.xi, self._loss_now)  # θ stays: so does L
+        booked = float(kicked.kinetic) - before
         self.supplied += booked
         self._h_now += booked
-        self.last = self._record(switched=False, evaluate=False)
+        self.last = self._record(switched=False, evaluate=False, energy=kicked)
         return booked
 
     # ------------------------------------------------------------- stepping
@@ -230,247 +215,53 @@ class Trainer:
         return self.advance(1)[0]
 
     def advance(
-        self,
-        n: int = 1,
-        progress: Callable[[float], None] | None = None,
-        *,
-        record_every: int = 1,
-    ):
+        self, n: int = 1, progress: Callable[[float], None] | None = None, *, record_every=1
+    ) -> list[Record]:
         """Integrate ``n`` switching intervals; a record every ``record_every`` of them.
 
         The last interval, and every one evaluated on the test set (``eval_every``),
-        always has its record; ``record_every=1`` (the default) gives one an interval.
-        Full batch: one solve across all ``n`` intervals. On a divergence or a solver
-        failure a ``TrainingError`` is raised and the state stays at the last finite
-        interval (for a multi-interval solve, the intervals before the failure are kept).
+        always has its record. On a divergence or a solver failure a ``TrainingError``
+        is raised, carrying the records of the intervals before it, and the state stays
+        at the last good interval.
         """
-        if n < 1:
-            return []
         if isinstance(record_every, bool) or not isinstance(record_every, int) or record_every < 1:
             raise ValueError(
                 f"Invalid record_every: {record_every!r} (must be a whole number >= 1)"
             )
-        self._apply_pending_gains()
-        if self.full_batch:
-            try:
-                return self._keep(self._solve(n, switch=False, progress=progress), record_every)
-            except TrainingError:
-                if n == 1:
-                    raise
-            # replay one interval at a time to keep the ones before the failure
-        elif self.config.solver in SPLITTING_SOLVERS and self.system.port is None:
-            return self._integrate_online(n, record_every, progress)
-        records = []
+        if n < 1:
+            return []
+        self._apply_pending()
+        cfg, system = self.config, self.system
+        batches = None if self.full_batch else self.batches
+        plan = Plan(self.t, cfg.switching_interval, n, batches, self.interval > 0, progress)
+        plan.loss = self._loss_now
+        ends = _Ends(self, plan, record_every)
+        theta, p = system.split(self.xi)
         try:
-            for _ in range(n):
-                switch = self.interval > 0 and not self.full_batch
-                records.extend(self._solve(1, switch=switch, progress=progress))
-        except TrainingError as err:
-            err.records = self._keep(records, record_every)
-            raise
-        return self._keep(records, record_every)
-
-    def _keep(self, records: list[Record], record_every: int) -> list[Record]:
-        """The records a stride asks for: every ``record_every``-th, evaluated, last."""
-        if record_every == 1:
-            return records
-        every = self.config.eval_every
-        return [
-            r
-            for i, r in enumerate(records)
-            if r.interval % record_every == 0 or r.interval % every == 0 or i == len(records) - 1
-        ]
+            get_solver(cfg.solver).integrate(system, theta, p, plan, Settings.of(cfg), ends)
+        except SolverStop as stop:
+            raise self._stopped(ends, self._failure(stop.reason, stop.t)) from None
+        except (torch.cuda.OutOfMemoryError, MemoryError) as err:
+            raise self._stopped(ends, self._failure("memory", self.t, err)) from None
+        return ends.records()
 
     def run(
-        self,
-        horizon: float | None = None,
-        progress: Callable[[float], None] | None = None,
-        *,
-        record_every: int = 1,
-    ):
-        """Integrate until t reaches ``horizon`` (default: config.horizon).
-
-        ``record_every``: keep one record every so many intervals (see ``advance``); a
-        long online run spends most of its time building records it does not need.
-        """
+        self, horizon: float | None = None, progress=None, *, record_every: int = 1
+    ) -> list[Record]:
+        """Integrate until t reaches ``horizon`` (default: config.horizon), keeping one
+        record every ``record_every`` intervals (see ``advance``)."""
         horizon = self.config.horizon if horizon is None else horizon
         n = max(0, round((horizon - self.t) / self.config.switching_interval))
-        if self.full_batch or self.config.solver in SPLITTING_SOLVERS:
-            return self.advance(n, progress, record_every=record_every)
-        records = []
-        for _ in range(n):
-            records.extend(self.advance(1, progress))
-        return self._keep(records, record_every)
+        return self.advance(n, progress, record_every=record_every)
 
-    def _integrate_online(self, n: int, record_every: int, progress) -> list[Record]:
-        """``n`` mini-batch intervals of the conformal-symplectic splitting in one loop.
-
-        The same steps as ``integrate_splitting``, interval after interval, with the
-        switches' jumps a·(L_k(θ) − L_{k−1}(θ)) and the dissipated energy summed as
-        they come (every interval is booked); a record, with its full-set losses, is
-        built only at the intervals ``record_every`` and ``eval_every`` ask for. A small
-        model on the CPU steps in NumPy (``ARRAY_WORK_THRESHOLD``).
-        """
-        cfg, system = self.config, self.system
-        steps = max(1, round(cfg.switching_interval / cfg.step_size))
-        if steps > cfg.max_steps:
-            raise self._failure("steps", self.t)
-        h = cfg.switching_interval / steps
-        self._online_base = dict(
-            started=time.perf_counter(),
-            t=self.t,
-            interval=self.interval,
-            wall=self.wall,
-            dissipated=self.dissipated,
-            jumps=self.switch_jumps,
-        )
-        theta, p = system.split(self.xi)
-        damping, inertia = system.damping, system.inertia
-        if self._arrays:  # small model on the CPU: NumPy, for its cheaper calls
-            theta, p = theta.numpy().copy(), p.numpy().copy()
-            damping, inertia = _array_gain(damping), _array_gain(inertia)
-            batch = self.batches.array_batch()
-
-            def gradient(q):
-                return system.array_loss_and_gradient(q, *batch)
-
-        else:
-            gradient = system.loss_and_gradient
-        dissipated = jumps = 0.0
-        a = system.potential_gain
-        cache: list = [None, None, None]  # the last θ, its loss and force on the batch held
-
-        def force(q):
-            if cache[0] is not q:
-                system.nfe += 1
-                loss, grad = gradient(q)
-                cache[0], cache[1], cache[2] = q, loss, -grad
-            return cache[2]
-
-        with torch.no_grad():
-            loss = gradient(theta)[0]  # L on the batch held: H before the next switch
-        records: list[Record] = []
-        # a diverging state is caught below, by its energy: NumPy need not warn of it
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for k in range(1, n + 1):
-                good = (theta, p, dissipated, jumps, loss, self.batches.snapshot())
-                switch = self.interval > 0
-                if switch:
-                    self.batches.next(hold=not self._arrays)
-                    if self._arrays:
-                        batch = self.batches.array_batch()
-                    cache[0] = None  # a new batch: the force at the same θ is another one
-                    force(theta)
-                    jumps = jumps + a * (cache[1] - loss)
-                for _ in range(steps):
-                    theta, p, drained = conformal_symplectic_step(
-                        theta, p, force, h, damping, inertia
-                    )
-                    dissipated = dissipated + drained
-                loss = cache[1] if cache[0] is theta else gradient(theta)[0]
-                # a state that is not finite makes the drained energy or the jump NaN or ∞
-                if not math.isfinite(dissipated + jumps):
-                    theta, p, dissipated, jumps, loss, batch_state = good
-                    self.batches.restore(batch_state)
-                    if k > 1 and (not records or records[-1].interval != self.interval):
-                        state = (theta, p, dissipated, jumps, loss, False)
-                        records.append(self._online_record(*state))
-                    when = self._online_base["t"] + k * cfg.switching_interval
-                    err = self._failure("nonfinite", round(when, 12))
-                    err.records = records
-                    raise err
-                self.interval += 1
-                if k == n or self.interval % record_every == 0 or self._evaluates():
-                    records.append(self._online_record(theta, p, dissipated, jumps, loss, switch))
-                    if progress is not None:
-                        progress(self.t)
-        return records
-
-    def _evaluates(self) -> bool:
-        return self.interval % self.config.eval_every == 0
-
-    def _online_record(self, theta, p, dissipated, jumps, loss, switched) -> Record:
-        """Make (θ, p) and the sums since the loop began the trainer's state; its record."""
-        base = self._online_base
-        if self._arrays:
-            theta, p, loss = torch.from_numpy(theta), torch.from_numpy(p), torch.tensor(loss)
-            self.batches.hold()  # the system's own batch, for what comes after the loop
-        self.xi = torch.cat([theta, p])
-        self.dissipated = base["dissipated"] + float(dissipated)
-        self.switch_jumps = base["jumps"] + float(jumps)
-        intervals = self.interval - base["interval"]
-        self.t = round(base["t"] + intervals * self.config.switching_interval, 12)
-        self.wall = base["wall"] + time.perf_counter() - base["started"]
-        energy = self.system.energy(self.xi, loss)
-        if not math.isfinite(float(energy.total)):
-            raise self._failure("nonfinite", self.t)  # finite state, energy overflows
-        self.last = self._record(
-            switched=switched, evaluate=self._evaluates(), energy=energy, batch_loss=loss
-        )
-        self._h_now = self.last.hamiltonian
-        return self.last
-
-    def _solve(self, n: int, *, switch: bool, progress) -> list[Record]:
-        cfg, system = self.config, self.system
-        started, nfe_start = time.perf_counter(), system.nfe
-        splitting = cfg.solver in SPLITTING_SOLVERS
-        if switch:
-            h_before = self._h_now
-            self.batches.next()
-            if not splitting:  # the splitting books the jump from its first gradient
-                self.switch_jumps += float(system.hamiltonian(self.xi)) - h_before
-        dt, t0 = cfg.switching_interval, self.t
-        y0 = torch.cat([self.xi, self.xi.new_zeros(2)])
-        losses = [None] * (n + 1)
+    def _stopped(self, ends: _Ends, err: TrainingError) -> TrainingError:
+        """The run at its last good interval, ``err`` carrying the records before it."""
         try:
-            # a diverging state is caught below and by the solvers' checks: the field's
-            # NumPy arithmetic need not warn of it
-            with torch.no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                if splitting:
-                    on_switch = None
-                    if switch:
-
-                        def on_switch(h_after):
-                            self.switch_jumps += h_after - h_before
-
-                    ys = integrate_splitting(system, cfg, y0, t0, n, progress, losses, on_switch)
-                else:
-                    ys = integrate_odeint(system, cfg, y0, t0, n, progress)
-        except SolverStop as stop:
-            raise self._failure(stop.reason, stop.t) from None
-        except (torch.cuda.OutOfMemoryError, MemoryError) as err:
-            raise self._failure("memory", self.t, err) from None
-        if not bool(torch.isfinite(ys).all()):
-            raise self._failure("nonfinite", self.t)
-        records = []
-        base_dissipated, base_supplied, base_wall = self.dissipated, self.supplied, self.wall
-        elapsed = time.perf_counter() - started
-        nfe_end = system.nfe
-        for k in range(1, n + 1):
-            y = ys[k]
-            xi = y[:-2]
-            batch_loss = losses[k]
-            if batch_loss is None:
-                with torch.no_grad():
-                    batch_loss = system.loss(xi[: system.dim])
-            energy = system.energy(xi, batch_loss)
-            if not math.isfinite(float(energy.total)):
-                raise self._failure("nonfinite", self.t)  # finite state, energy overflows
-            self.xi = xi.clone()
-            self.dissipated = base_dissipated + float(y[-2])
-            self.supplied = base_supplied + float(y[-1])
-            self.t = round(t0 + k * dt, 12)  # no 0.30000000000000004 in the status line
-            self.interval += 1
-            # one solve spans the n intervals: spread its cost over them evenly
-            self.wall = base_wall + elapsed * k / n
-            system.nfe = nfe_start + round((nfe_end - nfe_start) * k / n)
-            evaluate = self.interval % cfg.eval_every == 0
-            self.last = self._record(
-                switched=switch and k == 1, evaluate=evaluate, energy=energy, batch_loss=batch_loss
-            )
-            self._h_now = self.last.hamiltonian
-            records.append(self.last)
-        return records
+            err.records = ends.records(failed=True)
+        except TrainingError as overflow:  # the last good state's energy overflows
+            err = overflow
+        self.batches.hold(self.system)
+        return err
 
     def _failure(self, reason: str, t: float, err: Exception | None = None) -> TrainingError:
         """A ``TrainingError`` naming the gains, the time and what to try."""
@@ -483,23 +274,22 @@ class Trainer:
         """Train loss and, where there are test points, test loss and accuracy."""
         theta = self.xi[: self.system.dim] if theta is None else theta
         ds, system = self.dataset, self.system
-        loss_fn = ds.loss_fn
         out = system.forward(theta, ds.x_train)
-        result = {"train_loss": float(loss_fn(out, ds.y_train))}
+        result = {"train_loss": float(ds.loss_fn(out, ds.y_train))}
         if ds.task == "classification":
             result["train_accuracy"] = accuracy(out, ds.y_train)
         if len(ds.x_test):
             out_test = system.forward(theta, ds.x_test)
-            result["test_loss"] = float(loss_fn(out_test, ds.y_test))
+            result["test_loss"] = float(ds.loss_fn(out_test, ds.y_test))
             if ds.task == "classification":
                 result["accuracy"] = accuracy(out_test, ds.y_test)
         return result
 
+    @torch.no_grad()
     def _record(self, *, switched: bool, evaluate: bool, energy=None, batch_loss=None) -> Record:
-        """The record of the current state; ``energy`` and ``batch_loss`` if already known.
+        """The record of the current state; ``energy`` and ``batch_loss`` if known.
 
-        In full batch the batch is the training set, so its loss is the train loss and
-        one forward pass serves the energy, the divergence check and the record.
+        In full batch the batch is the training set, so its loss is the train loss.
         """
         system = self.system
         theta, p = system.split(self.xi)
@@ -510,7 +300,10 @@ class Trainer:
         elif self.full_batch and batch_loss is not None:
             metrics = {"train_loss": float(batch_loss)}
         else:
-            metrics = {"train_loss": self._train_loss(theta)}
+            ds = self.dataset
+            metrics = {
+                "train_loss": float(ds.loss_fn(system.forward(theta, ds.x_train), ds.y_train))
+            }
         theta_cpu = theta.detach().to("cpu", torch.float32).numpy().copy()
         p_sample = p[self._tracked_index].to("cpu", torch.float32)
         return Record(
@@ -532,16 +325,11 @@ class Trainer:
             momentum_norm=float(p.norm()),
             nfe=system.nfe,
             wall=self.wall,
-            theta_sample=theta_cpu[self.tracked],
+            theta_sample=theta_cpu[self._tracked],
             p_sample=p_sample.numpy().copy(),
             theta=theta_cpu,
             **metrics,
         )
-
-    @torch.no_grad()
-    def _train_loss(self, theta: torch.Tensor) -> float:
-        ds = self.dataset
-        return float(ds.loss_fn(self.system.forward(theta, ds.x_train), ds.y_train))
 
     def summary(self) -> dict:
         """The run's outcome as plain numbers (the JSON the CLI writes)."""
@@ -565,5 +353,94 @@ class Trainer:
         return out
 
 
-def _array_gain(gain):
-    return gain.detach().cpu().numpy() if isinstance(gain, torch.Tensor) else gain
+class _Ends:
+    """The sink a Trainer gives its solver: it keeps the interval ends that will have a
+    record (and the latest, for a failure), and makes the records once the solve is
+    over, spreading its cost in seconds and evaluations evenly over the intervals."""
+
+    def __init__(self, trainer: Trainer, plan: Plan, record_every: int):
+        self.trainer, self.plan, self.every = trainer, plan, record_every
+        self.eval_every = trainer.config.eval_every
+        self.first = trainer.interval  # intervals done before
+        self.started, self.nfe = time.perf_counter(), trainer.system.nfe
+        self.base = (trainer.dissipated, trainer.supplied, trainer.switch_jumps, trainer.wall)
+        self.kept: list = []
+        self.latest = None
+        self.sums = (0.0, 0.0, 0.0)  # dissipated, supplied and jumps since the call began
+        self.count = 0
+
+    def __call__(self, end) -> None:
+        k, self.count = self.count, self.count + 1
+        # summed interval by interval, in this order, however a run is cut into calls
+        self.sums = tuple(
+            total + float(part)
+            for total, part in zip(self.sums, (end.dissipated, end.supplied, end.jump), strict=True)
+        )
+        interval = self.first + k + 1
+        state = (k, end, self.sums, self.trainer.batches.snapshot(), self.plan.switches(k))
+        self.latest = state
+        if k == self.plan.n - 1 or interval % self.every == 0 or interval % self.eval_every == 0:
+            self.kept.append(state)
+
+    def records(self, failed: bool = False) -> list[Record]:
+        """The records kept (after a failure, the latest good interval's too). A state
+        whose energy overflows raises its ``TrainingError``, with the records before it."""
+        if (
+            failed
+            and self.latest is not None
+            and (not self.kept or self.kept[-1] is not self.latest)
+        ):
+            self.kept.append(self.latest)
+        elapsed = time.perf_counter() - self.started
+        spent = self.trainer.system.nfe - self.nfe
+        done = max(1, self.count)
+        made: list[Record] = []
+        for state in self.kept:
+            try:
+                made.append(self._commit(state, elapsed, spent, done))
+            except TrainingError as err:
+                err.records = made
+                raise
+        return made
+
+    def _commit(self, state, elapsed: float, spent: int, done: int) -> Record:
+        """Make an interval end the trainer's state, and its record; a state whose energy
+        overflows is not taken."""
+        k, end, sums, batch_state, switched = state
+        tr, system = self.trainer, self.trainer.system
+        theta, p = _tensor(end.theta, tr.xi), _tensor(end.p, tr.xi)
+        xi = torch.cat([theta, p])
+        loss = end.loss
+        if loss is not None and not isinstance(loss, torch.Tensor):
+            loss = torch.tensor(float(loss), dtype=xi.dtype)
+        if loss is None:  # full batch by an ODE solver: the batch held is the interval's
+            with torch.no_grad():
+                loss = system.loss(theta)
+        energy = system.energy(xi, loss)
+        if not math.isfinite(float(energy.total)):  # a finite state whose energy overflows
+            raise tr._failure("nonfinite", self.plan.end(k))
+        dissipated, supplied, switch_jumps, wall = self.base
+        tr.xi, tr._loss_now = xi, loss
+        tr.dissipated = dissipated + sums[0]
+        tr.supplied = supplied + sums[1]
+        tr.switch_jumps = switch_jumps + sums[2]
+        tr.interval = self.first + k + 1
+        tr.t = self.plan.end(k)
+        tr.wall = wall + elapsed * (k + 1) / done
+        system.nfe = self.nfe + round(spent * (k + 1) / done)
+        tr.batches.restore(batch_state)
+        evaluate = tr.interval % tr.config.eval_every == 0
+        tr.last = tr._record(switched=switched, evaluate=evaluate, energy=energy, batch_loss=loss)
+        tr._h_now = tr.last.hamiltonian
+        return tr.last
+
+
+def _tensor(x, like: torch.Tensor) -> torch.Tensor:
+    """A solver's θ or p as a tensor like the trainer's state (a copy, never a view)."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x.copy()).to(like)
+    return x.detach().clone().to(like)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

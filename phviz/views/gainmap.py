@@ -21,7 +21,9 @@ import param
 
 from ..budget import Budget
 from ..config import TrainingConfig, make_config
-from ..sweep import GAINS, cell_edges, critical_curves, sweep
+from ..gainmaps import cell_edges, critical_curves
+from ..gains import GAINS
+from ..sweep import sweep
 
 CURVE_LABELS = ("λ_min initial", "λ_max initial", "λ_min final", "λ_max final")
 QUANTITIES = {"final_train_loss": "final training loss", "time_to_target": "time to target"}
