@@ -11,6 +11,7 @@ import torch
 from torch.func import functional_call, hessian
 
 import phviz
+from phviz.dynamics import potential_energy
 from phviz.spectrum import Spectrum, layer_spectra, spectrum
 
 
@@ -28,15 +29,16 @@ def mse(outputs, targets):
     return ((outputs - targets) ** 2).mean()
 
 
-def dense_hessian(model, loss_fn, inputs, targets) -> np.ndarray:
-    """∇²L at the model's parameters, flattened in ``named_parameters()`` order."""
+def dense_hessian(model, loss_fn, inputs, targets, gain=1.0, decay=0.0) -> np.ndarray:
+    """∇² of a·L + (c/2)‖θ‖² at the model's parameters θ (``named_parameters()`` order)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     theta = torch.cat([p.detach().reshape(-1) for _, p in named])
 
     def loss(flat):
         pieces = flat.split([p.numel() for _, p in named])
         params = {n: t.view_as(p) for (n, p), t in zip(named, pieces, strict=True)}
-        return loss_fn(functional_call(model, params, (inputs,)), targets)
+        loss = loss_fn(functional_call(model, params, (inputs,)), targets)
+        return potential_energy(loss, flat, gain, decay)
 
     matrix = hessian(loss)(theta).detach().to(torch.float64).numpy()
     return 0.5 * (matrix + matrix.T)
@@ -102,7 +104,6 @@ def tiny_mlp():
 
 
 def test_quadratic_ritz_values_and_weights_are_exact(linear_quadratic):
-    model, loss_fn, inputs, targets = linear_quadratic
     matrix = dense_hessian(*linear_quadratic)
     probe_rows = torch.randn(3, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     result = spectrum(*linear_quadratic, probes=probe_rows, iterations=12)
@@ -134,6 +135,10 @@ def test_rademacher_weights_on_a_diagonal_hessian_are_one_over_the_dimension():
 
 
 def test_gains_scale_and_shift_every_eigenvalue(tiny_mlp):
+    # against the dense Hessian of the potential itself, with the Krylov space exhausted
+    exact = spectrum(*tiny_mlp, iterations=26, potential_gain=2.5, weight_decay=0.3)
+    values = eigvalsh(dense_hessian(*tiny_mlp, gain=2.5, decay=0.3))
+    assert exact.extremes == pytest.approx((values[0], values[-1]), rel=1e-10)
     plain = spectrum(*tiny_mlp, iterations=10)
     gained = spectrum(*tiny_mlp, iterations=10, potential_gain=2.5, weight_decay=0.3)
     np.testing.assert_allclose(gained.eigenvalues, 2.5 * plain.eigenvalues + 0.3, rtol=1e-13)
