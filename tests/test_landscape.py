@@ -1,5 +1,8 @@
 """Planes, projections, batched surfaces, phase portraits and the live window."""
 
+import contextlib
+import operator
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parameters_to_vector
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import phviz
 from phviz.landscape import (
@@ -209,6 +212,44 @@ class ActsOnData(nn.Module):
         return self.first(x + torch.relu(x))  # would act on the data itself
 
 
+class InPlaceSkip(nn.Module):
+    """Activations that overwrite their input, which a later step reads again."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 5)
+        self.act = nn.ReLU(inplace=True)
+        self.keep = nn.Identity()
+        self.last = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = self.first(x)
+        g = self.act(h)  # h itself, now without its negative entries
+        k = F.leaky_relu(self.keep(g), 0.1, True)
+        return self.last(1.0 - 0.5 * k + h * 2 + torch.sigmoid(h))
+
+
+def _every_writer():
+    """A chain through each activation the workspace writes in place or into a buffer."""
+    acts = [
+        nn.Softplus(beta=3.0),
+        nn.GELU(approximate="tanh"),
+        nn.SiLU(),
+        nn.Mish(),
+        nn.ELU(alpha=0.7),
+        nn.Hardtanh(-0.5, 0.5),
+        nn.LeakyReLU(0.2),
+        nn.Sigmoid(),
+        nn.Tanh(),
+        nn.GELU(),
+        nn.ReLU(),
+    ]
+    layers = [nn.Linear(3, 6)]
+    for act in acts:
+        layers += [act, nn.Linear(6, 6)]
+    return nn.Sequential(*layers, nn.Linear(6, 2))
+
+
 def _chain_cases():
     torch.manual_seed(5)
     shared = nn.Linear(4, 4)
@@ -228,6 +269,8 @@ def _chain_cases():
         "one layer used twice": nn.Sequential(
             nn.Linear(3, 4), nn.ReLU(), shared, nn.Tanh(), shared, nn.Linear(4, 2)
         ).double(),
+        "in place, read again": InPlaceSkip().double(),
+        "every activation written into a buffer": _every_writer().double(),
     }
 
 
@@ -241,6 +284,8 @@ def _chain_cases():
         "skip connections",
         "normalised",
         "normalised, no shift, traced",
+        "in place, read again",
+        "every activation written into a buffer",
     ],
 )
 def test_linear_graph_equals_the_general_route_and_the_loop(case):
@@ -322,6 +367,150 @@ def test_linear_graph_leaves_other_modules_to_vmap_and_runs_hooks():
     finally:
         handle.remove()
     assert 2 in seen and potential._graph.usable
+
+
+def test_a_surfaces_chunks_share_one_workspace():
+    model = _chain_cases()["skip connections"]
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(25, 3, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 2, (25,), generator=g)
+    potential = Potential(model, F.cross_entropy, x, labels, chunk_size=8)
+    _, _, grid = grid_points((-1, 1, -1, 1), 7)  # 49 points: six chunks of 8, one of 1
+    thetas = Plane.random(model, seed=1).points(grid)
+    space = potential.workspace(8)
+    shared, buffers = [], []
+    for chunk in thetas.split(8):
+        shared.append(potential.evaluate_rows(chunk, space))
+        buffers.append([b.data_ptr() for b in space.buffers])
+    # the first chunk creates the buffers, the others write over the same memory
+    assert 2 <= len(buffers[0]) <= 4 and all(b == buffers[0] for b in buffers)
+    alone = [potential.evaluate_rows(chunk, potential.workspace(8)) for chunk in thetas.split(8)]
+    assert torch.equal(torch.cat(shared), torch.cat(alone))
+    # a chain needs two: each activation overwrites the layer output it reads
+    chain = Potential(small_mlp(), F.cross_entropy, x, labels, chunk_size=8)
+    space = chain.workspace(8)
+    chain.evaluate_rows(Plane.random(chain.model, seed=1).points(grid[:8]), space)
+    assert len(space.buffers) == 2 and space.numel == 8 * 25 * 5  # rows·points·widest
+
+
+_WRITTEN = [
+    (nn.Softplus(beta=4.0, threshold=5.0), ()),
+    (F.softplus, (3.0,)),
+    (nn.GELU(approximate="tanh"), ()),
+    (F.gelu, ()),
+    (nn.SiLU(), ()),
+    (nn.Mish(), ()),
+    (F.elu, (0.5,)),
+    (nn.Hardtanh(-2.0, 3.0), ()),
+    (F.leaky_relu, (0.3,)),
+    (nn.ReLU(), ()),
+    (torch.relu, ()),
+    (nn.Sigmoid(), ()),
+    (F.sigmoid, ()),
+    (torch.tanh, ()),
+    (nn.Tanh(), ()),
+]
+
+
+@pytest.mark.parametrize("op, args", _WRITTEN, ids=lambda v: getattr(v, "__name__", repr(v)))
+def test_each_writer_is_the_kernel_of_its_step_bit_for_bit(op, args):
+    from phviz.landscape import kernels
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        x = 12 * torch.randn(5, 17, 6, generator=g, dtype=dtype)
+        x[0, 0, :3] = torch.tensor([float("nan"), -0.0, float("inf")])
+        want = op(x, *args)
+        function, leading = kernels.writer(op)
+        out = torch.empty_like(x)
+        assert function(x, *leading, *args, out=out) is out
+        torch.testing.assert_close(out, want, rtol=0, atol=0, equal_nan=True)
+        function(x, *leading, *args, out=x)  # in place: the input no later step reads
+        torch.testing.assert_close(x, want, rtol=0, atol=0, equal_nan=True)
+
+
+def test_writers_leave_in_place_calls_and_other_kernels_to_the_step_itself():
+    from phviz.landscape import kernels
+
+    x = torch.randn(4, 3)
+    for op in (nn.ReLU(inplace=True), nn.LeakyReLU(inplace=True)):
+        function, leading = kernels.writer(op)
+        assert function(x, *leading, out=torch.empty_like(x)) is None
+    function, _ = kernels.writer(F.relu)
+    assert function(x, inplace=True, out=torch.empty_like(x)) is None
+    function, _ = kernels.writer(operator.sub)
+    assert function(1.0, x, out=torch.empty_like(x)) is None  # 1 - h: rsub, another kernel
+    function, _ = kernels.writer(operator.mul)
+    out = torch.empty_like(x)
+    assert torch.equal(function(0.5, x, out=out), 0.5 * x)
+    assert kernels.writer(nn.Softsign()) is None and kernels.writer(nn.ReLU6()) is None
+
+
+_TINY = sys.float_info.min  # read at run time, so that the product below is not folded
+
+
+def _flushing() -> bool:
+    """Whether this thread flushes subnormal numbers to zero (Python's floats obey it too)."""
+    return _TINY * 0.5 == 0.0
+
+
+def test_subnormals_are_flushed_while_evaluating_and_the_callers_mode_restored():
+    seen = []
+
+    def watched_mse(out, y):
+        seen.append(_flushing())  # the loss runs on the calling thread
+        return F.mse_loss(out, y)
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Softplus(beta=10.0), nn.Linear(4, 2))
+    x, y = torch.randn(20, 3), torch.randn(20, 2)
+    plane = Plane.random(model, seed=0)
+    for caller in (False, True):
+        if not torch.set_flush_denormal(caller):
+            pytest.skip("this CPU has no flush-to-zero mode")
+        try:
+            for batched in (True, False):
+                seen.clear()
+                loss_surface(model, watched_mse, x, y, plane, resolution=3, batched=batched)
+                assert seen and all(seen)
+                assert _flushing() == caller  # as the caller left it
+                Potential(model, watched_mse, x, y)(plane.points(np.zeros((2, 2))))
+                assert _flushing() == caller
+        finally:
+            torch.set_flush_denormal(False)
+    assert not _flushing()
+
+
+def test_flushing_changes_no_number_where_the_softplus_underflows(monkeypatch):
+    """A plane that reaches far from the weights: a softplus(β = 10) on its flat side."""
+    from phviz.landscape import potentials
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(2, 16), nn.Softplus(beta=10.0), nn.Linear(16, 16), nn.Softplus(beta=10.0),
+        nn.Linear(16, 2),
+    )  # fmt: skip
+    x, y = torch.randn(60, 2), torch.randn(60, 2)
+    base = Plane.random(model, seed=0)
+    plane = Plane(base.origin, 10 * base.d1, 10 * base.d2)
+    kw = dict(extent=(-1, 1, -1, 1), resolution=9)
+    for batched in (True, False):
+        _, _, flushed = loss_surface(model, F.mse_loss, x, y, plane, batched=batched, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(potentials, "flushed_subnormals", contextlib.nullcontext)
+            _, _, plain = loss_surface(model, F.mse_loss, x, y, plane, batched=batched, **kw)
+        np.testing.assert_array_equal(flushed, plain)
+    # and there the hidden layer's values were subnormal, unflushed
+    tiny, found = torch.finfo(torch.float32).tiny, 0
+    saved = parameters_to_vector(model.parameters()).detach().clone()
+    try:
+        with torch.no_grad():
+            for a, b in grid_points(kw["extent"], kw["resolution"])[2]:
+                vector_to_parameters(plane.point(a, b), model.parameters())
+                hidden = model[:2](x)
+                found += int(((hidden > 0) & (hidden < tiny)).sum())
+    finally:
+        vector_to_parameters(saved, model.parameters())
+    assert found > 0
 
 
 def test_trainer_surface_matches_the_system_potential_on_the_batch_held():
