@@ -9,24 +9,28 @@ from .data import Dataset, make_dataset
 from .dynamics import Energy, PortHamiltonianSystem
 from .models import build_model
 from .optim import PortHamiltonianSGD
-from .sweep import sweep
 from .solvers import SOLVERS
+from .spectrum import Spectrum, layer_spectra, spectrum
+from .sweep import sweep
 from .training import Record, Trainer, TrainingError
 
 __all__ = [
-    "PRESETS",
-    "SOLVERS",
     "Dataset",
     "Energy",
+    "PRESETS",
     "PortHamiltonianSGD",
     "PortHamiltonianSystem",
     "Record",
+    "SOLVERS",
+    "Spectrum",
     "Trainer",
     "TrainingConfig",
     "TrainingError",
     "build_model",
+    "layer_spectra",
     "make_config",
     "make_dataset",
+    "spectrum",
     "sweep",
 ]
 __version__ = "0.1.0"

@@ -28,12 +28,17 @@ class ArrayGradient:
       constant rows (once), and the slope σ(a) = e^a/(1 + e^a) reuses e^a.
 
     The formulas are torch's own (softplus' threshold included), so the numbers agree
-    with autograd's to rounding.
+    with autograd's to rounding. With ``members`` (an ensemble), θ has one row per
+    member and every product is a stack of them (``np.matmul``); ``loss`` is then one
+    value per member, and ``scale`` may be a column of one value per member.
     """
 
-    def __init__(self, model, points: int, dtype, output_gradient):
+    def __init__(self, model, points: int, dtype, output_gradient, members: int | None = None):
         self.activation = model.activation
         sizes, dtype, n = model.sizes, np.dtype(dtype), points
+        lead = () if members is None else (members,)
+        self.members = members
+        self._product = np.dot if members is None else np.matmul
         gain = float(model.softplus_beta) if model.activation == "softplus" else 1.0
         if len(sizes) == 2:  # no hidden layer: nothing to scale
             gain = 1.0
@@ -47,27 +52,29 @@ class ArrayGradient:
         self.targets = np.empty((sizes[-1], n), dtype) if self.residual else None
         size = sizes[-1] * n
         self.factor = 2.0 / (size * gain * gain) if self.residual else 1.0 / gain
-        # each layer's inputs with their row of constants (γ, so that [W | b] gives γz)
-        self.inputs = [np.empty((m + 1, n), dtype) for m in sizes[:-1]]
+        # each layer's inputs with their row of constants (γ, so that [W | b] gives γz);
+        # the data, the first layer's input, is the same for every member
+        self.inputs = [np.empty((sizes[0] + 1, n), dtype)]
+        self.inputs += [np.empty((*lead, m + 1, n), dtype) for m in sizes[1:-1]]
         for h in self.inputs:
-            h[-1] = gain
-        self.z = [np.empty((k, n), dtype) for k in sizes[1:]]
-        self.slope = [np.empty((k, n), dtype) for k in sizes[1:-1]]
-        self.back = [np.empty((m + 1, n), dtype) for m in sizes[1:-1]]
-        self.scratch = np.empty((max(sizes[1:]), n), dtype)
+            h[..., -1, :] = gain
+        self.z = [np.empty((*lead, k, n), dtype) for k in sizes[1:]]
+        self.slope = [np.empty((*lead, k, n), dtype) for k in sizes[1:-1]]
+        self.back = [np.empty((*lead, m + 1, n), dtype) for m in sizes[1:-1]]
+        self.scratch = np.empty((*lead, max(sizes[1:]), n), dtype)
         # [W | b] of every layer in one array, and their gradients in another; θ stores
         # W (row by row) then b, layer by layer: ``order`` lists θ's index of each entry
         pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
         self.weights, self.grads, order, offset = [], [], [], 0
-        flat = np.empty(sum(k * (m + 1) for m, k in pairs), dtype)
+        flat = np.empty((*lead, sum(k * (m + 1) for m, k in pairs)), dtype)
         flat_grad = np.empty_like(flat)
         for m, k in pairs:
             w = offset + np.arange(k * m).reshape(k, m)
             b = offset + k * m + np.arange(k)[:, None]
             order.append(np.hstack([w, b]).ravel())
             end = offset + k * (m + 1)  # [W | b] has as many entries as W and b
-            self.weights.append(flat[offset:end].reshape(k, m + 1))
-            self.grads.append(flat_grad[offset:end].reshape(k, m + 1))
+            self.weights.append(flat[..., offset:end].reshape(*lead, k, m + 1))
+            self.grads.append(flat_grad[..., offset:end].reshape(*lead, k, m + 1))
             offset = end
         self.flat_weights, self.flat_grads = flat, flat_grad
         self.order = np.concatenate(order)
@@ -93,45 +100,61 @@ class ArrayGradient:
     def __call__(self, theta: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
         """``out`` ← scale·∇L(θ) (θ and ``out`` flat, in the model's parameter order)."""
         self._gradient(theta, scale, out, self.checked)
-        if not self.checked and not math.isfinite(np.add.reduce(out)):
+        if not self.checked and not math.isfinite(np.add.reduce(out, axis=None)):
             self._gradient(theta, scale, out, True)  # e^βz overflowed: take the masks
         return out
 
-    def _gradient(self, theta, scale, out, checked: bool) -> None:
+    def value(self, theta: np.ndarray):
+        """L(θ) alone (one per member for an ensemble): the forward pass, no gradient."""
+        self._forward(theta, True)
+        return self.loss
+
+    def _forward(self, theta, checked: bool):
+        """The forward pass and L; returns ∂L/∂(the last layer's γz)."""
         # the indices are in range: "wrap" spares the copy that "raise" makes of ``out``
-        theta.take(self.order, out=self.flat_weights, mode="wrap")
+        theta.take(self.order, axis=-1, out=self.flat_weights, mode="wrap")
         weights, inputs, last = self.weights, self.inputs, len(self.weights) - 1
+        product = self._product
         for i in range(last):
             z = self.z[i]
-            np.dot(weights[i], inputs[i], out=z)
-            self._activate(z, inputs[i + 1][:-1], self.slope[i], checked)
+            product(weights[i], inputs[i], out=z)
+            self._activate(z, inputs[i + 1][..., :-1, :], self.slope[i], checked)
         z = self.z[last]
-        np.dot(weights[last], inputs[last], out=z)
+        product(weights[last], inputs[last], out=z)
         if self.residual:
             g = np.subtract(z, self.targets, out=z)
-            self.loss = float(np.dot(g.reshape(-1), g.reshape(-1))) * self.factor / 2.0
-        else:
-            if self.gain != 1.0:
-                z *= 1.0 / self.gain
-            loss, g = self.output_gradient(z.T, self.targets, True)
-            self.loss, g = float(loss), g.T
+            if self.members is None:
+                self.loss = float(np.dot(g.reshape(-1), g.reshape(-1))) * self.factor / 2.0
+            else:
+                self.loss = np.einsum("mkn,mkn->m", g, g) * (self.factor / 2.0)
+            return g
+        if self.gain != 1.0:
+            z *= 1.0 / self.gain
+        loss, g = self.output_gradient(z.swapaxes(-1, -2), self.targets, True)
+        self.loss = float(loss) if self.members is None else loss
+        return g.swapaxes(-1, -2)
+
+    def _gradient(self, theta, scale, out, checked: bool) -> None:
+        g = self._forward(theta, checked)
+        weights, inputs, last = self.weights, self.inputs, len(self.weights) - 1
+        product = self._product
         for i in range(last, -1, -1):
-            np.dot(g, inputs[i].T, out=self.grads[i])
+            product(g, inputs[i].swapaxes(-1, -2), out=self.grads[i])
             if i > 0:
                 back = self.back[i - 1]
-                np.dot(weights[i].T, g, out=back)
+                product(weights[i].swapaxes(-1, -2), g, out=back)
                 g = self.slope[i - 1]
-                np.multiply(back[:-1], g, out=g)
+                np.multiply(back[..., :-1, :], g, out=g)
         # the layers' gradients came out γ times too large (their inputs are γ·h), and
         # for the mean squared error without its factor 2/(size·γ): ``factor`` undoes both
-        self.flat_grads.take(self.scatter, out=self.gathered, mode="wrap")
+        self.flat_grads.take(self.scatter, axis=-1, out=self.gathered, mode="wrap")
         np.multiply(self.gathered, scale * self.factor, out=out)
 
     def _activate(self, z: np.ndarray, h: np.ndarray, slope: np.ndarray, checked: bool) -> None:
         """h ← act(z) and slope ← act′(z); for softplus z is a = βz, h is
         β·softplus(z) = log1p(e^a) and slope σ(a), ``checked``: masked where a passes
         the threshold."""
-        name, e = self.activation, self.scratch[: len(z)]
+        name, e = self.activation, self.scratch[..., : z.shape[-2], :]
         if name == "softplus":
             limit = self.threshold
             above = checked and float(np.maximum.reduce(z, axis=None)) > limit

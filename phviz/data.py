@@ -150,11 +150,12 @@ def _array_mse_and_gradient(outputs: np.ndarray, targets: np.ndarray, need_loss:
 def _array_cross_entropy_and_gradient(
     outputs: np.ndarray, onehot: np.ndarray, need_loss: bool = True
 ):
+    # outputs: points × classes, or members × points × classes (one loss per member)
     shifted = outputs - outputs.max(-1, keepdims=True)
     e = np.exp(shifted)
     total = e.sum(-1, keepdims=True)
-    n = len(outputs)
-    loss = -(onehot * (shifted - np.log(total))).sum() / n if need_loss else None
+    n = outputs.shape[-2]
+    loss = -(onehot * (shifted - np.log(total))).sum((-2, -1)) / n if need_loss else None
     return loss, (e / total - onehot) / n
 
 

@@ -64,7 +64,7 @@ class Spectrum:
         return ratio
 
     def regimes(self, damping, inertia=1.0, band=0.1) -> np.ndarray:
-        """Per Ritz value: 'oscillating' (ζ < 1 − band), 'near critical' (|ζ − 1| ≤ band),
+        """Per Ritz value: 'oscillating' (ζ < 1 − band), 'near critical' (ζ within band of 1),
         'creeping' (ζ > 1 + band) or 'saddle' (μ ≤ 0)."""
         if isinstance(band, bool) or not isinstance(band, (int, float)):
             raise TypeError(f"Invalid band: {band!r} (expected a number)")
@@ -107,7 +107,7 @@ def spectrum(
     values have residual bounds within 0.1 % of their size (a RuntimeWarning says when
     they have not). ``vectors`` = k keeps the unit Ritz vectors of the k smallest and the
     k largest eigenvalues of that probe, converged the same way (‖Hv − μv‖ ≤ 0.1 % of
-    |μ|); with 0 none are formed. The model is left as it was.
+    the size of μ); with 0 none are formed. The model is left as it was.
     """
     settings = _check_settings(potential_gain, weight_decay, iterations, seed, vectors)
     hvp, theta = _hessian_vector_product(model, loss_fn, inputs, targets)

@@ -103,9 +103,10 @@ def integrate_members(
     def record(k: int, theta, p, losses) -> None:
         full = losses if schedule.full else ensemble.losses_on(ds.x_train, ds.y_train, theta)
         energy = ensemble.potential(theta, losses) + ensemble.kinetic(p)
-        keep = (ensemble.alive & torch.isfinite(full) & torch.isfinite(energy)).cpu().numpy()
-        train_loss[keep, k] = full.cpu().numpy()[keep]
-        hamiltonian[keep, k] = energy.cpu().numpy()[keep]
+        full, energy = _numpy(full), _numpy(energy)
+        keep = ensemble.alive & np.isfinite(full) & np.isfinite(energy)
+        train_loss[keep, k] = full[keep]
+        hamiltonian[keep, k] = energy[keep]
 
     def sink(end) -> None:
         k = len(final)
@@ -124,10 +125,14 @@ def integrate_members(
         "t": np.array([round(k * interval, 12) for k in range(n + 1)]),
         "train_loss": train_loss,
         "hamiltonian": hamiltonian,
-        "diverged": ~ensemble.alive.cpu().numpy(),
-        "final_theta": final[-1].detach().cpu().numpy(),
+        "diverged": ~ensemble.alive,
+        "final_theta": _numpy(final[-1]),
         "step_size": np.array(h),
     }
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def sweep(

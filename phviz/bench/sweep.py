@@ -1,18 +1,8 @@
-"""Gain-map speed: an 8×8 grid of the default preset to T = 10 as one batched ensemble
-against the same 64 runs one after another, side by side in one process, 1 thread.
+"""Gain-map speed: the default preset's 8×8 map to T = 10 as one batched ensemble,
+against the same 64 runs one after another through ``Trainer`` (the same config, solver
+and step), which is what a user would otherwise do; one thread, side by side in one run.
 
-The single runs are measured two ways:
-
-1. the sweep's own code with one member at a time (``integrate_members`` on a 1×1
-   grid): the same integrator, the same single force evaluation per step, only the
-   batching differs;
-2. the engine's step in a plain loop (``conformal_symplectic_step`` with
-   ``system.potential_gradient``, two force evaluations per step, as written), the
-   per-run cost of a single run without the ensemble's reuse of the closing force;
-   timed on 16 of the 64 cells (every run takes the same number of steps) and
-   scaled to 64.
-
-``quick``: T = 1 instead of 10.
+``quick``: T = 1 instead of 10, and the single runs timed on 16 of the 64 cells.
 """
 
 from __future__ import annotations
@@ -24,9 +14,9 @@ import numpy as np
 import torch
 
 from ..config import make_config
-from ..dynamics import conformal_symplectic_step
-from ..sweep import integrate_members
+from ..sweep import integrate_members, map_solver
 from ..training import Trainer
+from . import Table
 
 DAMPING = np.geomspace(0.1, 6.4, 8)
 INERTIA = np.geomspace(0.25, 4.0, 8)
@@ -45,59 +35,58 @@ def _timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def _engine_run(config, horizon: float, damping: float, inertia: float) -> None:
-    trainer = Trainer(config)
-    system = trainer.system
-    system.set_gains(damping=damping, inertia=inertia)
-    theta, p = trainer.initial_theta.clone(), torch.zeros_like(trainer.initial_theta)
-
-    def force(x):
-        return -system.potential_gradient(x)
-
-    steps = round(horizon / config.step_size)
-    for _ in range(steps):
-        theta, p, _ = conformal_symplectic_step(theta, p, force, config.step_size, damping, inertia)
+def _trainer_run(config, horizon: float, damping: float, inertia: float) -> None:
+    values = {**config.values(), "damping": damping, "inertia": inertia}
+    Trainer(make_config(**values)).run(horizon)
 
 
-def measure(quick: bool = False) -> dict:
-    config = make_config("default", device="cpu")
+def measure(quick: bool = False, *, hand_written: bool | None = None) -> dict:
+    """Seconds for the whole map (median of 3) and for its 64 runs through ``Trainer``
+    (timed in thirds between the map's repeats; on a quarter of the cells when
+    ``quick``, scaled to 64)."""
+    base = make_config("default", device="cpu")
+    config = make_config(
+        **{**base.values(), "solver": map_solver(base), "step_size": base.step_size}
+    )
     horizon = 1.0 if quick else 10.0
     members = _members()
     integrate_members(config, {k: v[:2] for k, v in members.items()}, 0.2)  # warm up
-    batched, singles, engine = [], [], []
     pairs = list(zip(members["damping"], members["inertia"], strict=True))
-    for repeat in range(3):  # the single runs in thirds between the batched repeats
+    timed_pairs = pairs[::4] if quick else pairs
+    batched, singles = [], []
+    for repeat in range(3):
         batched.append(_timed(lambda: integrate_members(config, members, horizon)))
-        for b, m in pairs[repeat::3]:
-            one = {"damping": [b], "inertia": [m]}
-            singles.append(_timed(lambda one=one: integrate_members(config, one, horizon)))
-        for b, m in pairs[::4][repeat::3]:
-            engine.append(_timed(lambda b=b, m=m: _engine_run(config, horizon, b, m)))
-    n = len(pairs)
+        for b, m in timed_pairs[repeat::3]:
+            singles.append(_timed(lambda b=b, m=m: _trainer_run(config, horizon, b, m)))
     return {
         "horizon": horizon,
+        "solver": config.solver,
+        "step_size": config.step_size,
         "batched": statistics.median(batched),
-        "singles": sum(singles),
-        "singles_median": statistics.median(singles) * n,
-        "engine": statistics.median(engine) * n,
-        "engine_runs": len(engine),
+        "trainer": statistics.mean(singles) * len(pairs),
+        "timed": len(singles),
     }
 
 
-def report(quick: bool = False) -> None:
+def tables(quick: bool = False) -> list[Table]:
     torch.set_num_threads(1)
     r = measure(quick)
-    print(
-        f"gain map, preset default (moons, MLP 2-16-16-2 tanh, full batch), 8×8 damping × "
-        f"inertia, T = {r['horizon']:g}, h = 0.01, 1 thread:"
+    ratio = r["trainer"] / r["batched"]
+    title = (
+        f"A gain map against the same runs through Trainer: preset default (moons, MLP "
+        f"2-16-16-2 tanh, full batch), 8 × 8 damping × inertia, T = {r['horizon']:g}, "
+        f"{r['solver']} h = {r['step_size']:g}, 1 thread"
     )
-    print(f"  batched ensemble of 64: {r['batched']:.2f} s (median of 3)")
-    print(
-        f"  64 single runs, same code one member at a time: {r['singles']:.2f} s "
-        f"(64 × median {r['singles_median']:.2f} s) · ratio {r['singles'] / r['batched']:.1f}×"
-    )
-    print(
-        f"  64 single runs, engine step in a plain loop: {r['engine']:.2f} s "
-        f"(64 × median of {r['engine_runs']}) · ratio {r['engine'] / r['batched']:.1f}×"
-        " (goal ≥ 5×, 20×)"
-    )
+    return [
+        Table(
+            "sweep",
+            title,
+            ["64 runs as", "seconds", "speed-up"],
+            [
+                ["one gain map (phviz.sweep's ensemble)", r["batched"], ratio],
+                [f"Trainer(...).run() one after another ({r['timed']} timed)", r["trainer"], 1.0],
+            ],
+            "The map: median of 3. The Trainer runs: mean of the timed runs × 64, timed "
+            "between the map's repeats. Target ≥ 10×, goal 20×.",
+        )
+    ]

@@ -12,6 +12,7 @@ conformal symplectic, and stable for any B (its discrete momentum is e^{−hB/m}
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -69,6 +70,17 @@ class Force:
         self.theta = None
 
 
+class Interval(NamedTuple):
+    """Interval ``k`` of ``plan``, as ``ForceSolver.advance`` integrates it: ``steps``
+    steps of length ``h`` (``grid``'s), under ``settings``."""
+
+    plan: Plan
+    settings: Settings
+    k: int
+    steps: int
+    h: float
+
+
 class ForceSolver(Solver):
     """A fixed step h ≈ ``step_size`` (round(Δt/h) steps an interval) of ``step``."""
 
@@ -84,10 +96,31 @@ class ForceSolver(Solver):
         (None, or held over the step)."""
         raise NotImplementedError
 
+    def grid(self, plan: Plan, settings: Settings) -> tuple[int, float]:
+        """Steps per switching interval and their length h, fixed for the solve (a
+        ``SolverStop`` if they are more than ``max_steps``)."""
+        return settings.fixed_steps(plan.interval, plan.t0)
+
+    def advance(self, system, theta, p, force, prepared, interval: Interval):
+        """One switching interval from (θ, p) on the batch held: (θ, p, dissipated,
+        supplied), the last two summed over its steps. A solver that chooses its own
+        steps overrides this (and ``grid``)."""
+        plan, k, steps, h = interval.plan, interval.k, interval.steps, interval.h
+        dissipated = supplied = 0.0
+        for j in range(steps):
+            t = plan.t0 + (k * steps + j) * h
+            u = system.port_force(t, theta, p)
+            previous = theta
+            theta, p, drained = self.step(theta, p, force, h, prepared, u)
+            dissipated = dissipated + drained
+            if u is not None:  # the work of a force held over the step
+                supplied = supplied + (u * (theta - previous)).sum(-1)
+        return theta, p, dissipated, supplied
+
     def integrate(self, system, theta, p, plan: Plan, settings: Settings, sink) -> None:
-        steps, h = settings.fixed_steps(plan.interval, plan.t0)
+        steps, h = self.grid(plan, settings)
         members = getattr(system, "members", None)
-        arrays = members is None and system.takes_arrays
+        arrays = system.takes_arrays
         if arrays and isinstance(theta, torch.Tensor):
             theta, p = theta.detach().numpy().copy(), p.detach().numpy().copy()
         force = Force(system, arrays)
@@ -106,15 +139,9 @@ class ForceSolver(Solver):
                     force.forget()
                     jump = system.potential(theta, force.loss_at(theta)) - before
                 start = theta, p
-                dissipated = supplied = 0.0
-                for j in range(steps):
-                    t = plan.t0 + (k * steps + j) * h
-                    u = system.port_force(t, theta, p)
-                    previous = theta
-                    theta, p, drained = self.step(theta, p, force, h, prepared, u)
-                    dissipated = dissipated + drained
-                    if u is not None:  # the work of a force held over the step
-                        supplied = supplied + (u * (theta - previous)).sum(-1)
+                theta, p, dissipated, supplied = self.advance(
+                    system, theta, p, force, prepared, Interval(plan, settings, k, steps, h)
+                )
                 if members is not None:
                     theta, p = members.freeze_diverged(theta, p, start, force)
                 elif not math.isfinite(float(dissipated + jump)):
