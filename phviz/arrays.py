@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .data import _array_mse_and_gradient
+from .losses import array_mse_and_gradient
 
 
 class ArrayGradient:
@@ -48,7 +48,7 @@ class ArrayGradient:
         # 2/size·(z − targets): γz − γ·targets is one subtraction, and γ and 2/size join
         # the final scaling. Any other loss gets z, as points × units in Fortran order
         # (a transposed view), and targets in that order for contiguous arithmetic.
-        self.residual = output_gradient is _array_mse_and_gradient
+        self.residual = output_gradient is array_mse_and_gradient
         self.targets = np.empty((sizes[-1], n), dtype) if self.residual else None
         size = sizes[-1] * n
         self.factor = 2.0 / (size * gain * gain) if self.residual else 1.0 / gain

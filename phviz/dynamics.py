@@ -24,23 +24,11 @@ import torch
 from torch.func import functional_call
 from torch.nn.utils import parameters_to_vector
 
-from .gains import GAINS, Gain, check_gain_value, resolve_gain
+from .gains import GAINS, Gain, as_array, check_gain_value, is_zero, resolve_gain
 from .parameters import ParameterLayout
 from .routes import choose_route
 
 Port = torch.Tensor | Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None
-
-__all__ = [
-    "Energy",
-    "ParameterLayout",
-    "PortHamiltonianSystem",
-    "check_gain_value",
-    "critical_damping",
-    "damping_decay",
-    "momentum_rate",
-    "potential_energy",
-    "resolve_gain",
-]
 
 
 class Energy(NamedTuple):
@@ -57,7 +45,7 @@ def potential_energy(loss, theta, potential_gain, weight_decay):
     ``loss`` is L(θ) (one value per row); ``weight_decay`` c is a float or one value
     per scalar parameter. Without weight decay the θ term, a pass over every row, is skipped.
     """
-    if _is_zero(weight_decay):
+    if is_zero(weight_decay):
         return potential_gain * loss
     return potential_gain * loss + 0.5 * (weight_decay * theta * theta).sum(-1)
 
@@ -105,15 +93,6 @@ def critical_damping(curvature, *, inertia=1.0, potential_gain=1.0, weight_decay
     stiffness = np.maximum(potential_gain * np.asarray(curvature, dtype=float) + weight_decay, 0)
     value = 2.0 * np.sqrt(stiffness * inertia)
     return float(value) if np.ndim(value) == 0 else value
-
-
-def _as_array(gain):
-    """A gain as NumPy sees it: floats stay floats, tensors become arrays."""
-    return gain.detach().cpu().numpy() if isinstance(gain, torch.Tensor) else gain
-
-
-def _is_zero(gain) -> bool:
-    return not isinstance(gain, (np.ndarray, torch.Tensor)) and gain == 0.0
 
 
 class PortHamiltonianSystem:
@@ -195,7 +174,7 @@ class PortHamiltonianSystem:
     def gains(self, arrays: bool = False) -> dict:
         """The gains in force by name (NumPy arrays in place of tensors with ``arrays``)."""
         values = {name: getattr(self, name) for name in GAINS}
-        return {k: _as_array(v) for k, v in values.items()} if arrays else values
+        return {k: as_array(v) for k, v in values.items()} if arrays else values
 
     @property
     def port(self) -> Port:
@@ -205,7 +184,7 @@ class PortHamiltonianSystem:
     @port.setter
     def port(self, value: Port) -> None:
         self._port = value
-        self._array_port = None if value is None or callable(value) else _as_array(value)
+        self._array_port = None if value is None or callable(value) else as_array(value)
         self._array_field = None
 
     def port_force(self, t, theta, p):
@@ -269,7 +248,7 @@ class PortHamiltonianSystem:
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """L(θ) on the current batch."""
-        self._check_batch()
+        self.check_batch()
         return self.loss_fn(self.forward(theta, self.inputs), self.targets)
 
     def potential(self, theta, loss=None):
@@ -277,12 +256,12 @@ class PortHamiltonianSystem:
         loss = self.loss(theta) if loss is None else loss
         decay = self.weight_decay
         if isinstance(theta, np.ndarray):
-            decay = _as_array(decay)
+            decay = as_array(decay)
         return potential_energy(loss, theta, self.potential_gain, decay)
 
     def loss_and_gradient(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L(θ) on the current batch and ∂H/∂θ = a∇L(θ) + cθ, from one backward pass."""
-        self._check_batch()
+        self.check_batch()
         loss, grad = self.route.loss_and_gradient(theta)
         return loss, self.potential_gain * grad + self.weight_decay * theta
 
@@ -298,18 +277,18 @@ class PortHamiltonianSystem:
 
     def array_force(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """``force`` for NumPy θ on the CPU (``takes_arrays``): L(θ) and a new array."""
-        self._check_batch()
+        self.check_batch()
         self.nfe += 1
         out = np.empty_like(theta)
         loss = self.route.gradient_into(theta, -self.potential_gain, out)
-        if not _is_zero(self.weight_decay):
-            out -= _as_array(self.weight_decay) * theta
+        if not is_zero(self.weight_decay):
+            out -= as_array(self.weight_decay) * theta
         return loss, out
 
     def velocity(self, p):
         """∂H/∂p = M⁻¹p."""
         if isinstance(p, np.ndarray):
-            return _as_array(self.inverse_inertia) * p
+            return as_array(self.inverse_inertia) * p
         return self.inverse_inertia * p
 
     def __call__(self, t, xi: torch.Tensor) -> torch.Tensor:
@@ -326,20 +305,21 @@ class PortHamiltonianSystem:
         # call on a vector this size costs a fraction of a torch one
         return self.takes_arrays and not y.requires_grad and y.device.type == "cpu"
 
-    def _check_batch(self) -> None:
+    def check_batch(self) -> None:
+        """A ``RuntimeError`` when no batch is held yet."""
         if self.inputs is None:
             raise RuntimeError("No batch: call set_batch(inputs, targets) first")
 
     def _rates_into(self, t, y: torch.Tensor, out: torch.Tensor):
         """θ̇ = M⁻¹p into ``out[:n]`` and ṗ into ``out[n:2n]``, from y = [θ; p; …].
         Returns (v, u), u None without a port."""
-        self._check_batch()
+        self.check_batch()
         n = self.dim
         theta, p, velocity, rate = y[:n], y[n : 2 * n], out[:n], out[n : 2 * n]
         _, grad = self.route.loss_and_gradient(theta, need_loss=False)
         torch.mul(p, self.inverse_inertia, out=velocity)
         torch.mul(grad, self.potential_gain, out=rate)
-        if not _is_zero(self.weight_decay):
+        if not is_zero(self.weight_decay):
             rate.add_(theta * self.weight_decay)
         u = self.port_force(t, theta, p)
         momentum_rate(rate, velocity, self.damping, u, out=rate)
@@ -405,48 +385,7 @@ class PortHamiltonianSystem:
         """``ledger_field`` on NumPy arrays on the CPU: ``field(t, y, out)`` writes ẏ
         (of [θ; p], or of [θ; p; D; S] with the ledger's rates)."""
         if self._array_field is None:
-            self._array_field = self._make_array_field()
+            from .fields import array_field
+
+            self._array_field = array_field(self)
         return self._array_field
-
-    def _make_array_field(self):
-        n = self.dim
-        gains = self.gains(arrays=True)
-        a, c, damping = gains["potential_gain"], gains["weight_decay"], gains["damping"]
-        inverse = _as_array(self.inverse_inertia)
-        scratch = np.empty(n, dtype=self._like.cpu().numpy().dtype)
-
-        def field(t, y: np.ndarray, out: np.ndarray) -> None:
-            self._check_batch()
-            self.nfe += 1
-            theta, p, velocity, rate = y[:n], y[n : 2 * n], out[:n], out[n : 2 * n]
-            self.route.gradient_into(theta, a, rate)
-            if not _is_zero(c):
-                np.multiply(theta, c, out=scratch)
-                rate += scratch
-            np.multiply(p, inverse, out=velocity)
-            u = self.port_force(t, theta, p)
-            momentum_rate(rate, velocity, damping, u, out=rate)
-            if len(out) > 2 * n:
-                np.multiply(velocity, damping, out=scratch)
-                out[2 * n] = np.dot(scratch, velocity)
-                out[2 * n + 1] = 0.0 if u is None else np.dot(velocity, u)
-
-        return field
-
-    def critical_damping(
-        self, curvature: float, inertia: float = 1.0, weight_decay: float | None = None
-    ) -> float:
-        """B = 2√((a·λ + c)·m): the damping that neither oscillates nor creeps for one mode.
-
-        ``curvature`` is λ, an eigenvalue of ∇²L; the weight decay c adds to the mode's
-        stiffness (``weight_decay``: c, default the system's own when it is a number).
-        """
-        if weight_decay is None:
-            c = self.weight_decay
-            weight_decay = c if not isinstance(c, torch.Tensor) else float(c.max())
-        return critical_damping(
-            curvature,
-            inertia=inertia,
-            potential_gain=self.potential_gain,
-            weight_decay=weight_decay,
-        )

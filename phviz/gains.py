@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import param
 import torch
 
@@ -88,3 +89,12 @@ class GainParameter(param.Number):
         if value is None and allow_None:
             return
         check_gain_value(self.gain, value)
+
+
+def as_array(gain):
+    """A gain as NumPy sees it: floats stay floats, tensors become arrays."""
+    return gain.detach().cpu().numpy() if isinstance(gain, torch.Tensor) else gain
+
+
+def is_zero(gain) -> bool:
+    return not isinstance(gain, (np.ndarray, torch.Tensor)) and gain == 0.0

@@ -9,6 +9,7 @@ from torchdiffeq import odeint
 
 from phviz import PortHamiltonianSystem
 from phviz.data import make_dataset
+from phviz.dynamics import critical_damping
 from phviz.models import build_model
 
 torch.set_num_threads(1)
@@ -70,9 +71,10 @@ def test_linear_case_matches_matrix_exponential(regime):
 
 
 def test_critical_damping_helper_matches_formula():
-    model, x, y = linear_problem()
-    system = PortHamiltonianSystem(model, torch.nn.functional.mse_loss, potential_gain=2.0)
-    assert system.critical_damping(3.0, inertia=0.5) == pytest.approx(2 * math.sqrt(3.0))
+    # B = 2√((a·λ + c)·m)
+    assert critical_damping(3.0, inertia=0.5, potential_gain=2.0) == pytest.approx(
+        2 * math.sqrt(3.0)
+    )
 
 
 def moons_system(dtype=torch.float64, **gains):
@@ -190,7 +192,7 @@ def test_every_route_gives_the_same_gradient():
 
 def test_the_hand_written_gradient_of_an_ensemble_is_each_members_own():
     """Rows of θ (members) through batched matrix products: each row's L and ∇L."""
-    from phviz.data import loss_function
+    from phviz.losses import loss_function
     from phviz.routes import HandWritten
 
     g = torch.Generator().manual_seed(6)
@@ -218,7 +220,7 @@ def mse(outputs, targets):
 def array_gradient(model, x, targets, loss):
     """phviz's NumPy gradient of ``model`` holding the batch (x, targets)."""
     from phviz.arrays import ArrayGradient
-    from phviz.data import loss_function
+    from phviz.losses import loss_function
 
     prepare, output_gradient = loss_function(loss).array_form
     gradient = ArrayGradient(model, len(x), x.numpy().dtype, output_gradient)
@@ -230,7 +232,7 @@ def array_gradient(model, x, targets, loss):
 @pytest.mark.parametrize("loss", ["mse", "mse_onehot", "cross_entropy"])
 def test_mlp_hand_written_gradient_equals_autograd(activation, loss):
     """phviz's MLP and losses take ∇L without autograd: the same numbers as autograd's."""
-    from phviz.data import loss_function
+    from phviz.losses import loss_function
 
     g = torch.Generator().manual_seed(3)
     model = build_model(2, 3, hidden="5,4", activation=activation, dtype=torch.float64)
@@ -258,7 +260,7 @@ def test_mlp_hand_written_gradient_equals_autograd(activation, loss):
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 def test_linear_model_kept_gradient_equals_autograd(loss):
     """No hidden layer: [W | b] alone acts on the inputs and their row of ones."""
-    from phviz.data import loss_function
+    from phviz.losses import loss_function
 
     g = torch.Generator().manual_seed(4)
     model = build_model(2, 3, architecture="linear", dtype=torch.float64)
@@ -280,7 +282,7 @@ def test_linear_model_kept_gradient_equals_autograd(loss):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_softplus_past_its_threshold_in_numpy_is_torchs(dtype):
     """Where βz > 20 torch's softplus is z itself, its slope 1: the NumPy gradient too."""
-    from phviz.data import loss_function
+    from phviz.losses import loss_function
 
     g = torch.Generator().manual_seed(5)
     model = build_model(2, 2, hidden="6", activation="softplus", softplus_beta=10.0, dtype=dtype)
@@ -416,10 +418,10 @@ def test_a_mapping_leaves_unnamed_layers_at_the_runs_scalar_gain():
 
 
 def test_critical_damping_counts_weight_decay():
-    system = moons_system(potential_gain=2.0, weight_decay=0.3)
-    # B = 2√((a·λ + c)·m)
-    assert system.critical_damping(1.5, inertia=0.5) == pytest.approx(2 * math.sqrt(3.3 * 0.5))
-    assert system.critical_damping(1.5, 0.5, weight_decay=0.0) == pytest.approx(2 * math.sqrt(1.5))
+    gains = dict(inertia=0.5, potential_gain=2.0)
+    assert critical_damping(1.5, weight_decay=0.3, **gains) == pytest.approx(2 * math.sqrt(1.65))
+    assert critical_damping(1.5, **gains) == pytest.approx(2 * math.sqrt(1.5))
+    assert critical_damping(-1.0, **gains) == 0.0  # a saddle direction never oscillates
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import torch
 
 from phviz import Trainer, make_config
 from phviz.data import BLOB_COVARIANCE, BLOB_MEANS, DUFFING, duffing_field, duffing_trajectory
+from phviz.dynamics import critical_damping
 from phviz.experiments import (
     DEFAULT_DECAYS,
     PAPER_LINEAR_CODE,
@@ -18,13 +19,13 @@ from phviz.experiments import (
     from_paper_gains,
     learned_field,
     linear_boundary,
-    linear_boundary_figure,
     reconstruction_error_map,
     reproduce,
     ridge_solution,
     rollout,
     weight_decay_sweep,
 )
+from phviz.paperfigures import linear_boundary_figure
 
 torch.set_num_threads(1)
 
@@ -69,7 +70,7 @@ def test_paper_blobs_model_and_gains(blobs_trainer):
     # B = 0.3 is near critical (2√(a·λ·M)) for the flattest direction of the loss
     x = torch.cat([blobs_trainer.dataset.x_train, torch.ones(1500, 1)], 1).double()
     flattest = float(torch.linalg.eigvalsh(x.T @ x / 1500)[0])
-    critical = blobs_trainer.system.critical_damping(flattest, cfg.inertia)
+    critical = critical_damping(flattest, inertia=cfg.inertia, potential_gain=cfg.potential_gain)
     assert 0.2 < critical < cfg.damping < 2 * critical
 
 

@@ -7,19 +7,18 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import make_small_config as small_config
 from waiting import wait_for
 
-from phviz import make_config
 from phviz.budget import Budget
-from phviz.compare import ghost_run, ghost_settings
-from phviz.dynamics import PortHamiltonianSystem
+from phviz.ghosts import ghost_run, ghost_settings
 from phviz.optim import PortHamiltonianSGD
 from phviz.scheduler import Scheduler
 from phviz.training import Trainer
 from phviz.views import Explorer
 from phviz.views.gainmap import GainMap
 from phviz.views.gainview import gain_values
-from phviz.views.worker import Stiffness, curvature_modes, damping_note
+from phviz.views.pictures import Stiffness, curvature_modes, damping_note
 
 
 @pytest.fixture
@@ -27,10 +26,6 @@ def pool():
     scheduler = Scheduler(workers=1)
     yield scheduler
     scheduler.close()
-
-
-def small_config(**overrides):
-    return make_config("default", hidden="8", n_samples=120, **overrides)
 
 
 # ------------------------------------------------------------------ run_once
@@ -104,7 +99,7 @@ def test_a_picked_cell_sets_the_gains_restarts_the_run_and_leaves_its_ghost():
     explorer = Explorer(small_config(horizon=0.0), live=False)
     try:
         session = explorer.session
-        assert wait_for(lambda: session.trainer is not None)
+        assert wait_for(lambda: session.poll() and session.run is not None)
         explorer.gains.map.size = 3
         explorer.gains.map.horizon = 0.3
         explorer.gains.map.start()
@@ -120,10 +115,10 @@ def test_a_picked_cell_sets_the_gains_restarts_the_run_and_leaves_its_ghost():
         explorer.update_view(force=True)  # the next tick applies it
         assert explorer.settings.damping == 4.0 and explorer.settings.inertia == 0.1
         assert explorer.controls.widgets["damping"].value == 4.0
-        assert session.playing and explorer.controls.run_button.name == "Pause"
+        assert session.playing and explorer.buttons.label == "Pause"
         # back to t = 0 with the new gains from the start
         assert wait_for(lambda: (explorer.update_view(force=True), session.status())[1]["t"] < 0.5)
-        assert wait_for(lambda: float(session.trainer.system.damping) == 4.0)
+        assert wait_for(lambda: session.ask(lambda trainer: float(trainer.system.damping)) == 4.0)
         ghost = explorer.gains.sources["cell"].data
         expected = result.hamiltonian.sel(damping=4.0, inertia=0.1)
         np.testing.assert_allclose(ghost["y"], expected.values)
@@ -220,16 +215,8 @@ def test_no_sgd_ghost_where_the_momentum_would_be_negative():
 
 
 # ------------------------------------------------------------------ the damping note
-def quadratic_system(inputs, **gains):
-    """L(w) = mean((x·w)²): Hessian 2·mean(x xᵀ) whatever w is."""
-    model = torch.nn.Linear(inputs.shape[1], 1, bias=False).double()
-    system = PortHamiltonianSystem(model, lambda out, target: ((out - target) ** 2).mean(), **gains)
-    system.set_batch(inputs, torch.zeros(len(inputs), 1, dtype=torch.float64))
-    return system
-
-
-def test_the_note_names_the_stiffest_and_the_flattest_mode():
-    # Hessian diag(1, 9): λ_min = 1, λ_max = 9
+def test_the_note_names_the_stiffest_and_the_flattest_mode(quadratic_system):
+    # Hessian 2·mean(x xᵀ) = diag(1, 9): λ_min = 1, λ_max = 9
     inputs = torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
     system = quadratic_system(inputs, potential_gain=2.0, inertia=0.5, weight_decay=0.3)
     modes = curvature_modes(system, system.initial_state()[: system.dim])

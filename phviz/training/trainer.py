@@ -11,19 +11,20 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..config import TrainingConfig
-from ..data import Dataset, accuracy
+from ..data import Dataset
+from ..losses import accuracy
 from ..solvers import Plan, Settings, SolverStop, get_solver
 from .batches import BatchSchedule
 from .failures import failure
 from .records import Record, TrainingError
 from .run import build_run
+from .sink import IntervalSink
 
 # Settings a running trainer takes at its next interval (``Trainer.configure``).
 LIVE_SETTINGS = (
@@ -235,7 +236,7 @@ class Trainer:
         batches = None if self.full_batch else self.batches
         plan = Plan(self.t, cfg.switching_interval, n, batches, self.interval > 0, progress)
         plan.loss = self._loss_now
-        ends = _Ends(self, plan, record_every)
+        ends = IntervalSink(self, plan, record_every)
         theta, p = system.split(self.xi)
         try:
             get_solver(cfg.solver).integrate(system, theta, p, plan, Settings.of(cfg), ends)
@@ -254,7 +255,7 @@ class Trainer:
         n = max(0, round((horizon - self.t) / self.config.switching_interval))
         return self.advance(n, progress, record_every=record_every)
 
-    def _stopped(self, ends: _Ends, err: TrainingError) -> TrainingError:
+    def _stopped(self, ends: IntervalSink, err: TrainingError) -> TrainingError:
         """The run at its last good interval, ``err`` carrying the records before it."""
         try:
             err.records = ends.records(failed=True)
@@ -351,95 +352,6 @@ class Trainer:
             if key in final:
                 out[key] = final[key]
         return out
-
-
-class _Ends:
-    """The sink a Trainer gives its solver: it keeps the interval ends that will have a
-    record (and the latest, for a failure), and makes the records once the solve is
-    over, spreading its cost in seconds and evaluations evenly over the intervals."""
-
-    def __init__(self, trainer: Trainer, plan: Plan, record_every: int):
-        self.trainer, self.plan, self.every = trainer, plan, record_every
-        self.eval_every = trainer.config.eval_every
-        self.first = trainer.interval  # intervals done before
-        self.started, self.nfe = time.perf_counter(), trainer.system.nfe
-        self.base = (trainer.dissipated, trainer.supplied, trainer.switch_jumps, trainer.wall)
-        self.kept: list = []
-        self.latest = None
-        self.sums = (0.0, 0.0, 0.0)  # dissipated, supplied and jumps since the call began
-        self.count = 0
-
-    def __call__(self, end) -> None:
-        k, self.count = self.count, self.count + 1
-        # summed interval by interval, in this order, however a run is cut into calls
-        self.sums = tuple(
-            total + float(part)
-            for total, part in zip(self.sums, (end.dissipated, end.supplied, end.jump), strict=True)
-        )
-        interval = self.first + k + 1
-        state = (k, end, self.sums, self.trainer.batches.snapshot(), self.plan.switches(k))
-        self.latest = state
-        if k == self.plan.n - 1 or interval % self.every == 0 or interval % self.eval_every == 0:
-            self.kept.append(state)
-
-    def records(self, failed: bool = False) -> list[Record]:
-        """The records kept (after a failure, the latest good interval's too). A state
-        whose energy overflows raises its ``TrainingError``, with the records before it."""
-        if (
-            failed
-            and self.latest is not None
-            and (not self.kept or self.kept[-1] is not self.latest)
-        ):
-            self.kept.append(self.latest)
-        elapsed = time.perf_counter() - self.started
-        spent = self.trainer.system.nfe - self.nfe
-        done = max(1, self.count)
-        made: list[Record] = []
-        for state in self.kept:
-            try:
-                made.append(self._commit(state, elapsed, spent, done))
-            except TrainingError as err:
-                err.records = made
-                raise
-        return made
-
-    def _commit(self, state, elapsed: float, spent: int, done: int) -> Record:
-        """Make an interval end the trainer's state, and its record; a state whose energy
-        overflows is not taken."""
-        k, end, sums, batch_state, switched = state
-        tr, system = self.trainer, self.trainer.system
-        theta, p = _tensor(end.theta, tr.xi), _tensor(end.p, tr.xi)
-        xi = torch.cat([theta, p])
-        loss = end.loss
-        if loss is not None and not isinstance(loss, torch.Tensor):
-            loss = torch.tensor(float(loss), dtype=xi.dtype)
-        if loss is None:  # full batch by an ODE solver: the batch held is the interval's
-            with torch.no_grad():
-                loss = system.loss(theta)
-        energy = system.energy(xi, loss)
-        if not math.isfinite(float(energy.total)):  # a finite state whose energy overflows
-            raise tr._failure("nonfinite", self.plan.end(k))
-        dissipated, supplied, switch_jumps, wall = self.base
-        tr.xi, tr._loss_now = xi, loss
-        tr.dissipated = dissipated + sums[0]
-        tr.supplied = supplied + sums[1]
-        tr.switch_jumps = switch_jumps + sums[2]
-        tr.interval = self.first + k + 1
-        tr.t = self.plan.end(k)
-        tr.wall = wall + elapsed * (k + 1) / done
-        system.nfe = self.nfe + round(spent * (k + 1) / done)
-        tr.batches.restore(batch_state)
-        evaluate = tr.interval % tr.config.eval_every == 0
-        tr.last = tr._record(switched=switched, evaluate=evaluate, energy=energy, batch_loss=loss)
-        tr._h_now = tr.last.hamiltonian
-        return tr.last
-
-
-def _tensor(x, like: torch.Tensor) -> torch.Tensor:
-    """A solver's θ or p as a tensor like the trainer's state (a copy, never a view)."""
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x.copy()).to(like)
-    return x.detach().clone().to(like)
 
 
 def _is_number(value) -> bool:

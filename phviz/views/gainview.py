@@ -1,6 +1,6 @@
 """The explorer's gain map tab, and the ghost curves it leaves on the energy plot.
 
-``GainView`` belongs to one ``Explorer``. Its map (a ``GainMap``) is computed around
+``GainView`` belongs to one explorer session. Its map (a ``GainMap``) is computed around
 the current gains for the data the run trains on (the user's own included) and the
 current model, on the process's worker pool
 (``Scheduler.run_once``), within the server's per-session budget, and is cancelled
@@ -22,7 +22,7 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource
 
-from ..compare import GHOST_METHODS, ghost_run
+from ..ghosts import GHOST_METHODS, ghost_run
 from ..config import make_config
 from .gainmap import GainMap
 from .live import DATA_SETTINGS, REBUILD
@@ -63,7 +63,7 @@ class ExplorerGainMap(GainMap):
             self.param.size, name="cells", width=110, css_classes=["phviz-map-size"]
         )
         horizon = pn.widgets.Select(
-            name="horizon",
+            label="horizon",
             options=HORIZONS,
             value=self.horizon,
             width=110,
@@ -86,13 +86,15 @@ class ExplorerGainMap(GainMap):
 
 
 class GainView:
-    """The gain map tab and the energy plot's ghosts of one explorer."""
+    """The gain map tab and the energy plot's ghosts of one session: its ``settings``
+    (what the sidebar shows) and its ``LiveSession``; the ghosts go on
+    ``energy_figure``."""
 
-    def __init__(self, explorer, energy_figure):
-        self.explorer = explorer
-        session = explorer.session
+    def __init__(self, session, settings, energy_figure):
+        self.session = session
+        self.settings = settings
         self.map = ExplorerGainMap(
-            explorer.settings,
+            settings,
             on_pick=self.pick,
             runner=session.scheduler.run_once,
             budget=session.budget,
@@ -125,7 +127,7 @@ class GainView:
                         item.visible = False
                         self._items[key] = item
         self.optimizers = pn.widgets.Checkbox(
-            name="Ghosts of SGD + momentum and Adam", value=False, css_classes=["phviz-ghosts"]
+            label="Ghosts of SGD + momentum and Adam", value=False, css_classes=["phviz-ghosts"]
         )
         self.mapping = pn.pane.HTML(
             "", sizing_mode="stretch_width", styles={"font-size": "14px"}, margin=(0, 10)
@@ -135,19 +137,19 @@ class GainView:
         self._wanted = None  # the key of the ghosts asked for last
         self._cancelled = threading.Event()
         self._data = session.data  # the user's own data the map was made for, if any
-        explorer.settings.param.watch(self._on_rebuild, list(REBUILD))
+        settings.param.watch(self._on_rebuild, list(REBUILD))
 
     # ------------------------------------------------------------ the gain map
     def _parameters(self) -> int:
-        trainer = self.explorer.session.trainer
-        return trainer.system.dim if trainer is not None else 0
+        run = self.session.run
+        return run.dim if run is not None else 0
 
     def _on_rebuild(self, *events) -> None:
         """Data or model changed: a map in flight, or drawn, is of another problem. The
         map is cancelled now; the page changes at the next tick (a widget's callback
         may hold no document lock). The generated data set's settings change nothing
         while the run trains on the user's own data."""
-        if self.explorer.session.data is not None and events:
+        if self.session.data is not None and events:
             if all(e.name in DATA_SETTINGS for e in events):
                 return
         if self.map.running:
@@ -169,8 +171,8 @@ class GainView:
     def _apply_pick(self, gains: dict) -> None:
         """The sidebar takes the cell's gains, the run restarts and plays, and the
         cell's H(t) from the map is drawn as a ghost."""
-        explorer, session = self.explorer, self.explorer.session
-        explorer.settings.param.update(**gains)  # the widgets follow; the trainer too
+        session = self.session
+        self.settings.param.update(**gains)  # the widgets follow; the trainer too
         self.picked = dict(gains)
         result = self.map.result
         if result is not None:
@@ -186,16 +188,16 @@ class GainView:
         """On the server's thread, every tick: the map's news, and the optimizer
         ghosts asked for, or drawn once the pool has made them."""
         self.map.sync()
-        if self.explorer.session.data is not self._data:  # own data, or back from it
-            self._data = self.explorer.session.data
+        session = self.session
+        if session.data is not self._data:  # own data, or back from it
+            self._data = session.data
             self._on_rebuild()
         if self._stale:
             self._forget_map()
         picked, self._picked_now = self._picked_now, None
         if picked is not None:
             self._apply_pick(picked)
-        session = self.explorer.session
-        if not self.optimizers.value or session.trainer is None:
+        if not self.optimizers.value or session.run is None:
             if self._wanted is not None:
                 self._cancelled.set()
                 self._wanted = None
@@ -212,21 +214,20 @@ class GainView:
             self._draw(ready[1])
 
     def _key(self) -> tuple:
-        s = self.explorer.settings
+        s = self.settings
         gains = (s.damping, s.inertia, s.potential_gain, s.weight_decay, s.step_size, s.horizon)
-        return (id(self.explorer.session.trainer), *gains)
+        return (self.session.run.build, *gains)
 
     def _launch(self, key: tuple) -> None:
         self._cancelled.set()
         cancelled = self._cancelled = threading.Event()
         self._wanted = key
-        config = make_config(**self.explorer.settings.values())
+        config = make_config(**self.settings.values())
         horizon = config.horizon if config.horizon > 0 else GHOST_HORIZON
-        session = self.explorer.session
+        session = self.session
         self.mapping.object = "ghosts: computing…"
 
-        def snapshot() -> None:  # in the session's slice: the trainer is its own
-            trainer = session.trainer
+        def snapshot(trainer) -> None:  # in the session's slice: the trainer is its own
             model = copy.deepcopy(trainer.model)
             theta0 = trainer.initial_theta.detach().clone()
             ds = trainer.dataset
@@ -234,7 +235,7 @@ class GainView:
                 lambda: self._compute(key, model, theta0, ds, config, horizon, cancelled)
             )
 
-        session.request(snapshot)
+        session.with_trainer(snapshot)
 
     def _compute(self, key, model, theta0, ds, config, horizon, cancelled) -> None:
         out = {}
