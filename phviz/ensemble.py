@@ -17,14 +17,14 @@ from torch.func import vmap
 
 from .arrays import ArrayGradient
 from .gains import GAINS
-from .routes import HandWritten
+from .routes import HandWritten, hand_writable
 
 
 class Ensemble:
     """The members of ``trainer``'s run with gains ``gains`` (name → one value per
     member; the others are the run's own), in the interface the solvers integrate.
     ``hand_written``: whether phviz's MLP takes its written-out backward pass (default:
-    whenever the run's route does), else autograd under ``vmap``.
+    whenever it has one), else autograd under ``vmap``.
 
     A member whose state becomes NaN or infinite is frozen at its last good state
     (``freeze_diverged``) and flagged in ``alive``; the others go on untouched.
@@ -36,7 +36,7 @@ class Ensemble:
         self.count = count = len(next(iter(gains.values())))
         like = self._like_tensor = trainer.initial_theta
         if hand_written is None:
-            hand_written = isinstance(system.route, HandWritten)
+            hand_written = hand_writable(system.model, system.loss_fn)
         self.hand_written = bool(hand_written)
         loss_fn = system.loss_fn
         self.takes_arrays = (

@@ -85,9 +85,10 @@ class HandWritten(Route):
         return float(loss)
 
 
-class Arrays(HandWritten):
-    """phviz's small MLPs on the CPU: the written-out backward pass in NumPy, buffers
-    kept (``ArrayGradient``) for the batch held."""
+class Arrays(Autograd):
+    """phviz's MLPs on the CPU: the written-out backward pass in NumPy, buffers kept
+    (``ArrayGradient``) for the batch held; autograd for a batch too large for it and
+    for tensors."""
 
     def __init__(self, model, loss_fn, layout: ParameterLayout):
         super().__init__(model, loss_fn, layout)
@@ -126,16 +127,22 @@ class Arrays(HandWritten):
         return self.gradient.loss
 
 
-def choose_route(model: torch.nn.Module, loss_fn, layout: ParameterLayout):
-    """The cheapest route for ``model`` and ``loss_fn``: for phviz's MLPs with a phviz
-    loss their written-out backward pass (in NumPy on the CPU, for small batches),
-    autograd for any other module or loss."""
-    hand_written = (
+def hand_writable(model: torch.nn.Module, loss_fn) -> bool:
+    """Whether ``model`` and ``loss_fn`` have their backward pass written out: phviz's
+    MLPs with a phviz loss, every parameter trained."""
+    return (
         callable(getattr(model, "functional_loss_and_gradient", None))
         and hasattr(loss_fn, "with_output_gradient")
         and all(p.requires_grad for p in model.parameters())
     )
-    if not hand_written:
+
+
+def choose_route(model: torch.nn.Module, loss_fn, layout: ParameterLayout):
+    """The cheapest route for ``model`` and ``loss_fn``: for phviz's MLPs with a phviz
+    loss their written-out backward pass (NumPy on the CPU, torch on a GPU), autograd
+    for any other module or loss, and for an MLP's batches too large for NumPy (where
+    the written-out pass in torch gains nothing on the CPU)."""
+    if not hand_writable(model, loss_fn):
         return Autograd(model, loss_fn, layout)
     cpu = next(model.parameters()).device.type == "cpu"
     if cpu and hasattr(loss_fn, "array_form"):
