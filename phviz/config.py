@@ -264,12 +264,11 @@ PRESETS: dict[str, dict] = {
     # As the authors' code: b = 1 (M = 0.5) and initial momenta uniform in [0, 1).
     # Changed from it: one adaptive solve (dopri5, rtol 1e-4) instead of a scipy solver
     # restarted every 0.01 of time; the initial weights are PyTorch's seeded defaults.
-    # The outcome depends on the draw of p(0): at T = 100, seed 1 ends at MSE 7.3e-4 and
-    # seed 0 at 1.6e-2 (the paper's code: 8.0e-3). With p(0) ~ U[0, 1) the kinetic energy
-    # starts at ~21, ten times the loss. After the first tens of time units the step is
-    # held by stability, not accuracy: rtol 1e-3 to 1e-5 all take 3,300 to 3,500
-    # evaluations by the integral rule, a quarter of its steps rejected. The stabilized
-    # control takes 2,654 at rtol 1e-4, and its ledger stays within 3e-5·H(0).
+    # The outcome depends on the draw of p(0): with p(0) ~ U[0, 1) the kinetic energy
+    # starts at about ten times the loss (the documentation's paper page gives the final
+    # losses of both seeds). After the first tens of time units the step is held by
+    # stability, not accuracy, so the preset takes the stabilized step control, which
+    # rejects far fewer steps there (``python -m phviz.bench core`` compares the two).
     "paper-duffing": dict(
         dataset="duffing",
         train_fraction=1.0,

@@ -17,9 +17,8 @@ One thing torchdiffeq's lacks is offered besides: Hairer and Wanner's stabilized
 ("PI") step-size control (Solving ODEs II, IV.2; their DOPRI5 code's parameter
 beta). Where the step is limited by stability rather than accuracy, as in training
 that has found a valley, the integral rule's steps overshoot, get rejected and shrink
-in turn; the previous step's error in the rule damps that cycle. On the paper's
-Duffing run it rejects 7 steps of 442 against 145 of 552, for 2,654 evaluations
-against 3,314 at the same tolerances.
+in turn; the previous step's error in the rule damps that cycle, and far fewer steps
+are rejected (``python -m phviz.bench core`` counts the paper's Duffing run both ways).
 """
 
 from __future__ import annotations
@@ -62,8 +61,8 @@ MIDDLE = (
 ORDER = 5
 SAFETY, GROWTH, SHRINK = 0.9, 10.0, 0.2
 # β of the stabilized control: their code allows up to 0.1 and defaults to 0.04; 0.08
-# damps the cycle on the runs measured here (0.04 halved the Duffing run's rejections,
-# 0.08 removed them nearly all). Above about 0.11, errors that stay at the floor of
+# damps the cycle where 0.04 only halves it (on the paper's Duffing run, 0.08 leaves
+# nearly no rejected step). Above about 0.11, errors that stay at the floor of
 # 10⁻⁴ while the step shrinks (rounding) would shrink it for ever: each factor is then
 # 0.9·(10⁻⁴)^(7β/4 − 1/5), below 1 once β passes 0.108.
 STABILIZATION = 0.08
