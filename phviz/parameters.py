@@ -35,7 +35,7 @@ class ParameterLayout:
         axis of members (rows of θ) stays in front."""
         lead = theta.shape[:-1]
         return [
-            t.view(*lead, *s)
+            t.view((*lead, *s))
             for t, s in zip(theta.split(self.numels, dim=-1), self.shapes, strict=True)
         ]
 
