@@ -27,6 +27,7 @@ from .dynamics import ParameterLayout, check_gain_value
 PROBES = 3  # random probes pooled into the density
 ITERATIONS = 40  # Lanczos steps per probe: the nodes of each probe's Gauss rule
 TOLERANCE = 1e-3  # relative error allowed in the extremes (and the extreme Ritz vectors)
+MODES = ("stiffest", "flattest", "median")  # the modes ``Spectrum.mode`` names
 EXTENSION = 4  # the extremes' probe runs at most EXTENSION × ``iterations`` steps
 CHUNK = 10  # steps between two convergence checks of the extremes
 
@@ -62,6 +63,30 @@ class Spectrum:
         stiff = self.eigenvalues > 0
         ratio[stiff] = damping / (2.0 * np.sqrt(self.eigenvalues[stiff] * inertia))
         return ratio
+
+    def mode(self, which: str) -> float:
+        """The curvature μ of the ``which`` mode: "stiffest" (the largest μ), "flattest"
+        (the smallest μ > 0: saddles cannot ring) or "median" (of the modes with μ > 0,
+        by their weight); NaN when no mode has μ > 0."""
+        stiff = self.eigenvalues > 0
+        if which not in MODES:
+            raise ValueError(f"Invalid mode: {which!r} (choose one of {', '.join(MODES)})")
+        if not stiff.any():
+            return math.nan
+        if which == "stiffest":
+            return float(self.extremes[1])
+        if which == "flattest":
+            positive = self.extremes[0] if self.extremes[0] > 0 else math.inf
+            return float(min(positive, self.eigenvalues[stiff].min()))
+        values, weights = self.eigenvalues[stiff], self.weights[stiff]
+        half = np.searchsorted(np.cumsum(weights), 0.5 * weights.sum())
+        return float(values[min(half, len(values) - 1)])
+
+    def critical_damping(self, which: str, inertia=1.0) -> float:
+        """B = 2√(μ·m) that makes the ``which`` mode (see ``mode``) critically damped:
+        the damping an autopilot sets. μ is already the potential's curvature a·λ + c."""
+        _, inertia = _scalar_gains(0.0, inertia)
+        return 2.0 * math.sqrt(self.mode(which) * inertia)
 
     def regimes(self, damping, inertia=1.0, band=0.1) -> np.ndarray:
         """Per Ritz value: 'oscillating' (ζ < 1 − band), 'near critical' (ζ within band of 1),

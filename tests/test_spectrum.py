@@ -321,3 +321,25 @@ def test_on_the_models_device_as_on_the_cpu(tiny_mlp):
     assert on_gpu.vectors.device.type == "cuda"
     blocks = layer_spectra(copy.deepcopy(model).cuda(), loss_fn, inputs.cuda(), targets.cuda())
     assert blocks["0"].extremes == pytest.approx(layer_spectra(*tiny_mlp)["0"].extremes)
+
+
+def test_the_autopilots_modes_and_their_critical_damping():
+    """Hessian diag(−1, 1, 4, 9, 16) of a quadratic: the stiffest mode is 16, the
+    flattest that can ring 1 (−1 is a saddle), the median of the ringing modes 4 or 9."""
+    values = torch.tensor([-1.0, 1.0, 4.0, 9.0, 16.0], dtype=torch.float64)
+    model = torch.nn.Linear(5, 1, bias=False).double()
+    inputs = torch.diag(values.abs().sqrt() * math.sqrt(5 / 2))
+    signs = values.sign()
+
+    def loss(outputs, targets):  # ½·Σ sign·(x·w)² over the rows: Hessian diag(values)
+        return (signs[:, None] * outputs**2).sum() * (2 / 5) / 2
+
+    found = spectrum(model, loss, inputs, torch.zeros(5, 1, dtype=torch.float64), iterations=5)
+    assert found.mode("stiffest") == pytest.approx(16.0)
+    assert found.mode("flattest") == pytest.approx(1.0)
+    assert found.mode("median") in (pytest.approx(4.0), pytest.approx(9.0))
+    assert found.critical_damping("stiffest", inertia=0.25) == pytest.approx(2 * math.sqrt(4.0))
+    ratio = found.damping_ratio(found.critical_damping("flattest", 2.0), 2.0)
+    np.testing.assert_allclose(ratio[np.isclose(found.eigenvalues, 1.0)], 1.0)
+    with pytest.raises(ValueError, match="Invalid mode: 'softest'"):
+        found.mode("softest")
