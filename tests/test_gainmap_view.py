@@ -5,13 +5,9 @@ import time
 import holoviews as hv
 import numpy as np
 import pytest
+from conftest import make_small_config as small_config
 
-import phviz
 from phviz.views.gainmap import GainMap
-
-
-def small_config():
-    return phviz.make_config("default", device="cpu", hidden="8", n_samples=120)
 
 
 def test_the_map_is_computed_in_the_background_and_a_click_picks_a_cells_gains():

@@ -7,12 +7,13 @@ import time
 import pytest
 from waiting import wait_for
 
-from phviz import make_config
+from phviz import Trainer, make_config
 from phviz.budget import Budget, parameter_count
 from phviz.scheduler import NOW, Job, Scheduler
 from phviz.views import Explorer
 from phviz.views.layout import SparePlots
 from phviz.views.live import LiveSession
+from phviz.views.picturejob import Pictures
 from phviz.views.serving import SessionGate
 
 
@@ -20,10 +21,10 @@ class Busy(Job):
     """Always due; each slice takes about ``seconds`` and is counted."""
 
     def __init__(self, seconds=0.002, due=-1.0):
-        self.seconds, self._due, self.done = seconds, due, 0
+        self.seconds, self.when, self.done = seconds, due, 0
 
     def due(self):
-        return self._due
+        return self.when
 
     def work(self):
         end = time.perf_counter() + self.seconds
@@ -55,7 +56,7 @@ def test_requests_go_ahead_of_timed_work(pool):
     class Urgent(Busy):
         def work(self):
             self.others = sum(j.done for j in busy)  # what ran before this request
-            self._due = math.inf  # one slice, then idle
+            self.when = math.inf  # one slice, then idle
             super().work()
 
     urgent = Urgent(due=math.inf)
@@ -63,7 +64,7 @@ def test_requests_go_ahead_of_timed_work(pool):
         pool.add(job)
     assert wait_for(lambda: min(j.done for j in busy) >= 5)
     before = sum(j.done for j in busy)
-    urgent._due = NOW
+    urgent.when = NOW
     pool.notify()
     assert wait_for(lambda: urgent.done == 1)
     # it went first: at most the slice in flight (and one begun as it was asked) ran
@@ -182,7 +183,7 @@ def test_a_pause_during_a_slice_says_when_it_has_settled(pool):
     worker, once: not at its next poll."""
     session = ready_session(pool, max_rate=None)
     gate, released = threading.Event(), threading.Event()
-    session.request(lambda: (gate.set(), released.wait(10)))  # a slice held open
+    session.request(lambda _slices: (gate.set(), released.wait(10)))  # a slice held open
     assert gate.wait(10)
     session.play()
     heard = []
@@ -203,7 +204,7 @@ def test_a_pause_between_slices_needs_no_worker(pool):
 
     class Long(Busy):
         def work(self):
-            self._due = math.inf  # one slice
+            self.when = math.inf  # one slice
             super().work()
 
     other = Long(seconds=3.0, due=NOW)
@@ -218,19 +219,18 @@ def test_a_pause_between_slices_needs_no_worker(pool):
 def test_a_page_takes_the_spare_figures_under_way_instead_of_building_its_own(pool):
     spare = SparePlots(patience=30)
     spare.prepare(pool)  # as the last page's load does
-    building = spare._task
+    building = spare.spare
     plots = spare.take(pool)
     assert building.done and plots is building.result()
-    assert spare._task is not building  # the next page's spare is another
+    assert spare.spare is not building  # the next page's spare is another
 
 
 def test_pictures_and_training_share_one_session_on_the_pool(pool):
     """A playing session's slices both integrate and make pictures: records keep
     arriving while the landscape and the task picture move on."""
     session = ready_session(pool, max_rate=None)
-    pictures = session.pictures
-    assert wait_for(lambda: session.poll() is not None and pictures.task is not None)
-    landscape, task = pictures.window.state.version, pictures.task.version
+    assert wait_for(lambda: session.shown is not None and session.shown.task is not None)
+    landscape, task = session.shown.landscape.version, session.shown.task.version
     session.play()
     records = []
 
@@ -238,8 +238,8 @@ def test_pictures_and_training_share_one_session_on_the_pool(pool):
         records.extend(session.poll().records)
         return (
             len(records) >= 20
-            and pictures.window.state.version > landscape
-            and pictures.task.version > task
+            and session.shown.landscape.version > landscape
+            and session.shown.task.version > task
         )
 
     assert wait_for(both_moved, timeout=60)
@@ -283,17 +283,15 @@ def test_parameter_count_from_the_widths():
 
 def test_a_model_over_the_budget_is_refused_by_name(pool):
     session = ready_session(pool, budget=Budget(max_parameters=200_000))
-    trainer = session.trainer
+    build = session.run.build
     session.apply(hidden="4000,4000,4000")
     assert wait_for(lambda: session.poll() and session.notice and session.notice.kind == "danger")
     assert "at most 200,000 parameters on this server" in session.notice.text
-    assert session.trainer is trainer  # nothing was built; the old run stays
+    assert session.run.build == build  # nothing was built; the old run stays
     session.apply(hidden="8")  # fixed: the banner says what is true now
-    # The new run's notice comes with it through the outbox (the trainer is set a
-    # moment before it is posted): wait for both.
-    assert wait_for(
-        lambda: session.poll() and session.trainer is not trainer and session.notice.kind == "info"
-    )
+    # the new run and its notice come in the same poll
+    assert wait_for(lambda: session.poll() and session.run.build != build)
+    assert session.notice.kind == "info"
     assert "hidden widths" in session.notice.text
     session.close()
 
@@ -337,10 +335,10 @@ def test_the_gate_admits_up_to_its_limit_and_frees_closed_places():
     assert SessionGate(None).admit(endings.append)
 
 
-def test_pictures_stretch_with_the_pools_load(pool):
-    session = ready_session(pool, max_rate=None)
-    pictures = session.pictures
-    assert wait_for(lambda: pictures.task is not None and pictures.phase is not None)
+def test_pictures_stretch_with_the_pools_load(small_config):
+    pictures = Pictures(Trainer(small_config(horizon=0.0)))
+    while pictures.task is None or pictures.phase is None:  # each made once, paused
+        pictures.turn()
     pictures.set_load(1)
     alone = {kind: pictures.gap(kind) for kind in ("task", "phase", "landscape")}
     assert alone["task"] >= pictures.periods["task"]
@@ -349,4 +347,3 @@ def test_pictures_stretch_with_the_pools_load(pool):
         assert pictures.gap(kind) == pytest.approx(6 * gap, rel=0.5)
     assert pictures.window.min_seconds == pytest.approx(3.0)
     assert pictures.gap("task", playing=False) == 0.0  # paused: a user's change, at once
-    session.close()

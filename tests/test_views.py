@@ -9,11 +9,12 @@ import pytest
 import torch
 from waiting import wait_for
 
-from phviz import PortHamiltonianSystem, Record, make_config
+from phviz import Record, make_config
+from phviz.scheduler import NOW
 from phviz.views import Explorer
 from phviz.views.history import History, record_row, theta_column
 from phviz.views.live import LiveSession
-from phviz.views.worker import damping_regime, stiffness
+from phviz.views.pictures import damping_regime
 
 
 def record(i: int, *, switched=False, k=3, dim=5) -> Record:
@@ -99,12 +100,16 @@ def ready(session: LiveSession) -> LiveSession:
     return session
 
 
-def built(session: LiveSession, before) -> bool:
-    """Whether a trainer other than ``before`` has been built and polled (read before
-    the poll: a trainer seen is in the outbox by then, with its notice)."""
-    trainer = session.trainer
+def built(session: LiveSession, before: int) -> bool:
+    """Whether a trainer other than build number ``before`` has been polled (its notice
+    comes in the same poll)."""
     session.poll()
-    return trainer is not before and session.ready
+    return session.run is not None and session.run.build != before
+
+
+def damping(session: LiveSession) -> float:
+    """The damping in the session's trainer, as its own slice reads it."""
+    return session.ask(lambda trainer: float(trainer.system.damping))
 
 
 @pytest.fixture
@@ -133,24 +138,62 @@ def test_new_gains_go_in_before_the_pictures_they_ask_for(session):
     session.scheduler.remove(session)
     session.play()
     session.apply(damping=0.7)
-    session.work()  # the request: the pictures are told the potential changed
-    assert session.pictures.due(True) <= time.monotonic()  # a picture waits
-    assert session.trainer.system.damping != 0.7
+    assert session.due() == NOW  # a command waits
+    session.work()  # the command: the trainer and the pictures are told
+    seen = []
+    session.with_trainer(lambda trainer: seen.append(float(trainer.system.damping)))
     session.work()
-    assert session.trainer.system.damping == 0.7
-    assert session.poll().records  # it integrated
+    assert seen[0] != 0.7  # taken at the next interval, not before
+    assert session.due() <= time.monotonic()  # a picture waits
+    session.work()
+    assert session.poll().records  # it integrated first
+    session.with_trainer(lambda trainer: seen.append(float(trainer.system.damping)))
+    session.work()
+    assert seen[1] == 0.7
 
 
 def test_gains_apply_without_reset_and_structure_rebuilds(session):
-    trainer = ready(session).trainer
+    build = ready(session).run.build
     session.apply(damping=2.5)
     session.step(1)
-    assert wait_for(lambda: trainer.interval >= 1)
-    assert session.trainer is trainer and trainer.system.damping == 2.5
+    assert wait_for(lambda: session.poll() and session.status()["t"] > 0)
+    assert session.run.build == build and damping(session) == 2.5
     session.apply(hidden="8")
-    assert wait_for(lambda: built(session, trainer))
-    assert session.trainer.system.dim == 2 * 8 + 8 + 8 * 2 + 2
+    assert wait_for(lambda: built(session, build))
+    assert session.run.dim == 2 * 8 + 8 + 8 * 2 + 2
     assert "hidden widths" in session.notice.text and "t = 0" in session.notice.text
+
+
+def test_solver_settings_reach_the_running_trainer(session):
+    ready(session)
+    session.apply(step_size=0.05, horizon=7.0)
+    session.step(1)  # taken at the next interval
+    assert wait_for(lambda: session.ask(lambda trainer: trainer.config.step_size) == 0.05)
+    assert session.ask(lambda trainer: trainer.config.horizon) == 7.0
+    session.apply(rtol=-1.0)  # refused by the settings: the run keeps its own
+    assert "rtol" in session.notice.text and session.notice.kind == "danger"
+
+
+def test_after_a_new_sample_theta_and_p_name_the_same_coordinates(session):
+    ready(session)
+    session.step(2)
+    assert wait_for(lambda: session.poll() and session.status()["t"] > 0.15)
+    before = session.run.tracked
+    session.set_tracked(7)
+    session.step(1)
+    assert wait_for(lambda: session.poll() and session.run.tracked != before)
+    assert wait_for(lambda: session.poll() and session.history.last.interval == 3)
+    last = session.history.last
+    tracked = np.asarray(session.run.tracked)
+
+    def momenta(trainer):
+        return trainer.xi[trainer.system.dim :].cpu().numpy().copy()
+
+    p = session.ask(momenta)
+    np.testing.assert_allclose(last.theta_sample, last.theta[tracked], rtol=1e-6)
+    np.testing.assert_allclose(last.p_sample, p[tracked], rtol=1e-5, atol=1e-7)
+    columns = session.history.columns()  # the plots' θ and p columns follow the sample
+    np.testing.assert_allclose(columns[theta_column(0)][-1], last.theta[tracked[0]], rtol=1e-6)
 
 
 def notice_with(session: LiveSession, text: str) -> bool:
@@ -159,13 +202,13 @@ def notice_with(session: LiveSession, text: str) -> bool:
 
 
 def test_bad_settings_keep_the_old_model_and_say_why(session):
-    trainer = ready(session).trainer
+    build = ready(session).run.build
     session.apply(hidden="0")
     assert wait_for(lambda: notice_with(session, "Invalid hidden width: 0"))
-    assert session.trainer is trainer and session.notice.kind == "danger"
+    assert session.run.build == build and session.notice.kind == "danger"
     session.apply(hidden="")
     assert wait_for(lambda: notice_with(session, "Invalid hidden widths"))
-    assert session.trainer is trainer
+    assert session.run.build == build
 
 
 def test_divergence_pauses_with_a_banner_and_keeps_a_finite_state():
@@ -178,28 +221,8 @@ def test_divergence_pauses_with_a_banner_and_keeps_a_finite_state():
     assert wait_for(lambda: session.poll() and session.error is not None, timeout=60)
     assert not session.playing
     assert session.notice.kind == "danger" and "diverged" in session.notice.text.lower()
-    assert torch.isfinite(session.trainer.xi).all()
+    assert session.ask(lambda trainer: bool(torch.isfinite(trainer.xi).all()))
     session.close()
-
-
-def quadratic_system(inputs, **gains):
-    """A linear model without bias under mean squared error: L(w) = mean((x·w − y)²),
-    whose Hessian is 2·mean(x xᵀ) whatever w is."""
-    model = torch.nn.Linear(inputs.shape[1], 1, bias=False).double()
-    system = PortHamiltonianSystem(model, lambda out, target: ((out - target) ** 2).mean(), **gains)
-    system.set_batch(inputs, torch.zeros(len(inputs), 1, dtype=torch.float64))
-    return system
-
-
-def test_stiffness_is_the_top_hessian_eigenvalue_and_its_critical_damping():
-    # Hessian 2·mean(x xᵀ) = diag(1, 9): the stiffest mode has λ = 9.
-    inputs = torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
-    system = quadratic_system(inputs, potential_gain=2.0, inertia=0.5, weight_decay=0.3)
-    theta = system.initial_state()[: system.dim]
-    curvature, critical = stiffness(system, theta, iterations=50)
-    assert curvature == pytest.approx(9.0, rel=1e-6)
-    # B_crit = 2√((a·λ + c)·m) = 2√((2·9 + 0.3)·0.5)
-    assert critical == pytest.approx(2 * math.sqrt(18.3 * 0.5), rel=1e-6)
 
 
 def test_damping_regime_against_critical():
@@ -213,10 +236,11 @@ def test_damping_regime_against_critical():
 def test_explorer_says_whether_the_damping_is_under_critical():
     explorer = Explorer(make_config("default", horizon=0.0), live=False)
     try:
-        assert wait_for(lambda: explorer.worker is not None and explorer.worker.stiffness)
+        shown = explorer.session
+        assert wait_for(lambda: shown.shown is not None and shown.shown.stiffness)
         explorer.update_view()  # a page's first update: the numbers and curves
         explorer.update_view(force=True)  # the pictures and notes (no page acknowledges)
-        estimate = explorer.worker.stiffness
+        estimate = shown.shown.stiffness
         note = explorer.controls.damping_note.object
         assert f"{estimate.critical:.3g}" in note
         expected = damping_regime(explorer.settings.damping, estimate.critical)
@@ -248,7 +272,7 @@ def test_a_solver_that_cannot_keep_its_tolerance_pauses_with_a_banner():
 
 
 def test_the_refresh_period_from_the_query_string():
-    from phviz.views.explorer import TICK_SECONDS, refresh_ms
+    from phviz.views.clock import TICK_SECONDS, refresh_ms
 
     assert refresh_ms({}) == round(1000 * TICK_SECONDS)
     assert refresh_ms({"refresh": [b"250"]}) == 250
@@ -280,7 +304,7 @@ def test_a_preset_from_the_sidebar_rebuilds_the_run(explorer):
     assert explorer.preset == "paper-duffing"
     assert explorer.settings.dataset == "duffing"
     assert wait_for(lambda: shown(explorer, lambda: explorer.task_kind == "field"), timeout=60)
-    assert explorer.session.trainer.dataset.name == "duffing"
+    assert explorer.session.run.dataset.name == "duffing"
     assert "paper-duffing" in explorer.session.notice.text
 
 
@@ -290,28 +314,28 @@ def test_the_plane_follows_the_sidebar_and_bad_indices_are_named(explorer):
     controls.plane_widget.value = "coordinates"
 
     def on_new_plane():
-        state = explorer.worker.window.state
+        state = explorer.session.shown.landscape
         return state.plane is not None and state.plane.kind == "coordinates"
 
     assert wait_for(lambda: shown(explorer, on_new_plane), timeout=60)
-    assert explorer.worker.window.coordinates == (0, 3)
+    assert explorer.session.shown.landscape.plane.indices == (0, 3)
     controls.plane_y_widget.value = 0  # the same parameter twice
     assert "Invalid plane coordinates: (0, 0)" in explorer.session.notice.text
 
 
 def test_a_new_sample_tracks_other_coordinates(explorer):
-    before = explorer.session.trainer.tracked.copy()
+    before = explorer.session.run.tracked
     explorer.controls.sample_button.clicks += 1
     assert explorer.sample_seed == 1
 
     def retracked():  # the plots show the new coordinates' θ, rebuilt from whole θ
-        tracked = explorer.session.trainer.tracked
+        tracked = explorer.session.run.tracked
         column = explorer.plots.series.data[theta_column(0)]
         stored = explorer.session.history.thetas[0, tracked[0]]
-        return not np.array_equal(tracked, before) and len(column) and column[0] == stored
+        return tracked != before and len(column) and column[0] == stored
 
     assert wait_for(lambda: shown(explorer, retracked))
-    assert len(explorer.session.trainer.tracked) == len(before)
+    assert len(explorer.session.run.tracked) == len(before)
 
 
 def test_energy_key_names_each_curve_in_its_own_colour():
@@ -361,10 +385,10 @@ def test_the_sidebar_cannot_drift_from_the_config(explorer):
 
 
 def test_step_and_reset_from_the_sidebar(explorer):
-    controls = explorer.controls
-    controls.step_button.clicks += 1
+    buttons = explorer.buttons
+    buttons.press("step")
     assert wait_for(lambda: explorer.session.poll() and explorer.session.status()["t"] > 0)
-    controls.reset_button.clicks += 1
+    buttons.press("reset")
     assert wait_for(lambda: explorer.session.poll().reset, timeout=60)
     assert explorer.session.status()["t"] == 0.0
 
@@ -406,8 +430,6 @@ def test_the_status_line_and_the_run_button():
     assert "<b>–</b> steps/s" in line and line.startswith('<div class="phviz-status">')
     assert "accuracy" not in presenter.status_line({**status, "accuracy": math.nan})
     assert presenter.device_note(status) == "in use: **cpu**"
-    assert presenter.run_button(True) == ("Pause", "warning")
-    assert presenter.run_button(False) == ("Run", "primary")
 
 
 def test_the_time_axis_grows_by_a_quarter_and_shrinks_when_mostly_empty():
@@ -502,17 +524,17 @@ def test_a_pause_sends_its_last_update_first_and_the_label_run_after_it():
     tick = e.clock.tick
 
     def recording_tick(html=None):
-        labels.append(e.controls.run_button.name)
+        labels.append(e.buttons.label)
         tick(html)
 
     e.clock.tick = recording_tick
     try:
         assert wait_for(lambda: e.update_view() or e.clock.sent >= 2)
-        e.run_or_pause()
-        assert e.controls.run_button.name == "Pause"
+        e.buttons.press("run")
+        assert e.buttons.label == "Pause"
         assert wait_for(lambda: e.update_view(force=True) or e.session.status()["t"] > 0.5)
-        e.run_or_pause()
-        assert wait_for(lambda: e.update_view() or e.controls.run_button.name == "Run")
+        e.buttons.press("pause")
+        assert wait_for(lambda: e.update_view() or e.buttons.label == "Run")
         assert labels[-1] == "Pause"  # the last update went out before Run showed
         sent = e.clock.sent
         for _ in range(10):
@@ -539,7 +561,7 @@ def test_the_data_plot_hovers_over_the_data_points_only():
 
 def test_the_pictures_due_time_is_kept_but_follows_every_change():
     from phviz import Trainer
-    from phviz.views.worker import Pictures
+    from phviz.views.picturejob import Pictures
 
     trainer = Trainer(make_config("default", horizon=0.0))
     pictures = Pictures(trainer)
@@ -558,48 +580,60 @@ def test_the_pictures_due_time_is_kept_but_follows_every_change():
     assert pictures.due(False) == math.inf
 
 
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def test_the_frame_clock_waits_longer_for_each_update_a_page_has_not_drawn():
     from phviz.views.clock import FrameClock
 
-    clock = FrameClock(patience=2.0)
+    now = Clock()
+    clock = FrameClock(patience=2.0, now=now)
     assert clock.ready()
     clock.tick("<b>t 1</b>")
     assert not clock.ready()  # one update in flight: wait for the page
-    clock._sent_at -= 2.5  # the page kept us waiting past patience: go on
+    now.t += 2.5  # the page kept us waiting past patience: go on
     assert clock.ready()
     clock.tick()
-    clock._sent_at -= 2.5  # two in flight: 2.5 s is not enough any more
+    now.t += 2.5  # two in flight: 2.5 s is not enough any more
     assert not clock.ready()
-    clock._sent_at -= 2.0
+    now.t += 2.0
     assert clock.ready()
-    clock._handle_msg({"drawn": 2})  # the page caught up, 4.5 s after the last update
+    clock.answer(2)  # the page caught up, 4.5 s after the last update
     assert clock.drawn == 2 and not clock.ready()  # and rests before the next
 
 
 def test_the_frame_clock_lets_a_page_that_draws_slowly_rest_before_the_next_update():
     from phviz.views.clock import FrameClock
 
-    clock = FrameClock(quick=0.1, rest=4.0, patience=60.0)
+    now = Clock()
+    clock = FrameClock(quick=0.1, rest=4.0, patience=60.0, now=now)
     clock.tick()
-    clock._handle_msg({"drawn": 1})  # drawn at once: the next may go
+    clock.answer(1)  # drawn at once: the next may go
     assert clock.drawing < 0.1 and clock.ready()
     clock.tick()
-    clock._sent_at -= 5.0  # this one took the page five seconds to draw
-    clock._handle_msg({"drawn": 2})
+    now.t += 5.0  # this one took the page five seconds to draw
+    clock.answer(2)
     assert clock.drawing >= 5.0
     assert not clock.ready()  # it rests four times the time beyond quick first
-    clock._drawn_at -= 3.9 * (clock.drawing - 0.1)
+    now.t += 3.9 * (clock.drawing - 0.1)
     assert not clock.ready()
-    clock._drawn_at -= 0.1 * (clock.drawing - 0.1) + 0.01
+    now.t += 0.1 * (clock.drawing - 0.1) + 0.01
     assert clock.ready()
-    clock._handle_msg({"drawn": 2})  # a repeated answer changes nothing
+    clock.answer(2)  # a repeated answer changes nothing
     assert clock.ready()
     clock.patience = 2.0  # an answer held back for minutes rests no longer than patience
     clock.tick()
-    clock._sent_at -= 300.0
-    clock._handle_msg({"drawn": 3})
+    now.t += 300.0
+    clock.answer(3)
     assert not clock.ready()
-    clock._drawn_at -= 2.01
+    now.t += 2.01
     assert clock.ready()
 
 
@@ -653,28 +687,33 @@ def test_a_collapsed_section_is_built_on_its_first_expand_with_the_links_values(
         e.close()
 
 
-def test_a_tab_among_many_ticks_less_often_but_never_above_its_floor(monkeypatch):
-    explorer = Explorer(make_config("default", horizon=0.0), live=False)
+def test_a_tab_among_many_ticks_less_often_but_never_above_its_floor():
+    from phviz.views.clock import tick_period
+
+    assert tick_period(80, 1, 80) == 80  # alone: 12.5 ticks a second, as ever
+    assert tick_period(80, 20, 80) == 400  # twenty tabs share 25 updates/s: two ticks each
+    assert tick_period(400, 21, 80) == 400  # a small change does not restart the callback
+    assert tick_period(400, 1, 80) == 80
+    assert tick_period(80, 1, 250) == 250  # the page asked for ?refresh=250
+
+
+def test_a_press_does_what_its_button_showed_whatever_the_run_did_meanwhile():
+    """Pause pauses and Run runs: a press carries what the page showed, so a run that
+    stopped on its own (its horizon) is not started again by a late Pause."""
+    e = Explorer(make_config("default", horizon=2.0), live=False)  # 50 intervals at 40/s
     try:
-        scheduler = explorer.session.scheduler
-        tabs = {"running": 1}
-        monkeypatch.setattr(scheduler, "busy", lambda: tabs["running"])
-        tick = type("Tick", (), {"period": 80})()  # stands in for the periodic callback
-        explorer._callback, explorer._period = tick, 80
-        explorer._retime()
-        assert tick.period == 80  # alone: 12.5 ticks a second, as ever
-        tabs["running"] = 20  # twenty tabs share 25 updates a second: one each 0.8 s
-        explorer._retime()
-        assert tick.period == 400  # about two ticks per update
-        tabs["running"] = 21  # a small change does not restart the callback
-        explorer._retime()
-        assert tick.period == 400
-        tabs["running"] = 1
-        explorer._retime()
-        assert tick.period == 80
-        explorer._period = 250  # the page asked for ?refresh=250
-        explorer._retime()
-        assert tick.period == 250
+        assert wait_for(lambda: e.update_view(force=True) or e.session.ready)
+        e.buttons.press("run")
+        assert e.buttons.label == "Pause"
+        assert wait_for(lambda: e.update_view() or not e.session.playing)  # the horizon
+        e.buttons.press("pause")  # the page still read Pause when it was pressed
+        assert not e.session.playing and e.buttons.label == "Run"
+        e.buttons.press("pause")
+        assert not e.session.playing
+        e.buttons.press("run")
+        e.buttons.press("run")  # twice: still running
+        assert e.session.playing and e.buttons.label == "Pause"
+        with pytest.raises(ValueError, match="Invalid action: 'jump'"):
+            e.buttons.press("jump")
     finally:
-        explorer._callback = None
-        explorer.close()
+        e.close()

@@ -96,7 +96,7 @@ def live_explorer(seconds: float, changes: int):
     import panel as pn
 
     from ..views import Explorer
-    from ..views.explorer import TICK_SECONDS
+    from ..views.clock import TICK_SECONDS
 
     explorer = Explorer(live=False)
     pn.panel(explorer).get_root()  # the Bokeh models exist, as in a served page
@@ -119,12 +119,17 @@ def live_explorer(seconds: float, changes: int):
         with_data += len(explorer.plots.series.data["t"]) != before
     rate = with_data / (time.monotonic() - started)
     latencies = []
+    session = explorer.session
+
+    def in_use(trainer) -> float:
+        return float(trainer.system.damping)
+
     for value in (1.0, 0.4, 1.5, 0.6, 2.0, 0.8)[:changes]:
-        trainer = explorer.session.trainer
         t0 = time.perf_counter()
         explorer.settings.damping = value  # what the widget's change does on the server
-        while trainer.system.damping != value and time.perf_counter() - t0 < 5:
-            time.sleep(0.001)
+        # the session's own slice reads the trainer's gain: one question a slice
+        while session.ask(in_use) != value and time.perf_counter() - t0 < 5:
+            pass
         latencies.append(time.perf_counter() - t0)
         time.sleep(0.2)
         explorer.update_view(force=True)
@@ -134,7 +139,7 @@ def live_explorer(seconds: float, changes: int):
 
 
 def report(quick: bool = False) -> None:
-    from ..views.explorer import TICK_SECONDS
+    from ..views.clock import TICK_SECONDS
 
     ticks = 30 if quick else 100
     print(

@@ -1,4 +1,5 @@
-"""Flow control between the server and one page: send only what the page has drawn.
+"""Flow control between the server and one page: send only what the page has drawn,
+and no more often than the page's share of the server allows.
 
 A server that sends a fixed number of updates a second overruns a slow browser:
 updates queue up, the page falls seconds behind, and a click (Pause) waits behind
@@ -31,8 +32,49 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import panel as pn
 import param
 from panel.custom import JSComponent
+
+# The periodic callback's shortest period: at most 12.5 updates a second, fewer when
+# the page has not drawn the last one yet (FrameClock), longer among many tabs.
+TICK_SECONDS = 0.08
+# Updates a second that one server process sends, all running tabs together, once
+# there are more tabs than that allows at the full rate: every update costs the
+# server's one thread (and a browser on the same machine) milliseconds that training
+# could use, and a tab among many needs its curves no smoother than a few times a
+# second.
+SERVER_UPDATES_PER_SECOND = 25.0
+
+
+def refresh_ms(args: dict | None = None) -> int:
+    """The update period in ms: ``TICK_SECONDS``, or the page's ``?refresh=`` (40 to
+    2000), for whoever wants fewer updates than the page could draw."""
+    default = round(1000 * TICK_SECONDS)
+    args = (pn.state.session_args or {}) if args is None else args
+    try:
+        value = int(args.get("refresh", [b""])[0].decode() or default)
+    except (ValueError, UnicodeDecodeError, AttributeError, IndexError):
+        return default
+    return min(2000, max(40, value))
+
+
+def share_allows(sent_at: float, running: int) -> bool:
+    """Whether a tab that last sent an update at ``sent_at`` (``time.monotonic()``) may
+    send one now: at the full rate among a few running tabs, sharing
+    ``SERVER_UPDATES_PER_SECOND`` among many."""
+    return time.monotonic() - sent_at >= running / SERVER_UPDATES_PER_SECOND
+
+
+def tick_period(current: int, running: int, floor: int) -> int:
+    """The periodic callback's next period in ms: about two ticks per update that a
+    tab's share of ``SERVER_UPDATES_PER_SECOND`` allows among ``running`` tabs, never
+    below ``floor``; ``current`` stays unless the change is over a quarter (setting a
+    period restarts the callback). Twenty tabs ticking 12.5 times a second kept the
+    server's thread busy with ticks that found nothing due, and a click waited behind
+    them: each step of reading it waits for the callbacks due before it."""
+    period = max(floor, round(500 * running / SERVER_UPDATES_PER_SECOND))
+    return period if abs(period - current) > 0.25 * current else current
 
 
 class FrameClock(JSComponent):
@@ -83,6 +125,7 @@ export function render({ model }) {
         on_drawn: Callable[[], None] | None = None,
         quick: float = 0.1,
         rest: float = 4.0,
+        now: Callable[[], float] = time.monotonic,
         **params,
     ):
         params.setdefault("height", 0)  # give it a height to show the status line
@@ -91,6 +134,7 @@ export function render({ model }) {
         self.patience = patience
         self.quick = quick
         self.rest = rest
+        self.now = now  # the clock every wait is measured on
         self.on_drawn = on_drawn  # called on the server's thread when the page answers
         self.sent = 0  # updates the server has sent
         self.drawn = 0  # the last update the page has painted
@@ -100,12 +144,16 @@ export function render({ model }) {
 
     def _handle_msg(self, data) -> None:
         if isinstance(data, dict) and isinstance(data.get("drawn"), int):
-            if data["drawn"] >= self.sent > self.drawn:
-                self._drawn_at = time.monotonic()
-                self.drawing = self._drawn_at - self._sent_at
-            self.drawn = data["drawn"]
-            if self.on_drawn is not None:
-                self.on_drawn()
+            self.answer(data["drawn"])
+
+    def answer(self, drawn: int) -> None:
+        """The page says it has painted update number ``drawn``."""
+        if drawn >= self.sent > self.drawn:
+            self._drawn_at = self.now()
+            self.drawing = self._drawn_at - self._sent_at
+        self.drawn = drawn
+        if self.on_drawn is not None:
+            self.on_drawn()
 
     def ready(self) -> bool:
         """Whether the page has drawn every update sent and rested after the last, or
@@ -118,13 +166,13 @@ export function render({ model }) {
             # at most ``patience``: an answer held back (a tab hidden for minutes) is no
             # measure of how long the page takes to draw
             rest = min(self.patience, self.rest * (self.drawing - self.quick))
-            return time.monotonic() - self._drawn_at >= rest
-        return time.monotonic() - self._sent_at > self.patience * 2 ** (behind - 1)
+            return self.now() - self._drawn_at >= rest
+        return self.now() - self._sent_at > self.patience * 2 ** (behind - 1)
 
     def tick(self, html: str | None = None) -> None:
         """Count one more update sent, with the status line's new ``html`` (None: as it
         was). Call once the update has gone out, after its ``pn.io.hold``: the page
         acknowledges what arrived before the count."""
-        self._sent_at = time.monotonic()
+        self._sent_at = self.now()
         self.sent += 1
         self._send_msg({"sent": self.sent, "html": html})

@@ -37,12 +37,14 @@ def _still(trainer) -> dict:
 
 
 class ExportView:
-    """The export buttons of one explorer, and the GIF being made."""
+    """The export buttons of one ``LiveSession`` and its ``settings``, and the GIF
+    being made."""
 
-    def __init__(self, explorer):
-        self.explorer = explorer
+    def __init__(self, session, settings):
+        self.session = session
+        self.settings = settings
         self.csv = pn.widgets.FileDownload(
-            callback=self._csv,
+            callback=self.records_csv,
             filename="run.csv",
             label="Records (CSV)",
             embed=False,
@@ -51,7 +53,7 @@ class ExportView:
             margin=(5, 5),
         )
         self.json = pn.widgets.FileDownload(
-            callback=self._json,
+            callback=self.settings_json,
             filename="run.json",
             label="Settings (JSON)",
             embed=False,
@@ -60,7 +62,7 @@ class ExportView:
             margin=(5, 5),
         )
         self.gif_button = pn.widgets.Button(
-            name="Animation (GIF)", width=150, css_classes=["phviz-export-gif"], margin=(5, 5)
+            label="Animation (GIF)", width=150, css_classes=["phviz-export-gif"], margin=(5, 5)
         )
         self.gif_button.on_click(lambda _: self.make_gif())
         self.progress = pn.indicators.Progress(
@@ -94,26 +96,27 @@ class ExportView:
         return [pn.Row(self.csv, self.json, self.gif_button, self.progress, self.gif)]
 
     # ------------------------------------------------------------ files
-    def _csv(self) -> io.StringIO:
-        session = self.explorer.session
-        log = session.run_log
+    def records_csv(self) -> io.StringIO:
+        """The run's kept records as the CSV file the button downloads."""
+        log = self.session.run_log
         records = log.records
         tracked = log.tracked
         if tracked is not None and records and len(tracked) != len(records[0].theta_sample):
             tracked = None
         return io.StringIO(export.records_csv(records, tracked))
 
-    def _json(self) -> io.StringIO:
-        return io.StringIO(export.settings_json(self.explorer.settings))
+    def settings_json(self) -> io.StringIO:
+        """The settings as the JSON file the button downloads."""
+        return io.StringIO(export.settings_json(self.settings))
 
     # ------------------------------------------------------------ the animation
     def make_gif(self) -> None:
         """Start drawing the GIF on the pool (one at a time; a second click waits)."""
         if self._busy:
             return
-        session = self.explorer.session
+        session = self.session
         records = session.run_log.records
-        if len(records) < 2 or session.trainer is None:
+        if len(records) < 2 or session.run is None:
             self._say("An animation needs a run: press Run (or Step) first.", "warning")
             return
         self._busy = True
@@ -122,15 +125,15 @@ class ExportView:
         self.gif_button.disabled = True
         path = Path(self._dir.name) / "run.gif"
 
-        def snapshot() -> None:  # in the session's slice: the trainer is its own there
+        def snapshot(trainer) -> None:  # in the session's slice: the trainer is its own
             try:
-                still = _still(session.trainer)
+                still = _still(trainer)
             except Exception as err:
                 self._tell(error=f"The animation could not be made: {err}")
                 return
             session.scheduler.run_once(lambda: self._draw(still, records, path))
 
-        session.request(snapshot)
+        session.with_trainer(snapshot)
 
     def _draw(self, still: dict, records, path: Path) -> None:
         def progress(done: int, total: int) -> None:
@@ -174,7 +177,7 @@ class ExportView:
             self.gif.visible = True
 
     def _say(self, text: str, kind: str) -> None:
-        self.explorer.session.notice = Notice(text, kind)
+        self.session.notice = Notice(text, kind)
 
     def close(self) -> None:
         self._dir.cleanup()

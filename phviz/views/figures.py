@@ -1,10 +1,10 @@
 """Bokeh figures of the explorer, each fed by ColumnDataSources it owns.
 
 Live plots are Bokeh figures whose sources are streamed (``source.stream``: only new
-rows travel) or replaced whole at a low rate (pictures). Building HoloViews elements
-anew on every tick measured 0.3–0.7 s per plot on this 2-core machine, far from ten
-updates a second; a streamed Bokeh source costs about a millisecond. Static layers
-(data points, the true field) have sources that are set once per data set.
+rows travel) or replaced whole at a low rate (pictures): building HoloViews elements
+anew on every tick is far too slow for several updates a second (``python -m
+phviz.bench explorer`` measures both). Static layers (data points, the true field)
+have sources that are set once per data set.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ LINE_WIDTH = 3
 # same text; and a glyph's position follows its data's extent, so a streamed line
 # rewrites it with every new row. Each rewrite makes BokehJS's next computed-style read
 # (axes, titles and grids read colours and fonts through CSS variables) restyle the
-# whole document: an axis cost ~3 ms a paint. Glyphs draw on the plot's canvas and
-# their element is an empty box, so it is placed once; identical rewrites are skipped.
-# Measured with python -m phviz.bench serve. Idempotent; the page runs it on first draw.
+# whole document, for every axis on every paint. Glyphs draw on the plot's canvas and
+# their element is an empty box, so it is placed once; identical rewrites are skipped
+# (python -m phviz.bench serve shows the frames). Idempotent; runs on the first draw.
 CALM_STYLES_JS = """
 (() => {
   if (!window.Bokeh || window._phviz_calm_styles) return;
@@ -326,14 +326,6 @@ def confusion_figure(cells: ColumnDataSource, n_classes: int):
     return styled(fig), mapper
 
 
-def arrows(grid: np.ndarray, field: np.ndarray, length: float) -> dict:
-    """Segments from each grid point along the field, the longest ``length`` long."""
-    magnitude = np.linalg.norm(field, axis=-1)
-    scale = length / max(float(magnitude.max()), 1e-12)
-    end = grid + scale * field
-    return dict(x0=grid[:, 0], y0=grid[:, 1], x1=end[:, 0], y1=end[:, 1])
-
-
 def sticky_range(rng, values, *, log: bool = False, pad: float = 0.08, slack: float = 3.0):
     """Fit ``rng`` (a Range1d) to the finite ``values`` only when they leave it or fill
     less than 1/``slack`` of it, so the axis stands still between such jumps."""
@@ -350,22 +342,6 @@ def sticky_range(rng, values, *, log: bool = False, pad: float = 0.08, slack: fl
     if inside and (end - start) <= slack * (1 + 2 * pad) * span:
         return
     rng.update(start=inv(lo - pad * span), end=inv(hi + pad * span))
-
-
-def smoothed(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, factor: int = 4):
-    """(xs, ys, z) resampled ``factor`` times finer by bilinear interpolation.
-
-    The surface is computed on a coarse grid (each point is a model evaluation over the
-    data); drawn as it is, a banded image shows its cells as steps. Interpolated, the
-    bands follow the contour lines drawn from the same grid.
-    """
-    if factor <= 1 or len(xs) < 2 or len(ys) < 2:
-        return xs, ys, z
-    fine_x = np.linspace(xs[0], xs[-1], factor * (len(xs) - 1) + 1)
-    fine_y = np.linspace(ys[0], ys[-1], factor * (len(ys) - 1) + 1)
-    rows = np.stack([np.interp(fine_x, xs, row) for row in z])
-    cols = np.stack([np.interp(fine_y, ys, col) for col in rows.T], axis=1)
-    return fine_x, fine_y, cols
 
 
 def image_data(xs: np.ndarray, ys: np.ndarray, values: np.ndarray) -> dict:

@@ -24,7 +24,7 @@ ENERGY = (
 MARKED = ("energy", "theta", "momentum")  # the timeline's figures, in order
 
 
-def start_markers(timeline, n_tracked: int) -> dict[str, ColumnDataSource]:
+def start_markers(timeline) -> dict[str, ColumnDataSource]:
     """Dots at the first row of each energy, θ and p curve, one renderer per figure;
     returns their sources by figure ("energy", "theta", "momentum"), filled by
     ``show_start``."""

@@ -291,8 +291,8 @@ class GainMap(pn.viewable.Viewer):
 
     # ------------------------------------------------------------ layout
     def __panel__(self):
-        compute = pn.widgets.Button(name="Compute", button_type="primary")
-        stop = pn.widgets.Button(name="Cancel")
+        compute = pn.widgets.Button(label="Compute", color="primary")
+        stop = pn.widgets.Button(label="Cancel")
         compute.on_click(lambda _: self.start())
         stop.on_click(lambda _: self.cancel())
         controls = pn.Row(
@@ -300,7 +300,7 @@ class GainMap(pn.viewable.Viewer):
             stop,
             pn.widgets.Select.from_param(
                 self.param.quantity,
-                name="colour",
+                label="colour",
                 options={label: key for key, label in QUANTITIES.items()},
             ),
             self.progress,

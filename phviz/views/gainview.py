@@ -22,8 +22,8 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource
 
-from ..ghosts import GHOST_METHODS, ghost_run
 from ..config import make_config
+from ..ghosts import GHOST_METHODS, ghost_run
 from .gainmap import GainMap
 from .live import DATA_SETTINGS, REBUILD
 

@@ -9,7 +9,7 @@ it is rebuilt. Plain inputs in rows, so the page loads no table library.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import panel as pn
 
@@ -47,28 +47,29 @@ def checked_layer_gain(gain: str, layer: str, value) -> float:
     return check_gain_value(gain, value, where=f" for layer {layer!r}")
 
 
-def layer_shapes(model, layers: Sequence[str]) -> dict[str, str]:
-    """A short description of each layer for its row (``2→16``), from its weight."""
-    shapes = {}
+def layer_shapes(parameters: Sequence[tuple[str, tuple]], layers: Sequence[str]) -> dict:
+    """A short description of each layer for its row (``2→16``), from the shape of its
+    weight among ``parameters`` ((name, shape) pairs, as ``RunInfo`` has them)."""
+    shapes = dict(parameters)
+    out = {}
     for layer in layers:
-        weight = dict(model.named_parameters()).get(f"{layer}.weight")
-        if weight is not None and weight.dim() == 2:
-            shapes[layer] = f"{weight.shape[1]}→{weight.shape[0]}"
-        else:
-            shapes[layer] = ""
-    return shapes
+        shape = shapes.get(f"{layer}.weight")
+        out[layer] = f"{shape[1]}→{shape[0]}" if shape is not None and len(shape) == 2 else ""
+    return out
 
 
 class LayerGains:
-    """The sidebar's table of per-layer gains for one explorer session."""
+    """The sidebar's table of per-layer gains for one ``LiveSession`` and its
+    ``settings``; ``on_notice()`` shows a notice it posted at once."""
 
-    def __init__(self, explorer):
-        self.explorer = explorer
-        self.session = explorer.session
+    def __init__(self, session, settings, on_notice: Callable[[], None] | None = None):
+        self.session = session
+        self.settings = settings
+        self.on_notice = on_notice
         self.layers: list[str] = []
         self.overrides: dict[str, dict[str, float]] = {g: {} for g in LAYER_GAINS}
         self.inputs: dict[tuple[str, str], pn.widgets.FloatInput] = {}
-        self._trainer = None
+        self._build = None  # the run whose layers the rows show
         self._quiet = False  # the inputs are being set from here, not by the user
         self.rows = pn.Column(sizing_mode="stretch_width", css_classes=["phviz-layer-gains"])
         self.note = pn.pane.HTML(
@@ -77,7 +78,7 @@ class LayerGains:
             styles={"font-size": "14px", "line-height": "1.3"},
             margin=(0, 10, 8, 10),
         )
-        explorer.settings.param.watch(self._on_scalar, list(LAYER_GAINS))
+        settings.param.watch(self._on_scalar, list(LAYER_GAINS))
 
     def panels(self) -> list:
         """The table's section of the sidebar's Gains, made on its first expand."""
@@ -86,15 +87,15 @@ class LayerGains:
 
     def update(self) -> None:
         """Follow the model: new rows when the session built a new trainer."""
-        trainer = self.session.trainer
-        if trainer is None or trainer is self._trainer:
+        run = self.session.run
+        if run is None or run.build == self._build:
             return
-        self._trainer = trainer
-        layers = layer_prefixes(trainer.system.layout.names)
+        self._build = run.build
+        layers = layer_prefixes(run.names)
         if layers != self.layers:
             self.layers = layers
             self.overrides = {g: {} for g in LAYER_GAINS}
-            self._make_rows(layer_shapes(trainer.model, layers))
+            self._make_rows(layer_shapes(run.parameters, layers))
         else:  # the same layers: the run keeps the table's gains
             for gain in LAYER_GAINS:
                 if self.overrides[gain]:
@@ -129,7 +130,7 @@ class LayerGains:
         self.rows.objects = rows
 
     def _value(self, gain: str, layer: str) -> float:
-        return float(self.overrides[gain].get(layer, getattr(self.explorer.settings, gain)))
+        return float(self.overrides[gain].get(layer, getattr(self.settings, gain)))
 
     def _set_input(self, gain: str, layer: str, value: float) -> None:
         widget = self.inputs.get((gain, layer))
@@ -151,7 +152,7 @@ class LayerGains:
             kept = self._value(gain, layer)
             self.session.notice = Notice(f"{err}. The layer keeps {kept:g}.", "danger")
             self._set_input(gain, layer, self._value(gain, layer))
-            self.explorer.show_controls()
+            self._told()
             return
         old = self.overrides[gain].get(layer)
         self.overrides[gain][layer] = value
@@ -165,7 +166,11 @@ class LayerGains:
             self.session.notice = Notice(f"{err}", "danger")
             self._set_input(gain, layer, self._value(gain, layer))
         self._show_note()
-        self.explorer.show_controls()
+        self._told()
+
+    def _told(self) -> None:
+        if self.on_notice is not None:
+            self.on_notice()
 
     def _on_scalar(self, *events) -> None:
         """The scalar slider sets every layer's gain: the table follows it."""
@@ -176,14 +181,10 @@ class LayerGains:
         self._show_note()
 
     def _apply(self, gain: str) -> None:
-        trainer = self.session.trainer
-        if trainer is None:
-            return
-        scalar = getattr(self.explorer.settings, gain)
-        trainer.set_gains(**{gain: layer_mapping(self.layers, scalar, self.overrides[gain])})
-        pictures = self.session.pictures
-        if pictures is not None:
-            self.session.request(lambda: self.session.pictures.refresh())
+        """The table's gains to the running trainer (its next interval on)."""
+        scalar = getattr(self.settings, gain)
+        mapping = layer_mapping(self.layers, scalar, self.overrides[gain])
+        self.session.set_gains(**{gain: mapping})
 
     def _show_note(self) -> None:
         parts = []
@@ -191,7 +192,7 @@ class LayerGains:
             own = self.overrides[gain]
             if own:
                 each = ", ".join(f"{layer}: {v:g}" for layer, v in own.items())
-                scalar = getattr(self.explorer.settings, gain)
+                scalar = getattr(self.settings, gain)
                 parts.append(f"{gain} by layer ({each}; other layers {scalar:g})")
         self.note.object = (
             f'<div class="phviz-layer-note">{"; ".join(parts)}</div>'

@@ -13,8 +13,7 @@ from bokeh.models import ColumnDataSource
 from ..landscape import extent_around
 from . import figures, firstview
 from .history import column_names
-from .live import TRACKED_COLUMNS
-from .worker import task_kind
+from .intake import TRACKED_COLUMNS
 
 TITLE = "phviz · port-Hamiltonian training"
 HEADER = "#1f4e79"
@@ -31,7 +30,7 @@ class Plots:
         n = TRACKED_COLUMNS
         self.series = ColumnDataSource({name: np.zeros(0) for name in column_names(n)})
         self.timeline = figures.timeline_figures(self.series, n)
-        self.start = firstview.start_markers(self.timeline, n)
+        self.start = firstview.start_markers(self.timeline)
         self.phase_head = ColumnDataSource(dict(x=[], y=[]))
         self.phase_lines = ColumnDataSource(dict(x=[], y=[]))
         self.phase_fig, self.phase_path, self.phase_dot = figures.phase_figure(
@@ -67,10 +66,10 @@ class Plots:
             if row.objects != objects:
                 row.objects = objects
 
-    def new_task_figure(self, trainer):
-        """A figure for the trainer's task, with its static layers filled in."""
-        ds = trainer.dataset
-        self.task_kind = task_kind(trainer)
+    def new_task_figure(self, ds, kind: str):
+        """A figure for task ``kind`` ('regions', 'field', 'confusion' or 'none') on data
+        set ``ds``, with its static layers filled in."""
+        self.task_kind = kind
         self.task_mapper = None
         if self.task_kind == "regions":
             regions = ColumnDataSource(_empty_image())
@@ -148,6 +147,11 @@ class SparePlots:
         with self._lock:
             if self._task is None:
                 self._task = scheduler.run_once(Plots)
+
+    @property
+    def spare(self):
+        """The pool's task building (or holding) the next page's figures, if any."""
+        return self._task
 
 
 spare_plots = SparePlots()
@@ -235,12 +239,23 @@ def banner() -> pn.pane.Alert:
 
 
 def tabs(live, gain_map) -> pn.Tabs:
-    return pn.Tabs(
+    """The live tab and the gain map's, which is filled with ``gain_map`` when it is
+    first opened: drawing the map costs every page a second, and most visits never
+    open it."""
+    later = pn.Column(sizing_mode="stretch_width")
+    both = pn.Tabs(
         ("Live", live),
-        ("Gain map", gain_map),
+        ("Gain map", later),
         sizing_mode="stretch_width",
         css_classes=["phviz-tabs"],
     )
+
+    def fill(event) -> None:
+        if event.new == 1 and not len(later):
+            later.append(gain_map)
+
+    both.param.watch(fill, "active")
+    return both
 
 
 def page(main: list, sidebar: list | None = None) -> pn.template.BootstrapTemplate:

@@ -7,6 +7,8 @@ watch and what to try. Picking a preset afterwards leaves the lesson.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import panel as pn
 
 from ..lessons import LESSONS, Lesson
@@ -23,13 +25,14 @@ def lesson_markdown(lesson: Lesson, compact: bool = False) -> str:
 
 
 class LessonView:
-    """The lesson picker and the lesson's pane of one explorer."""
+    """The lesson picker and the lesson's pane; ``on_pick(lesson)`` loads a picked
+    ``Lesson``'s set-up."""
 
-    def __init__(self, explorer, lesson: str | None = None):
-        self.explorer = explorer
+    def __init__(self, lesson: str | None = None, on_pick: Callable[[Lesson], None] | None = None):
+        self.on_pick = on_pick
         options = {NONE: NONE, **{item.title: name for name, item in LESSONS.items()}}
         self.picker = pn.widgets.Select(
-            name="Lesson",
+            label="Lesson",
             options=options,
             value=lesson if lesson in LESSONS else NONE,
             css_classes=["phviz-lesson-picker"],
@@ -52,7 +55,6 @@ class LessonView:
         self.compact = False
         self._show()
         self.picker.param.watch(self._on_pick, "value")
-        explorer.param.watch(self._on_preset, "preset")
 
     @property
     def lesson(self) -> str | None:
@@ -89,16 +91,9 @@ class LessonView:
         name = self.lesson
         if name is None:
             return
-        lesson = LESSONS[name]
-        explorer = self.explorer
-        explorer.load(
-            lesson.config(),
-            f"Opened the lesson '{lesson.title}': the run restarted at t = 0.",
-            preset=lesson.preset,
-        )
-        explorer.plane = lesson.plane
+        if self.on_pick is not None:
+            self.on_pick(LESSONS[name])
 
-    def _on_preset(self, event) -> None:
-        if self.explorer.loading:  # the lesson itself set the preset
-            return
+    def leave(self) -> None:
+        """No lesson any more (a preset was picked)."""
         self.picker.value = NONE

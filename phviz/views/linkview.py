@@ -2,14 +2,16 @@
 
 ``read_link`` turns the page's query string into a ``links.Link`` and the config the
 session starts from, so a linked set-up is built once, not the default first.
-``LinkView`` then hides what the link hides, starts the run if asked, names every bad
-key in the banner, and keeps a "Copy link" button whose link always matches what the
-sidebar shows (the browser copies it at the click; the link also stands in a field
-beside the button, for browsers that refuse the clipboard on a page served over
-plain http).
+``LinkView`` then hides what the link hides and keeps a "Copy link" button whose
+link always matches what the sidebar shows (the browser copies it at the click; the
+link also stands in a field beside the button, for browsers that refuse the
+clipboard on a page served over plain http). The explorer starts the run and names
+the link's bad keys (``problems_text``) in the banner.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import panel as pn
 
@@ -17,7 +19,6 @@ from ..config import TrainingConfig, make_config
 from ..data import dataset_defaults
 from ..lessons import LESSONS
 from ..links import SECTIONS, Link, link_query, parse_link
-from .live import Notice
 
 COPY_JS = """
 const text = link.value;
@@ -49,11 +50,17 @@ def problems_text(link: Link) -> str | None:
 
 
 class LinkView:
-    """Applies one explorer's link, and makes the link of its current set-up."""
+    """Hides what one explorer's ``link`` hides, and makes the link of its current
+    set-up: its ``settings``, and ``setup()``'s preset, lesson (or None), plane and
+    whether the page is the presenter view. ``sidebar`` holds the sections and the
+    widgets a link may hide. Call ``refresh()`` when the set-up changes otherwise
+    than through ``settings``."""
 
-    def __init__(self, explorer, link: Link):
-        self.explorer = explorer
+    def __init__(self, link: Link, settings, sidebar, setup: Callable[[], dict]):
         self.link = link
+        self.settings = settings
+        self.sidebar = sidebar
+        self.setup = setup
         self.hidden: tuple[str, ...] = ()
         self.field = pn.widgets.TextInput(
             value="",
@@ -63,55 +70,39 @@ class LinkView:
             margin=(5, 10),
         )
         self.button = pn.widgets.Button(
-            name="Copy link", width=110, css_classes=["phviz-copy-link"], margin=(5, 10)
+            label="Copy link", width=110, css_classes=["phviz-copy-link"], margin=(5, 10)
         )
         self.button.js_on_click(args={"link": self.field}, code=COPY_JS)
         self.button.on_click(self._on_copy)
         self._writing = False
         self.field.param.watch(self._on_edit, "value")  # read-only: an edit is undone
-        self._refresh()
-        explorer.settings.param.watch(lambda *_: self._refresh(), list(_settings()))
-        explorer.param.watch(lambda *_: self._refresh(), ["preset", "plane"])
+        self.refresh()
+        settings.param.watch(lambda *_: self.refresh(), list(_settings()))
         if pn.state.location is not None:  # the page's address arrives once it connects
-            pn.state.location.param.watch(lambda *_: self._refresh(), "href")
-
-    def apply(self) -> None:
-        """What the link asks of the page once the explorer stands: hidden sections and
-        settings, the run started, and the banner naming what was not used."""
-        link, explorer = self.link, self.explorer
-        self.hide(link.hide)
-        if link.run:
-            explorer.session.play()
-        text = problems_text(link)
-        if text is not None:
-            explorer.session.notice = Notice(text, "warning")
-        self._refresh()
+            pn.state.location.param.watch(lambda *_: self.refresh(), "href")
 
     def hide(self, names) -> None:
         """Hide the sidebar sections (``links.SECTIONS``) or settings' widgets named."""
-        controls = self.explorer.controls
         self.hidden = tuple(names)
         for name in self.hidden:
             if name in SECTIONS:
-                for widget in controls.sections.get(name, ()):
+                for widget in self.sidebar.sections.get(name, ()):
                     widget.visible = False
-            elif name in controls.widgets:
-                controls.widgets[name].visible = False
-        self._refresh()
+            elif name in self.sidebar.widgets:
+                self.sidebar.widgets[name].visible = False
+        self.refresh()
 
     def query(self) -> str:
         """The query string of the current set-up."""
-        explorer = self.explorer
-        lesson = explorer.lessons.lesson if hasattr(explorer, "lessons") else None
+        setup = self.setup()
+        lesson, preset, plane = setup["lesson"], setup["preset"], setup["plane"]
         return link_query(
-            _unfilled(
-                explorer.settings, LESSONS[lesson].config() if lesson else None, explorer.preset
-            ),
-            preset=explorer.preset,
+            _unfilled(self.settings, LESSONS[lesson].config() if lesson else None, preset),
+            preset=preset,
             lesson=lesson,
-            plane=explorer.plane if explorer.plane != "pca" else None,
+            plane=plane if plane != "pca" else None,
             hide=self.hidden,
-            present=explorer.presenting,
+            present=setup["present"],
         )
 
     def url(self) -> str:
@@ -122,7 +113,8 @@ class LinkView:
             base = location.href.split("?")[0].split("#")[0]
         return f"{base}?{self.query()}"
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Write the current set-up's link into the field."""
         try:
             url = self.url()
         except Exception as err:  # a link that cannot be made says so in its field
@@ -134,12 +126,12 @@ class LinkView:
             self._writing = False
 
     def _on_copy(self, _event) -> None:
-        self._refresh()
+        self.refresh()
         self.field.visible = True
 
     def _on_edit(self, event) -> None:
         if not self._writing:
-            self._refresh()
+            self.refresh()
 
 
 def _unfilled(config: TrainingConfig, base: TrainingConfig | None, preset: str):

@@ -18,6 +18,8 @@ of drawn points is written in the page, from the page's own copy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import panel as pn
 from bokeh.models import ColumnDataSource, CustomJS, Div, PointDrawTool
@@ -70,35 +72,36 @@ def training_points_html(dataset, own: bool) -> str:
 
 
 class OwnData:
-    """The "Your data" controls and the draw layer of one explorer session."""
+    """The "Your data" controls and the draw layer of one ``LiveSession``;
+    ``on_notice()`` shows a notice it posted at once."""
 
-    def __init__(self, explorer):
-        self.explorer = explorer
-        self.session = explorer.session
+    def __init__(self, session, on_notice: Callable[[], None] | None = None):
+        self.session = session
+        self.on_notice = on_notice
         self.drawn = ColumnDataSource(dict(x=[], y=[], label=[]))
         self._version = 0  # of the server's last replacement of the drawn points
         self._put_last: dict = {}  # the server's last own change of the drawn points
         self.tools: list[PointDrawTool] = []
-        self._trainer = None
+        self._build = None  # the run whose points the count shows
         self._upload = None  # (file name, the pool's task reading it)
         self.class_picker = pn.widgets.RadioButtonGroup(
-            name="Class to draw",
+            label="Class to draw",
             options=[str(c) for c in range(DRAW_CLASSES)],
             value="0",
-            button_type="light",
+            color="light",
             css_classes=["phviz-draw-class"],
             margin=(0, 10, 5, 10),
         )
         self.class_picker.param.watch(self._on_class, "value")
         self.use_button = pn.widgets.Button(
-            name="Train on drawn points", button_type="success", css_classes=["phviz-use-drawn"]
+            label="Train on drawn points", color="success", css_classes=["phviz-use-drawn"]
         )
         self.from_current = pn.widgets.Button(
-            name="Start from the current data", css_classes=["phviz-from-current"]
+            label="Start from the current data", css_classes=["phviz-from-current"]
         )
-        self.clear_button = pn.widgets.Button(name="Clear", width=70, css_classes=["phviz-clear"])
+        self.clear_button = pn.widgets.Button(label="Clear", width=70, css_classes=["phviz-clear"])
         self.back_button = pn.widgets.Button(
-            name="Back to the data set", visible=False, css_classes=["phviz-back-to-data"]
+            label="Back to the data set", visible=False, css_classes=["phviz-back-to-data"]
         )
         self.upload = pn.widgets.FileInput(accept=".csv", css_classes=["phviz-upload"])
         self.use_button.on_click(lambda _: self.train_on_drawn())
@@ -165,9 +168,10 @@ class OwnData:
         ]
 
     # ------------------------------------------------------------ the figure
-    def decorate(self, fig) -> None:
-        """Put the drawn points and the point-draw tool on a new decision-regions figure."""
-        if self.explorer.plots.task_kind != "regions":
+    def decorate(self, fig, kind: str) -> None:
+        """Put the drawn points and the point-draw tool on a new task figure of ``kind``
+        (decision regions only)."""
+        if kind != "regions":
             return
         palette = list(colours.CLASSES[:MAX_CLASSES])
         renderer = fig.scatter(
@@ -211,10 +215,10 @@ class OwnData:
 
     def start_from_current(self) -> None:
         """The run's training points become the drawn points, to edit."""
-        trainer = self.session.trainer
-        if trainer is None:
+        run = self.session.run
+        if run is None:
             return
-        ds = trainer.dataset
+        ds = run.dataset
         if ds.task != "classification" or ds.input_dim != 2:
             self._say("Only points of two coordinates and a class can be drawn.")
             return
@@ -275,12 +279,12 @@ class OwnData:
             else:
                 n = len(data.x_train) + len(data.x_test)
                 self._use(data, f"Training on {name} ({n} points): the run restarted at t = 0.")
-        trainer = self.session.trainer
-        if trainer is not None and trainer is not self._trainer:
-            self._trainer = trainer
+        run = self.session.run
+        if run is not None and run.build != self._build:
+            self._build = run.build
             own = self.session.data is not None
-            self.count.object = training_points_html(trainer.dataset, own)
-            self.back_button.name = f"Back to {self.session.config.dataset}"
+            self.count.object = training_points_html(run.dataset, own)
+            self.back_button.label = f"Back to {self.session.config.dataset}"
             self.back_button.visible = own
 
     # ------------------------------------------------------------ helpers
@@ -323,7 +327,8 @@ class OwnData:
 
     def _say(self, text: str, kind: str = "danger") -> None:
         self.session.notice = Notice(text, kind)
-        self.explorer.show_controls()
+        if self.on_notice is not None:
+            self.on_notice()
 
 
 def _drawn_count_html(n) -> str:

@@ -15,8 +15,8 @@ import numpy as np
 
 from . import figures
 from .history import momentum_column, theta_column
-from .live import Tick
-from .worker import contour_lines, damping_note
+from .intake import Tick
+from .pictures import contour_lines, damping_note
 
 PLANE_NAMES = {"pca": "PCA", "random": "random plane", "coordinates": "two parameters"}
 ENERGY_COLUMNS = ("hamiltonian", "potential", "kinetic", "dissipated", "supplied", "residual")
@@ -140,11 +140,6 @@ def damping_html(estimate, damping: float) -> str:
     return f'<div class="phviz-damping-note">{damping_note(estimate, damping)}</div>'
 
 
-def run_button(playing: bool) -> tuple[str, str]:
-    """The Run button's (label, button type)."""
-    return ("Pause", "warning") if playing else ("Run", "primary")
-
-
 # ------------------------------------------------------------------ curves
 def time_range(t: np.ndarray, end: float) -> tuple[float, float] | None:
     """A new t axis when the run outgrew the current ``end`` or fills less than half
@@ -205,7 +200,7 @@ def surface(state) -> Surface:
     logz = np.log10(np.maximum(z, 1e-12))
     bands = levels(logz, figures.LANDSCAPE_LEVELS)
     return Surface(
-        image=figures.image_data(*figures.smoothed(state.xs, state.ys, logz)),
+        image=figures.image_data(*smoothed(state.xs, state.ys, logz)),
         lines=contour_lines(state.xs, state.ys, logz, bands),
         low=float(bands[0]),
         high=float(bands[-1]),
@@ -262,8 +257,8 @@ def task(picture) -> TaskView:
         length = 0.9 * (xs[-1] - xs[0]) / 15
         sources = {
             "error": image,
-            "true": figures.arrows(picture.grid, picture.true, length),
-            "learned": figures.arrows(picture.grid, picture.learned, length),
+            "true": arrows(picture.grid, picture.true, length),
+            "learned": arrows(picture.grid, picture.learned, length),
         }
         high = float(max(np.nanmax(picture.values), 1e-6))
         return TaskView(sources, x_range, y_range, high)
@@ -278,19 +273,43 @@ def task(picture) -> TaskView:
     return TaskView({"cells": cells}, None, None, float(max(counts.max(), 1)))
 
 
-def has_news(tick: Tick | None, pictures, sent: dict, damping: float) -> bool:
+def has_news(tick: Tick | None, shown, sent: dict, damping: float) -> bool:
     """Whether anything drawn would change (an idle paused page sends nothing);
-    ``sent`` holds the versions of the pictures the page has."""
+    ``shown`` is the pictures' snapshot, ``sent`` the versions the page holds."""
     if tick is not None and (tick.records or tick.reset or tick.rebuilt):
         return True
-    if pictures is None:
+    if shown is None:
         return False
     return (
-        pictures.window.state.version != sent["landscape"]
-        or (pictures.task is not None and pictures.task.version != sent["task"])
-        or (pictures.phase is not None and pictures.phase.version != sent["phase"])
+        shown.landscape.version != sent["landscape"]
+        or (shown.task is not None and shown.task.version != sent["task"])
+        or (shown.phase is not None and shown.phase.version != sent["phase"])
         or (
-            pictures.stiffness is not None
-            and (pictures.stiffness.version, float(damping)) != sent["stiffness"]
+            shown.stiffness is not None
+            and (shown.stiffness.version, float(damping)) != sent["stiffness"]
         )
     )
+
+
+def arrows(grid: np.ndarray, field: np.ndarray, length: float) -> dict:
+    """Segments from each grid point along the field, the longest ``length`` long."""
+    magnitude = np.linalg.norm(field, axis=-1)
+    scale = length / max(float(magnitude.max()), 1e-12)
+    end = grid + scale * field
+    return dict(x0=grid[:, 0], y0=grid[:, 1], x1=end[:, 0], y1=end[:, 1])
+
+
+def smoothed(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, factor: int = 4):
+    """(xs, ys, z) resampled ``factor`` times finer by bilinear interpolation.
+
+    The surface is computed on a coarse grid (each point is a model evaluation over the
+    data); drawn as it is, a banded image shows its cells as steps. Interpolated, the
+    bands follow the contour lines drawn from the same grid.
+    """
+    if factor <= 1 or len(xs) < 2 or len(ys) < 2:
+        return xs, ys, z
+    fine_x = np.linspace(xs[0], xs[-1], factor * (len(xs) - 1) + 1)
+    fine_y = np.linspace(ys[0], ys[-1], factor * (len(ys) - 1) + 1)
+    rows = np.stack([np.interp(fine_x, xs, row) for row in z])
+    cols = np.stack([np.interp(fine_y, ys, col) for col in rows.T], axis=1)
+    return fine_x, fine_y, cols

@@ -46,17 +46,17 @@ def styled_for_projector(fig):
     return fig
 
 
-def present(explorer) -> None:
-    """Restyle one explorer's plots, status line and lesson for a projector; task
-    figures made later (a new data set) are restyled as they come."""
-    plots = explorer.plots
+def present(plots, status, lessons) -> None:
+    """Restyle an explorer's ``plots``, its ``status`` line (a ``FrameClock``) and its
+    ``lessons`` pane for a projector; task figures made later (a new data set) are
+    restyled as they come."""
     for fig in (*plots.timeline, plots.phase_fig, plots.landscape_fig):
         styled_for_projector(fig)
     plots.styles.append(styled_for_projector)
     if plots.task_fig is not None:
         styled_for_projector(plots.task_fig)
-    explorer.clock.styles = {**explorer.clock.styles, "font-size": STATUS}
-    explorer.clock.height = 74  # two lines at this size on 1280 pixels
-    explorer.lessons.make_compact()
+    status.styles = {**status.styles, "font-size": STATUS}
+    status.height = 74  # two lines at this size on 1280 pixels
+    lessons.make_compact()
     if plots.key is not None:
         plots.key.styles = {**plots.key.styles, "font-size": KEY}

@@ -12,8 +12,10 @@ drops exactly those records and no others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Callable
 
 _CLOSED = ("WebSocketClosedError", "StreamClosedError")
 
@@ -86,6 +88,22 @@ def full_page(limit: int):
         ),
         sizing_mode="stretch_width",
     )
+
+
+def waker(callback: Callable[[], None]) -> Callable[[], None] | None:
+    """A function any thread may call to have ``callback`` run soon on the current
+    page's server thread (None outside a served page)."""
+    import panel as pn
+
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return None
+
+    def wake() -> None:
+        with contextlib.suppress(Exception):  # the tab has closed meanwhile
+            doc.add_next_tick_callback(callback)
+
+    return wake
 
 
 def servable(template) -> None:

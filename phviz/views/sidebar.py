@@ -15,7 +15,6 @@ import panel as pn
 import param
 
 from ..config import CHOICES, MAX_TRACKED, TrainingConfig
-from .kick import KickControl
 from .layout import lazy_section
 
 # The settings in the sidebar, by section.
@@ -70,23 +69,37 @@ def setting_widget(settings: TrainingConfig, name: str) -> pn.widgets.Widget:
 
 
 class Sidebar:
-    """The widgets of one explorer, wired to it; ``panels()`` lays them out."""
+    """The sidebar's widgets; ``panels()`` lays them out.
 
-    def __init__(self, explorer):
-        s = explorer.settings
-        self.run_button = pn.widgets.Button(
-            name="Run", button_type="primary", width=95, css_classes=["phviz-run"]
-        )
-        self.step_button = pn.widgets.Button(name="Step", width=80, css_classes=["phviz-step"])
-        self.reset_button = pn.widgets.Button(name="Reset", width=80, css_classes=["phviz-reset"])
-        self.run_button.on_click(lambda _: explorer.run_or_pause())
-        self.step_button.on_click(lambda _: explorer.step())
-        self.reset_button.on_click(lambda _: explorer.reset())
+    ``settings`` are the run's settings (a widget each), ``buttons`` the run's
+    ``RunControls`` and ``kick`` its ``KickControl``; the view's own choices come as
+    their parameters (``speed``, ``preset``, ``plane``, ``plane_x``, ``plane_y``,
+    ``phase_coordinate``), and ``on_new_sample()`` is called for another sample of
+    tracked coordinates.
+    """
+
+    def __init__(
+        self,
+        settings: TrainingConfig,
+        *,
+        buttons,
+        kick,
+        speed: param.Parameter,
+        preset: param.Parameter,
+        plane: param.Parameter,
+        plane_x: param.Parameter,
+        plane_y: param.Parameter,
+        phase_coordinate: param.Parameter,
+        on_new_sample,
+    ):
+        s = settings
+        self.buttons = buttons
+        self.kick = kick
         self.speed_widget = pn.widgets.Select.from_param(
-            explorer.param.speed, name="Speed", css_classes=["phviz-speed"]
+            speed, label="Speed", css_classes=["phviz-speed"]
         )
-        self.preset_widget = pn.widgets.Select.from_param(explorer.param.preset, name="Preset")
-        self.new_data_button = pn.widgets.Button(name="New data (new seed)", width=160)
+        self.preset_widget = pn.widgets.Select.from_param(preset, label="Preset")
+        self.new_data_button = pn.widgets.Button(label="New data (new seed)", width=160)
         self.new_data_button.on_click(lambda _: setattr(s, "data_seed", s.data_seed + 1))
         self.device_note = pn.pane.Markdown("", margin=(0, 10))
         self.sections: dict[str, list] = {}  # filled by ``panels``
@@ -95,21 +108,16 @@ class Sidebar:
         }
         for key, widget in self.widgets.items():  # a handle for tests and styling
             widget.css_classes = [*widget.css_classes, f"phviz-{key.replace('_', '-')}"]
-        self.kick = KickControl(explorer)
-        self.plane_widget = pn.widgets.RadioBoxGroup.from_param(explorer.param.plane)
-        self.plane_x_widget = pn.widgets.IntInput.from_param(
-            explorer.param.plane_x, name="θ index x"
-        )
-        self.plane_y_widget = pn.widgets.IntInput.from_param(
-            explorer.param.plane_y, name="θ index y"
-        )
-        self.sample_button = pn.widgets.Button(name="New sample of θ_i", width=160)
-        self.sample_button.on_click(lambda _: explorer.new_sample())
+        self.plane_widget = pn.widgets.RadioBoxGroup.from_param(plane)
+        self.plane_x_widget = pn.widgets.IntInput.from_param(plane_x, label="θ index x")
+        self.plane_y_widget = pn.widgets.IntInput.from_param(plane_y, label="θ index y")
+        self.sample_button = pn.widgets.Button(label="New sample of θ_i", width=160)
+        self.sample_button.on_click(lambda _: on_new_sample())
         self.phase_widget = pn.widgets.IntSlider.from_param(
-            explorer.param.phase_coordinate,
+            phase_coordinate,
             start=0,
             end=MAX_TRACKED - 1,
-            name="Phase portrait of sample #",
+            label="Phase portrait of sample #",
         )
         self.damping_note = pn.pane.HTML(
             '<div class="phviz-damping-note">critical damping: estimating…</div>',
@@ -126,7 +134,7 @@ class Sidebar:
         w = self.widgets
         self.sections = {
             "controls": [
-                pn.Row(self.run_button, self.step_button, self.reset_button),
+                self.buttons,
                 self.speed_widget,
                 self.preset_widget,
             ],
