@@ -8,6 +8,7 @@ The Trainer, the gain map's ensembles and the explorer all integrate through it;
 from __future__ import annotations
 
 from .base import End, Plan, Settings, Solver, SolverStop
+from .exponential import AdaptiveExponentialRK, ExponentialRK
 from .rk import Dopri5, ODESolver, Radau
 from .splitting import ConformalLeapfrog, ForceSolver, conformal_symplectic_step
 
@@ -21,6 +22,8 @@ SOLVERS: dict[str, Solver] = {
         ODESolver("midpoint", "fixed step, explicit midpoint (order 2)", adaptive=False),
         ODESolver("euler", "fixed step, explicit Euler (order 1)", adaptive=False),
         ConformalLeapfrog(),
+        ExponentialRK(),
+        AdaptiveExponentialRK(),
         Radau(),
     )
 }
@@ -36,9 +39,11 @@ def get_solver(name: str) -> Solver:
 
 __all__ = [
     "SOLVERS",
+    "AdaptiveExponentialRK",
     "ConformalLeapfrog",
     "Dopri5",
     "End",
+    "ExponentialRK",
     "ForceSolver",
     "ODESolver",
     "Plan",
