@@ -113,7 +113,7 @@ def test_exact_for_a_constant_force_at_any_damping_and_its_dissipation_too(gamma
 
 
 def test_fourth_order_on_a_quadratic_loss_at_moderate_damping():
-    """γh between 0.25 and 2, weight decay on: halving h divides the error by about 16."""
+    """γh from 1 down to 0.25, weight decay on: halving h divides the error by about 16."""
     system, theta, p = linear_system(damping=2.5, inertia=0.5, weight_decay=0.3)
     errors = [error(system, theta, p, 2.0, steps=steps) for steps in (10, 20, 40)]
     ratios = [errors[i] / errors[i + 1] for i in range(2)]
@@ -135,6 +135,8 @@ def test_stable_and_within_a_millionth_of_the_closed_form_at_gamma_h_1e4():
 
 
 def test_the_ledger_residual_shrinks_with_h_and_does_not_grow_with_stiffness():
+    """Moderate damping: the residual falls by more than 50 when h falls by 4. Stiff
+    (γh from 1e2 to 1e4, at the same h): it stays small and falls as γh grows."""
     moderate, theta, p = linear_system(damping=2.5, inertia=0.5)
     residuals = [abs(solve(moderate, theta, p, 2.0, steps=s)[2]) for s in (10, 20, 40)]
     assert residuals[0] > residuals[1] > residuals[2] and residuals[0] / residuals[2] > 50
