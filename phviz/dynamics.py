@@ -285,6 +285,11 @@ class PortHamiltonianSystem:
             out -= as_array(self.weight_decay) * theta
         return loss, out
 
+    def array_loss(self, theta: np.ndarray) -> float:
+        """L(θ) for NumPy θ on the CPU (``takes_arrays``), the forward pass alone."""
+        self.check_batch()
+        return self.route.value(theta)
+
     def velocity(self, p):
         """∂H/∂p = M⁻¹p."""
         if isinstance(p, np.ndarray):

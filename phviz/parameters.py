@@ -100,6 +100,20 @@ class FlatParameters:
         """L(θ), leaving ∇L(θ) in ``self.grad`` (overwritten by the next call).
 
         ``theta``: a tensor, or on the CPU a NumPy array."""
+        self._bind(theta, clear=True)
+        with torch.enable_grad():
+            loss = closure()
+            loss.backward()
+        return loss.detach()
+
+    def value(self, theta, closure) -> torch.Tensor:
+        """L(θ) alone: the forward pass, no graph, no gradient."""
+        self._bind(theta, clear=False)
+        with torch.no_grad():
+            return closure()
+
+    def _bind(self, theta, clear: bool) -> None:
+        """θ into the parameters' views (and the gradient views cleared)."""
         views = zip(self.params, self.theta_views, self.grad_views, self.pointers, strict=True)
         for p, view, g, pointer in views:
             if p.data_ptr() != pointer:  # someone rebound it (.data = ...): bind again
@@ -111,13 +125,11 @@ class FlatParameters:
         if self.arrays is None:
             with torch.no_grad():
                 self.theta.copy_(theta)
-                self.grad.zero_()
+                if clear:
+                    self.grad.zero_()
         else:
             if isinstance(theta, torch.Tensor):
                 theta = theta.detach().numpy()
             np.copyto(self.arrays[0], theta)
-            self.arrays[1].fill(0.0)
-        with torch.enable_grad():
-            loss = closure()
-            loss.backward()
-        return loss.detach()
+            if clear:
+                self.arrays[1].fill(0.0)

@@ -58,6 +58,10 @@ class Autograd(Route):
         np.multiply(self.flat.arrays[1], scale, out=out)
         return float(loss)
 
+    def value(self, theta: np.ndarray) -> float:
+        """L(θ) for NumPy θ on the CPU, by the forward pass alone."""
+        return float(self.flat.value(theta, self._closure))
+
 
 class HandWritten(Route):
     """phviz's MLP with a phviz loss: its backward pass written out, no autograd graph."""
@@ -125,6 +129,11 @@ class Arrays(Autograd):
             return super().gradient_into(theta, scale, out)
         self.gradient(theta, scale, out)
         return self.gradient.loss
+
+    def value(self, theta: np.ndarray) -> float:
+        if self.gradient is None:
+            return super().value(theta)
+        return self.gradient.value(theta)
 
 
 def hand_writable(model: torch.nn.Module, loss_fn) -> bool:

@@ -53,6 +53,10 @@ class Force:
 
     def __init__(self, system, arrays: bool):
         self.evaluate = system.array_force if arrays else system.force
+        if getattr(system, "members", None) is not None:
+            self.measure = system.losses
+        else:
+            self.measure = system.array_loss if arrays else system.loss
         self.theta = self.loss = self.value = None
 
     def __call__(self, theta):
@@ -62,8 +66,13 @@ class Force:
         return self.value
 
     def loss_at(self, theta):
+        """L(θ), with the force at θ (which the next step needs)."""
         self(theta)
         return self.loss
+
+    def loss_only(self, theta):
+        """L(θ), by a forward pass alone unless the force at θ is known already."""
+        return self.loss if self.theta is theta else self.measure(theta)
 
     def forget(self) -> None:
         """The batch changed: the same θ has another force now."""
@@ -127,12 +136,12 @@ class ForceSolver(Solver):
         prepared = self.prepare(system.gains(arrays), h)
         # a diverging state is caught below, by its energy: NumPy need not warn of it
         with torch.no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss = plan.loss  # L at θ on the batch held, once known
             for k in range(plan.n):
                 jump = 0.0
                 if plan.switches(k):
-                    known = plan.loss if k == 0 and plan.loss is not None else None
                     before = system.potential(
-                        theta, known if known is not None else force.loss_at(theta)
+                        theta, force.loss_only(theta) if loss is None else loss
                     )
                     plan.batches.next()
                     plan.batches.hold(system)
@@ -147,7 +156,10 @@ class ForceSolver(Solver):
                 elif not math.isfinite(float(dissipated + jump)):
                     # a state that is not finite makes the drained energy or the jump so
                     raise SolverStop("nonfinite", round(plan.t0 + k * plan.interval, 12))
-                sink(End(theta, p, dissipated, supplied, jump, force.loss_at(theta)))
+                # a switch comes next, or the caller's next call: L alone, no gradient
+                last = k == plan.n - 1 or plan.switches(k + 1)
+                loss = force.loss_only(theta) if last else force.loss_at(theta)
+                sink(End(theta, p, dissipated, supplied, jump, loss))
                 if plan.progress is not None:
                     plan.progress(plan.end(k))
 
