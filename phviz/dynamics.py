@@ -170,6 +170,9 @@ class PortHamiltonianSystem:
             if name == "inertia":
                 self.inverse_inertia = 1.0 / value
         self._array_field = None  # made again with these gains when next asked
+        # what array_force needs of them, once: it is called at every step of a run
+        decay = self.weight_decay
+        self._array_decay = None if is_zero(decay) else as_array(decay)
 
     def gains(self, arrays: bool = False) -> dict:
         """The gains in force by name (NumPy arrays in place of tensors with ``arrays``)."""
@@ -277,12 +280,13 @@ class PortHamiltonianSystem:
 
     def array_force(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """``force`` for NumPy θ on the CPU (``takes_arrays``): L(θ) and a new array."""
-        self.check_batch()
+        if self.inputs is None:
+            self.check_batch()
         self.nfe += 1
         out = np.empty_like(theta)
         loss = self.route.gradient_into(theta, -self.potential_gain, out)
-        if not is_zero(self.weight_decay):
-            out -= as_array(self.weight_decay) * theta
+        if self._array_decay is not None:
+            out -= self._array_decay * theta
         return loss, out
 
     def array_loss(self, theta: np.ndarray) -> float:
