@@ -305,7 +305,7 @@ PRESET_NOTES: dict[str, str] = {
         "restarts scipy's RK45 at its default tolerances (rtol 1e-3, atol 1e-6) every "
         "interval, about 70 evaluations an interval at B/M = 200; phviz takes one step an "
         "interval (h = dt) of an exponential Runge–Kutta method of stiff order 4, which "
-        "solves the damping exactly: 6 gradients an interval. Both follow the same ODE: "
+        "solves the damping exactly: 5 gradients an interval. Both follow the same ODE: "
         "after 200 samples each is within 2e-6 of it integrated tightly (LSODA, rtol "
         "1e-10), so the two runs differ by their integrators' errors alone."
     ),
