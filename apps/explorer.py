@@ -13,10 +13,19 @@ from phviz.budget import Budget
 from phviz.views import Explorer
 from phviz.views.layout import page
 from phviz.views.linkview import read_link
-from phviz.views.serving import full_page, quiet_closed_connections, servable, session_gate
+from phviz.views.serving import (
+    exit_promptly,
+    follow_parent,
+    full_page,
+    quiet_closed_connections,
+    servable,
+    session_gate,
+)
 
 pn.extension(notifications=False)
 quiet_closed_connections()
+exit_promptly()
+follow_parent()  # under --num-procs: stop with the parent
 
 budget = Budget.from_settings(sys.argv[1:])
 if session_gate(budget.max_sessions).admit(pn.state.on_session_destroyed):

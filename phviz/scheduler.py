@@ -220,13 +220,17 @@ class Scheduler:
         with self._cond:
             return len(self._jobs)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the workers once their slices in flight have ended, waiting at most
+        ``timeout`` seconds for all of them together (a process that is told to stop
+        must not wait behind a long one-off task)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(5.0)
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------ workers
     def _pick(self) -> tuple[Job | None, float]:

@@ -39,7 +39,7 @@ from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice, Tick
 from .owndata import OwnData
 from .presentview import present
 from .runcontrols import RunControls
-from .serving import waker
+from .serving import release_callbacks, waker
 from .sidebar import Sidebar
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,7 @@ class Explorer(pn.viewable.Viewer):
         self.gains.close()
         self.exports.close()
         self.session.close()
+        release_callbacks(self.layout, *self.controls.all_widgets())
 
     def _destroyed(self, session_context) -> None:
         self.close()

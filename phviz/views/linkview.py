@@ -14,18 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import panel as pn
+import param
+from panel.custom import JSComponent
 
 from ..config import TrainingConfig, make_config
 from ..data import dataset_defaults
 from ..lessons import LESSONS
 from ..links import SECTIONS, Link, link_query, parse_link
-
-COPY_JS = """
-const text = link.value;
-if (navigator.clipboard && window.isSecureContext) {
-  navigator.clipboard.writeText(text).catch(() => {});
-}
-"""
 
 
 def read_link(args: dict | None = None) -> Link:
@@ -49,6 +44,51 @@ def problems_text(link: Link) -> str | None:
     )
 
 
+class CopyLink(JSComponent):
+    """The "Copy link" button: the browser copies ``link`` at the click (where the page
+    may use the clipboard), and ``on_copy()`` is called on the server.
+
+    A page component of its own rather than a Panel button with a JavaScript callback:
+    Panel keeps such callbacks in a class-wide registry keyed weakly by the button
+    while the callback holds the button, so a page's whole session stayed in memory
+    after its tab had closed."""
+
+    link = param.String(default="", doc="The link to copy.")
+
+    _esm = """
+export function render({ model }) {
+  const button = document.createElement("button")
+  button.type = "button"
+  button.textContent = "Copy link"
+  button.addEventListener("click", () => {
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(model.link).catch(() => {})
+    }
+    model.send_msg({copied: true})
+  })
+  return button
+}
+"""
+
+    _stylesheets = [
+        """
+button {
+  font: inherit; font-size: 15px; padding: 6px 12px; border-radius: 4px; cursor: pointer;
+  border: 1px solid #c8c8c8; background: #ffffff; color: #212529;
+}
+button:hover { filter: brightness(0.93); }
+"""
+    ]
+
+    def __init__(self, on_copy: Callable[[], None] | None = None, **params):
+        super().__init__(**params)
+        self.on_copy = on_copy
+
+    def _handle_msg(self, data) -> None:
+        if isinstance(data, dict) and data.get("copied") and self.on_copy is not None:
+            self.on_copy()
+
+
 class LinkView:
     """Hides what one explorer's ``link`` hides, and makes the link of its current
     set-up: its ``settings``, and ``setup()``'s preset, lesson (or None), plane and
@@ -69,11 +109,9 @@ class LinkView:
             css_classes=["phviz-link"],
             margin=(5, 10),
         )
-        self.button = pn.widgets.Button(
-            label="Copy link", width=110, css_classes=["phviz-copy-link"], margin=(5, 10)
+        self.button = CopyLink(
+            on_copy=self._on_copy, width=110, css_classes=["phviz-copy-link"], margin=(5, 10)
         )
-        self.button.js_on_click(args={"link": self.field}, code=COPY_JS)
-        self.button.on_click(self._on_copy)
         self._writing = False
         self.field.param.watch(self._on_edit, "value")  # read-only: an edit is undone
         self.refresh()
@@ -121,11 +159,11 @@ class LinkView:
             url = f"(no link: {err})"
         self._writing = True
         try:
-            self.field.value = url
+            self.field.value = self.button.link = url
         finally:
             self._writing = False
 
-    def _on_copy(self, _event) -> None:
+    def _on_copy(self) -> None:
         self.refresh()
         self.field.visible = True
 

@@ -3,6 +3,14 @@
 ``SessionGate`` keeps an optional limit on concurrent sessions, with a plain
 "this server is full" page for newcomers over it.
 
+A server stops within seconds of SIGTERM, as a service manager expects.
+``panel serve --num-procs N`` forks N children from a parent that dies at SIGTERM
+without telling them (tornado's fork loop has no handler), so each child that runs a
+session follows its parent (``follow_parent``): once the parent is gone it sends
+SIGTERM to itself and to its sibling children, which Bokeh's own handler turns into
+a clean stop. A process at exit then skips the interpreter's last collections of a
+heap of sessions, which took seconds (``exit_promptly``).
+
 A closed browser tab is not an error. When a tab closes while a periodic callback
 is sending, Tornado's write fails with ``WebSocketClosedError`` and asyncio logs
 the unretrieved task with a traceback. Nothing is wrong (the session is being
@@ -12,10 +20,16 @@ drops exactly those records and no others.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import logging
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 _CLOSED = ("WebSocketClosedError", "StreamClosedError")
 
@@ -106,6 +120,22 @@ def waker(callback: Callable[[], None]) -> Callable[[], None] | None:
     return wake
 
 
+def release_callbacks(*roots) -> None:
+    """Let go of the JavaScript callbacks Panel keeps for the widgets under ``roots``
+    (a page's layouts and widgets), once the page has closed.
+
+    Panel keeps such callbacks (its composite widgets make them for themselves) in a
+    class-wide registry keyed weakly by the widget, but each callback holds the widget
+    through its arguments: the entry, and with it the closed page's whole session,
+    would never be freed."""
+    from panel.links import Callback
+
+    for root in roots:
+        for obj in root.select():
+            for callback in list(Callback.registry.get(obj, ())):
+                callback.unwatch()
+
+
 def servable(template) -> None:
     """Add ``template`` to the session's document with the document's model graph
     frozen: every widget link and root added otherwise recomputes the set of all
@@ -118,3 +148,77 @@ def servable(template) -> None:
         return
     with doc.models.freeze():
         template.servable()
+
+
+_once: set[str] = set()
+_once_lock = threading.Lock()
+
+
+def _first_time(name: str) -> bool:
+    with _once_lock:
+        if name in _once:
+            return False
+        _once.add(name)
+        return True
+
+
+def exit_promptly() -> None:
+    """At exit, skip the interpreter's last garbage collections (once per process).
+
+    They walk every object the server's sessions left, which took seconds; the
+    process ends right after, and its memory goes back to the system all the same.
+    Exit handlers (the worker pool's among them) still run first."""
+    if _first_time("exit"):
+        atexit.register(gc.freeze)
+
+
+def follow_parent(poll: float = 0.5) -> None:
+    """In a child of ``panel serve --num-procs``, stop when the parent has gone: SIGTERM
+    to this process and to its sibling children (once per process; nothing in a server
+    of one process)."""
+    from tornado.process import task_id
+
+    if task_id() is None or not _first_time("parent"):
+        return
+    parent = os.getppid()
+    siblings = {pid: started for pid, started in _children(parent).items() if pid != os.getpid()}
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        for pid, started in siblings.items():
+            if _start_time(pid) == started:  # still that sibling, not a new process
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="phviz-parent", daemon=True).start()
+
+
+def _children(parent: int) -> dict[int, str | None]:
+    """The processes whose parent is ``parent``, each with its start time (Linux's
+    /proc; none elsewhere)."""
+    pids = []
+    listed = Path(f"/proc/{parent}/task/{parent}/children")
+    try:
+        pids = [int(pid) for pid in listed.read_text().split()]
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit() and _stat(int(entry.name))[1:2] == [str(parent)]:
+                    pids.append(int(entry.name))
+    return {pid: _start_time(pid) for pid in pids}
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields after the command's name (state, parent, ...)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return text[text.rfind(")") + 2 :].split()
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else None  # field 22 of stat: start time

@@ -127,6 +127,13 @@ class Sidebar:
             margin=(0, 10, 8, 10),
         )
 
+    def all_widgets(self) -> list:
+        """Every widget of the sidebar, shown or not yet built into a section."""
+        shown = [w for section in self.sections.values() for w in section]
+        own = [self.buttons, self.speed_widget, self.preset_widget, self.new_data_button]
+        views = [self.plane_widget, self.plane_x_widget, self.plane_y_widget]
+        return [*shown, *own, *views, *self.widgets.values(), *self.kick.panels()]
+
     def panels(self, gains: list, lessons: list = (), data: list = ()) -> list:
         """The sidebar's contents, top to bottom; ``gains`` follow the gain sliders (the
         Kick after them), ``lessons`` the preset and ``data`` the data set's settings.

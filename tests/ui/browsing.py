@@ -2,26 +2,29 @@
 explorer, and reading and waiting on the page.
 
 ``served`` runs ``panel serve apps/explorer.py`` as the README does (the benchmark's
-own launcher, in this checkout) on a free port and, once the server has stopped,
-finds no traceback in its log. Every wait is on a condition (``wait_until``), with a
-deadline generous for a loaded 2-core machine.
+own launcher, in this checkout) on a free port; at the end it sends SIGTERM to the
+server, as a service manager does, fails unless the server and every process it
+started have stopped within ``STOP_SECONDS``, and finds no traceback in its log.
+Every wait is on a condition (``wait_until``), with a deadline generous for a loaded
+2-core machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from phviz.bench.serve import free_port
 from phviz.bench.serve import serve as launch_server
 
 DEADLINE = 40.0  # seconds any one condition may take on a loaded 2-core machine
+STOP_SECONDS = 10.0  # from SIGTERM until the server and its children have all gone
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:http://127.0.0.1", "about:")
 
 
@@ -69,15 +72,18 @@ def served(log_path: Path, *extra: str) -> Iterator[str]:
             server = launch_server(port, log, *extra)
         except RuntimeError as err:
             raise RuntimeError(f"{err}:\n{log_path.read_text()}") from None
+        tree = [psutil.Process(server.pid)]
         try:
             yield f"http://127.0.0.1:{port}/explorer"
         finally:
+            tree += psutil.Process(server.pid).children(recursive=True)
             server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:  # a loaded machine; the test's verdict stands
-                server.kill()
-                server.wait(10)
+            _, left = psutil.wait_procs(tree, timeout=STOP_SECONDS)
+            for process in left:  # ended here, but the test fails below
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            server.wait(10)
+    assert not left, f"still running {STOP_SECONDS:g} s after SIGTERM: {[p.pid for p in left]}"
     text = log_path.read_text()
     assert "Traceback" not in text, text
 
