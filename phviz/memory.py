@@ -1,17 +1,20 @@
 """Keep freed memory in the process for the next chunk, where the C library allows.
 
-A loss surface is evaluated chunk by chunk, and each chunk allocates the same
-activations again: tensors of a few to a few tens of MiB. GNU libc's ``malloc``
+Work done in chunks that allocates the same tensors again for each chunk, blocks of a
+few to a few tens of MiB, pays for fresh pages every time: GNU libc's ``malloc``
 serves blocks that large straight from the kernel and hands them back on ``free``
-(and trims its heap once enough at its top is free), so every chunk starts on fresh
-pages, which the kernel must map and zero one 4 KiB page at a time. For the Duffing
-network's 51×51 surface that was about 31,000 page faults, and in a fresh process up
-to half of its time (less once ``malloc`` has raised its own thresholds).
-``keep_freed_memory`` tells ``malloc`` to serve blocks of up to 32 MiB from its heap
-and to keep up to ``trim_mib`` of free memory there: the next chunk reuses the last
-one's pages. Peak memory does not grow (the same tensors are alive at once); memory
-freed stays with the process, up to ``trim_mib`` per thread's heap, instead of going
-back to the kernel at once.
+(and trims its heap once enough at its top is free), so each chunk's blocks must be
+mapped and zeroed by the kernel one 4 KiB page at a time. ``keep_freed_memory`` tells
+``malloc`` to serve blocks of up to 32 MiB from its heap and to keep up to
+``trim_mib`` of free memory there: the next chunk reuses the last one's pages. Peak
+memory does not grow (the same tensors are alive at once); memory freed stays with the
+process, up to ``trim_mib`` per thread's heap, instead of going back to the kernel at
+once.
+
+A loss surface on the batched route no longer needs it: its chunks write into buffers
+of their own (``phviz.landscape.graph.Workspace``). What still allocates anew chunk
+after chunk: a surface of a module that route does not take (``vmap``), and a gain
+map's ensemble. ``python -m phviz.bench landscape`` shows both settings side by side.
 
 This is a setting of the whole process, so the library never makes it on import:
 the explorer's server, the command line and the benchmarks call it, and a script may.

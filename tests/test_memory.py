@@ -35,10 +35,22 @@ SURFACES = """
     from phviz.memory import freed_memory_kept, keep_freed_memory
     from phviz.training import Trainer
 
+    # The Duffing MLP, its output clamped: a step the batched route does not take, so
+    # its surfaces go by vmap, which allocates each chunk's activations anew.
+    class Clamped(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x).clamp(-1e6, 1e6)
+
     torch.set_num_threads(1)
     trainer = Trainer(make_config("paper-duffing", device="cpu"))
-    potential = Potential.from_trainer(trainer, chunk_size=256)
-    plane = Plane.random(trainer.model, seed=0)
+    ds = trainer.dataset
+    model = Clamped(trainer.model)
+    potential = Potential(model, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256)
+    plane = Plane.random(model, seed=0)
 
     def surfaces():
         start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -49,6 +61,7 @@ SURFACES = """
     before, faults_before = surfaces()
     was_kept = freed_memory_kept()
     kept = keep_freed_memory()
+    surfaces()  # the heap grows to what a surface needs at once, then stays
     surfaces()
     after, faults_after = surfaces()
     print(json.dumps(dict(
@@ -57,6 +70,44 @@ SURFACES = """
         faults_after=faults_after,
     )))
 """
+
+
+WORKSPACE = """
+    import json, resource
+    import torch
+    from phviz import make_config
+    from phviz.landscape import Plane, Potential
+    from phviz.memory import freed_memory_kept
+    from phviz.training import Trainer
+
+    torch.set_num_threads(1)
+    trainer = Trainer(make_config("paper-duffing", device="cpu"))
+    plane = Plane.random(trainer.model, seed=0)
+    Potential.from_trainer(trainer).surface(plane, (-1, 1, -1, 1), 5)  # first calls
+
+    faults = []
+    for _ in range(3):  # a new potential each time, as loss_surface makes one
+        potential = Potential.from_trainer(trainer, chunk_size=256)
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        potential.surface(plane, (-1, 1, -1, 1), 31)  # 961 points: four chunks
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
+    space = potential.workspace(256)
+    potential.evaluate_rows(plane.points([[0.0, 0.0]] * 256), space)
+    size = len(space.buffers) * space.numel * 4
+    print(json.dumps(dict(
+        faults=faults, pages=size // resource.getpagesize(), buffers=len(space.buffers),
+        kept=freed_memory_kept(),
+    )))
+"""
+
+
+def test_a_surface_faults_in_its_workspace_alone_without_any_setting():
+    """A script's surfaces reuse their buffers chunk after chunk: fresh pages for the
+    workspace at most, where new activations for each of the four chunks would fault in
+    eight such buffers or more."""
+    out = run_fresh(WORKSPACE)
+    assert not out["kept"] and out["buffers"] == 2  # a chain: two buffers
+    assert all(f < 1.5 * out["pages"] + 500 for f in out["faults"]), out
 
 
 @pytest.mark.skipif(not GLIBC, reason="the setting is GNU libc's")

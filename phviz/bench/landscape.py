@@ -3,20 +3,22 @@
 1. The paper's Duffing MLP (2-16-16-2, softplus) on its 399 points, a 51×51 surface,
    as phviz's MLP, as an ``nn.Sequential``, as a user's own module class, and as that
    class with a skip connection and with a LayerNorm: the batched evaluation (chunks
-   of 256 grid points; Linear layers as batched matmuls, their activations, sums,
-   products and LayerNorms on whole chunks; any other module through
-   ``torch.func.vmap``, also timed here) against the same grid evaluated point by
-   point in a Python loop, both through ``functional_call`` and writing each θ into
-   the module, side by side; medians.
+   of 256 grid points written into buffers that every chunk reuses; Linear layers as
+   batched matmuls, their activations, sums, products and LayerNorms on whole chunks;
+   any other module through ``torch.func.vmap``, also timed here) against the same
+   grid evaluated point by point in a Python loop, both through ``functional_call``
+   and writing each θ into the module, side by side; medians.
    Also the floor: plain forward passes over the same number of (point, sample) pairs.
 2. The digits MLP (64-32-32-10) on its training set, a 101×101 surface in chunks
    sized by bytes (``Potential``'s default): time and
    peak memory, the latter as the growth of the process's peak resident set size
    (``resource.getrusage(...).ru_maxrss``), which sees torch's CPU allocations.
-3. The batched and ``vmap`` surfaces of 1. in fresh processes, with the C library's
-   default memory settings and with freed memory kept for reuse (``phviz.memory``),
-   alternating, and the page faults of each. This process keeps freed memory, as the
-   explorer's server and the command line do.
+3. First, what a script sees: phviz's Duffing MLP's surface by ``loss_surface`` in
+   fresh processes, on one thread and on every core, with the C library's default
+   memory settings and with freed memory kept for reuse (``phviz.memory``),
+   alternating; beside it the ``vmap`` route and the per-point loop in the same
+   processes, and the page faults of each batched surface. 1. and 2. then run in this
+   process with the default settings, as a script's do.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import numpy as np
 import torch
 
 from ..config import make_config
-from ..landscape import Plane, Potential
-from ..memory import keep_freed_memory
+from ..landscape import Plane, Potential, loss_surface
+from ..memory import freed_memory_kept, keep_freed_memory
 from ..training import Trainer
 from .core import users_module, users_norm_module, users_own_module, users_skip_module
 
@@ -127,48 +129,54 @@ def duffing(quick: bool = False, *, model: str = "phviz") -> dict:
     )
 
 
-def surfaces_only(quick: bool = False) -> dict:
-    """The batched and the ``vmap`` routes' 51×51 Duffing surfaces alone, for every
-    model and thread count the report uses, interleaved: {"model/threads": [batched,
-    vmap]} in seconds, medians, and "faults": the minor page faults over them all."""
+def fresh_surfaces(threads: int, quick: bool = False) -> dict:
+    """What a script sees: in this (fresh) process, the Duffing MLP's 51×51 surface by
+    ``loss_surface``'s batched route four times in a row from the start, by the
+    ``vmap`` route, and by the per-point loop; seconds (medians), process CPU seconds
+    of the batched surfaces, and the minor page faults of each batched surface."""
+    torch.set_num_threads(threads)
+    ds, net, plane, potential, general = _duffing_set_up("phviz")
+    looped = Potential(net, ds.loss_fn, ds.x_train, ds.y_train, chunk_size=256, batched=False)
+    extent = (-1.0, 1.0, -1.0, 1.0)
+    batched, cpu, faults = [], [], []
+    for _ in range(4):
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        loss_surface(net, ds.loss_fn, ds.x_train, ds.y_train, plane, extent=extent)
+        batched.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before.ru_minflt)
+    vmap = [_median_seconds(lambda: general.surface(plane, extent, 51), 1) for _ in range(3)]
+    loop = _median_seconds(lambda: looped.surface(plane, extent, 51), 1 if quick else 2)
+    return dict(
+        batched=statistics.median(batched),
+        batched_runs=batched,
+        cpu=statistics.median(cpu),
+        vmap=statistics.median(vmap),
+        loop=loop,
+        faults=statistics.median(faults),
+        kept=freed_memory_kept(),
+    )
+
+
+def fresh_processes(quick: bool = False) -> dict[tuple[int, bool], list[dict]] | None:
+    """``fresh_surfaces`` in new interpreters, on 1 thread and on every core, with the C
+    library's default memory settings and with freed memory kept (``phviz.memory``),
+    alternating, so that a busy machine slows all alike: {(threads, kept): [one dict a
+    process]}. None if one failed."""
     threads = [1] + ([os.cpu_count()] if (os.cpu_count() or 1) > 1 else [])
-    out = {}
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for n in threads:
-        torch.set_num_threads(n)
-        for model in MODELS:
-            _, _, plane, potential, general = _duffing_set_up(model)
-            potential.surface(plane, (-1, 1, -1, 1), 5)  # warm-up
-            general.surface(plane, (-1, 1, -1, 1), 5)
-            timed = []
-            for _ in range(2 if quick else 5):
-                timed.append([_surface_seconds(p, plane) for p in (potential, general)])
-            out[f"{model}/{n}"] = [statistics.median(column) for column in zip(*timed, strict=True)]
-    out["faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    return out
-
-
-def _surface_seconds(potential: Potential, plane: Plane) -> float:
-    started = time.perf_counter()
-    potential.surface(plane, (-1, 1, -1, 1), 51)
-    return time.perf_counter() - started
-
-
-def memory_reuse(quick: bool = False) -> dict[bool, list[dict]] | None:
-    """``surfaces_only`` in fresh interpreters, with the C library's default memory
-    settings and with freed memory kept, alternating (one pair, or two): a process
-    cannot undo ``keep_freed_memory``, and each starts from the same state. None if
-    one failed."""
-    runs = {False: [], True: []}
-    for keep in [False, True] * (1 if quick else 2):
-        command = [sys.executable, "-m", "phviz.bench.landscape", "--surfaces-only"]
-        command += ["--keep-freed-memory"] if keep else []
-        command += ["--quick"] if quick else []
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"  (a fresh process failed: {done.stderr.strip().splitlines()[-1:]})")
-            return None
-        runs[keep].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    runs: dict[tuple[int, bool], list[dict]] = {}
+    for _ in range(1 if quick else 3):
+        for n in threads:
+            for keep in (False, True):
+                command = [sys.executable, "-m", "phviz.bench.landscape", "--fresh", str(n)]
+                command += ["--keep-freed-memory"] if keep else []
+                command += ["--quick"] if quick else []
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    print(f"  (a fresh process failed: {done.stderr.strip().splitlines()[-1:]})")
+                    return None
+                runs.setdefault((n, keep), []).append(json.loads(done.stdout.splitlines()[-1]))
     return runs
 
 
@@ -202,15 +210,16 @@ MODELS = {
 
 
 def report(quick: bool = False) -> None:
-    # Fresh processes with and without freed memory kept first; this one then keeps
-    # it, as the explorer's server and the command line do.
-    reuse = memory_reuse(quick)
-    kept = keep_freed_memory()
+    # Fresh processes first, while this one has done nothing; it then keeps the C
+    # library's default memory settings, as a script does.
+    fresh = fresh_processes(quick)
     torch.set_num_threads(1)
     print(
-        f"landscape · torch {torch.__version__} · {platform.machine()} · freed memory "
-        f"{'kept for reuse (phviz.memory)' if kept else 'not kept (not GNU libc)'}"
+        f"landscape · torch {torch.__version__} · {platform.machine()} · "
+        f"{os.cpu_count()} core(s) · this process with the C library's default memory settings"
     )
+    if fresh is not None:
+        _print_fresh(fresh)
     d = digits(quick)  # first: the peak-memory figure is a high-water mark of the process
     results = []
     for model in MODELS:
@@ -225,8 +234,6 @@ def report(quick: bool = False) -> None:
                 _print_duffing(*results[-1])
         finally:
             torch.set_num_threads(1)
-    if reuse is not None and kept:
-        _print_memory(reuse)
     print(
         f"digits MLP 64-{DIGITS_HIDDEN.replace(',', '-')}-10 ({d['parameters']} parameters), "
         f"{d['train_points']} training points, {d['resolution']}×{d['resolution']} surface, "
@@ -234,6 +241,29 @@ def report(quick: bool = False) -> None:
         f"  {d['seconds']:.2f} s, peak RSS grew by {d['peak_growth_mib']:.0f} MiB "
         f"(to {d['peak_mib']:.0f} MiB; ru_maxrss)"
     )
+
+
+def _print_fresh(runs: dict[tuple[int, bool], list[dict]]) -> None:
+    n = len(next(iter(runs.values())))
+    print(
+        "Duffing MLP 2-16-16-2 (phviz's), 399 points, 51×51 surface, as a script sees it: "
+        f"fresh processes, {n} of each kind, alternating; each figure the median over its "
+        "processes of their own medians (batched: loss_surface four times from the start; "
+        "loop: per point; faults: minor page faults per batched surface):\n"
+        "  threads  freed memory      batched   (CPU)      vmap      loop  loop/batched  faults"
+    )
+    for (threads, keep), rows in runs.items():
+        if keep and not rows[0]["kept"]:
+            continue  # not GNU libc: nothing was kept
+        med = {k: statistics.median(r[k] for r in rows) for k in ("batched", "cpu", "vmap")}
+        med["loop"] = statistics.median(r["loop"] for r in rows)
+        ratio = statistics.median(r["loop"] / r["batched"] for r in rows)
+        faults = statistics.median(r["faults"] for r in rows)
+        print(
+            f"  {threads:>7}  {'kept' if keep else 'default':<14} {med['batched'] * 1e3:8.1f} ms"
+            f" {med['cpu'] * 1e3:6.0f} ms {med['vmap'] * 1e3:6.1f} ms {med['loop'] * 1e3:6.1f} ms"
+            f" {ratio:9.1f}×   {faults:>7,.0f}"
+        )
 
 
 def _print_duffing(r: dict, threads: int) -> None:
@@ -254,34 +284,11 @@ def _print_duffing(r: dict, threads: int) -> None:
     )
 
 
-def _print_memory(runs: dict[bool, list[dict]]) -> None:
-    n = len(runs[True])
-    print(
-        "The same 51×51 surfaces, batched and by vmap, in fresh processes with the C "
-        f"library's default memory settings and with freed memory kept ({n} of each, "
-        "alternating; each figure the median of its processes' medians):"
-    )
-    for key in runs[True][0]:
-        if key == "faults":
-            continue
-        model, threads = key.split("/")
-        default, kept = (
-            [statistics.median(run[key][i] for run in runs[k]) for i in (0, 1)]
-            for k in (False, True)
-        )
-        print(
-            f"  {MODELS[model]:<42} {threads} thread(s): batched {default[0] * 1e3:6.1f} "
-            f"→ {kept[0] * 1e3:6.1f} ms ({default[0] / kept[0]:.2f}×), vmap "
-            f"{default[1] * 1e3:6.1f} → {kept[1] * 1e3:6.1f} ms ({default[1] / kept[1]:.2f}×)"
-        )
-    faults = {k: ", ".join(f"{run['faults']:,}" for run in runs[k]) for k in (False, True)}
-    print(f"  minor page faults per process: {faults[False]} against {faults[True]}")
-
-
 if __name__ == "__main__":
-    if "--surfaces-only" in sys.argv:
+    if "--fresh" in sys.argv:
         if "--keep-freed-memory" in sys.argv:
             keep_freed_memory()
-        print(json.dumps(surfaces_only(quick="--quick" in sys.argv)))
+        n_threads = int(sys.argv[sys.argv.index("--fresh") + 1])
+        print(json.dumps(fresh_surfaces(n_threads, quick="--quick" in sys.argv)))
     else:
         report(quick="--quick" in sys.argv)
