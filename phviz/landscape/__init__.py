@@ -3,9 +3,10 @@
 ``naming`` turns friendly keys into flat indices of θ; ``planes`` builds planes
 (PCA of a path, filter-normalised random directions, two chosen parameters) and
 projects onto them; ``potentials`` evaluates a·L(θ) + (c/2)‖θ‖² for many θ at once
-and over grids on a plane; ``phase`` gives one coordinate's phase portrait;
-``window`` keeps a plane and surface up to date with a growing path for the live
-views; ``grid`` holds the extents and grids they share.
+and over grids on a plane, a network of layers through ``graph`` (its chunks writing
+into buffers they share, with the kernels of ``kernels``); ``phase`` gives one
+coordinate's phase portrait; ``window`` keeps a plane and surface up to date with a
+growing path for the live views; ``grid`` holds the extents and grids they share.
 
 No GUI code: the views draw what these functions return (numpy arrays).
 """
