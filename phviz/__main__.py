@@ -193,9 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .memory import keep_freed_memory
-
-    keep_freed_memory()  # surfaces and maps reuse their chunks' memory
     try:
         return args.func(args) or 0
     except (ValueError, TypeError) as err:

@@ -11,13 +11,14 @@ memory does not grow (the same tensors are alive at once); memory freed stays wi
 process, up to ``trim_mib`` per thread's heap, instead of going back to the kernel at
 once.
 
-A loss surface on the batched route no longer needs it: its chunks write into buffers
-of their own (``phviz.landscape.graph.Workspace``). What still allocates anew chunk
-after chunk: a surface of a module that route does not take (``vmap``), and a gain
-map's ensemble. ``python -m phviz.bench landscape`` shows both settings side by side.
+Neither a loss surface on the batched route nor a gain map needs it: the surface's
+chunks write into buffers of their own (``phviz.landscape.graph.Workspace``), and a
+map's members step in NumPy buffers kept for the run. What still allocates anew chunk
+after chunk is a surface of a module that route does not take (``vmap``); a script
+that draws many of those may call this. ``python -m phviz.bench landscape`` shows both
+settings side by side.
 
-This is a setting of the whole process, so the library never makes it on import:
-the explorer's server, the command line and the benchmarks call it, and a script may.
+This is a setting of the whole process, so phviz never makes it by itself.
 """
 
 from __future__ import annotations

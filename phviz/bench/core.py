@@ -187,9 +187,13 @@ def routes(quick: bool = False) -> list[list]:
     mapped = Ensemble(trainer, members, hand_written=False)
     for ensemble in (batched, mapped):
         ensemble.set_batch(trainer.dataset.x_train, trainer.dataset.y_train)
-    thetas, _ = batched.start(trainer.initial_theta, trainer.initial_momentum)
+    rows_of_arrays, _ = batched.start(trainer.initial_theta, trainer.initial_momentum)
+    rows_of_tensors, _ = mapped.start(trainer.initial_theta, trainer.initial_momentum)
     times = _alternating(
-        {"batched": lambda: batched.force(thetas), "vmap": lambda: mapped.force(thetas)},
+        {
+            "batched": lambda: batched.force(rows_of_arrays),
+            "vmap": lambda: mapped.force(rows_of_tensors),
+        },
         number=max(10, number // 4),
         repeats=repeats,
     )
