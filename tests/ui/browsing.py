@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from phviz.bench.serve import free_port
-from phviz.bench.serve import serve as launch_server
+from phviz.bench.pages import free_port
+from phviz.bench.pages import serve as launch_server
 
 DEADLINE = 40.0  # seconds any one condition may take on a loaded 2-core machine
 STOP_SECONDS = 10.0  # from SIGTERM until the server and its children have all gone

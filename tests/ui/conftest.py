@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from browsing import DEADLINE, LOCAL, served
 
-from phviz.bench.serve import CHROMIUM, CHROMIUM_ARGS
+from phviz.bench.pages import CHROMIUM, CHROMIUM_ARGS
 
 REPORTS = pytest.StashKey[dict]()
 

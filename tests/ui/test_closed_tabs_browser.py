@@ -14,7 +14,7 @@ import weakref
 import pytest
 from browsing import LOCAL, open_explorer, status_numbers, wait_until
 
-from phviz.bench.serve import ROOT, free_port
+from phviz.bench.pages import ROOT, free_port
 from phviz.views import Explorer
 from phviz.views.layout import Plots
 

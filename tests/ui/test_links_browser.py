@@ -16,7 +16,7 @@ import sys
 import pytest
 from browsing import served
 
-from phviz.bench.serve import ROOT
+from phviz.bench.pages import ROOT
 from phviz.lessons import LESSONS
 
 pytestmark = pytest.mark.browser

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from browsing import DEADLINE, served
 
-from phviz.bench.serve import PAGE_PROBE, READY
+from phviz.bench.pages import PAGE_PROBE, READY
 
 pytestmark = pytest.mark.browser
 
