@@ -298,9 +298,8 @@ def test_linear_graph_equals_the_general_route_and_the_loop(case):
     for loss_fn, y in ((F.cross_entropy, labels), (F.mse_loss, targets)):
         kw = dict(potential_gain=1.7, weight_decay=0.02, chunk_size=11)
         chain = Potential(model, loss_fn, x, y, **kw)
-        general = Potential(model, loss_fn, x, y, **kw)
-        general._graph.steps = None
-        assert chain._graph.usable and not general._graph.usable
+        general = Potential(model, loss_fn, x, y, graph=False, **kw)
+        assert chain.route == "graph" and general.route == "vmap"
         _, _, fast = chain.surface(plane, (-1, 1, -1, 1), 7)
         _, _, vmapped = general.surface(plane, (-1, 1, -1, 1), 7)
         _, _, looped = Potential(model, loss_fn, x, y, batched=False, **kw).surface(
@@ -335,38 +334,38 @@ def test_linear_graph_leaves_other_modules_to_vmap_and_runs_hooks():
     for name, model in others.items():
         model = model.double()
         potential = Potential(model, F.mse_loss, x, y if name != "not a Sequential" else y[:, 0])
-        assert potential._graph.steps is None, name
+        assert potential.route == "vmap", name
     plane = Plane.random(frozen, seed=0)
     _, _, z = loss_surface(frozen, F.mse_loss, x, y, plane, resolution=3)
     _, _, looped = loss_surface(frozen, F.mse_loss, x, y, plane, resolution=3, batched=False)
     np.testing.assert_allclose(z, looped, rtol=1e-12)
     # 3-D inputs: Linear acts on the last axis, the chain takes only rows of features
-    assert Potential(small_mlp(), F.mse_loss, x[None], y[None])._graph.steps is None
+    assert Potential(small_mlp(), F.mse_loss, x[None], y[None]).route == "vmap"
 
     # a hook registered after the potential was made still runs
     model = small_mlp()
     potential = Potential(model, F.mse_loss, x, y)
-    assert potential._graph.usable
+    assert potential.route == "graph"
     seen = []
     handle = model[0].register_forward_hook(lambda *args: seen.append(1))
     try:
-        assert not potential._graph.usable
+        assert not potential.route == "graph"
         potential.surface(Plane.random(model, seed=0), (-1, 1, -1, 1), 3)
     finally:
         handle.remove()
-    assert seen and potential._graph.usable
+    assert seen and potential.route == "graph"
 
     # the same for a traced module, with the hook on a module the trace went through
     model = OwnNet().double()
     potential = Potential(model, F.mse_loss, x, y)
-    assert potential._graph.usable
+    assert potential.route == "graph"
     handle = model.inner.register_forward_pre_hook(lambda *args: seen.append(2))
     try:
-        assert not potential._graph.usable
+        assert not potential.route == "graph"
         potential.surface(Plane.random(model, seed=0), (-1, 1, -1, 1), 3)
     finally:
         handle.remove()
-    assert 2 in seen and potential._graph.usable
+    assert 2 in seen and potential.route == "graph"
 
 
 def test_a_surfaces_chunks_share_one_workspace():

@@ -35,7 +35,8 @@ class Potential:
     buffers). Subnormal numbers are flushed on the calling thread while it evaluates
     (``flushed_subnormals``).
     ``batched=False`` evaluates row by row in a Python loop (a reference, and a way out
-    for models vmap cannot handle).
+    for models vmap cannot handle); ``graph=False`` takes vmap even for a network the
+    batched matmuls could run. ``route`` says which the next evaluation takes.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class Potential:
         weight_decay=0.0,
         chunk_size: int | None = None,
         batched: bool = True,
+        graph: bool = True,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -71,7 +73,17 @@ class Potential:
         self._buffers = dict(model.named_buffers())
         self._batched_loss = vmap(self._loss)
         self._graph = LinearGraph(model, self.layout, self.inputs)
+        if not graph:
+            self._graph.steps = None
         self._graph_loss = vmap(loss_fn, in_dims=(0, None))
+
+    @property
+    def route(self) -> str:
+        """How the next evaluation runs: "graph" (batched matmuls, for chains and graphs
+        of layers that run no hook now), "vmap" or "loop" (``batched=False``)."""
+        if not self.batched:
+            return "loop"
+        return "graph" if self._graph.usable else "vmap"
 
     @classmethod
     def from_trainer(
