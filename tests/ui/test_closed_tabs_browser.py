@@ -66,11 +66,13 @@ def test_closed_tabs_leave_nothing_of_their_sessions_behind(browser):
             if tab == 0:  # the gain map's tab too: a HoloViews pane with its streams
                 page.get_by_text("Gain map").first.click()
                 page.locator(".phviz-gainmap").first.wait_for()
-            explorers = [e for e in live(Explorer) if e.session.ready]
+            built = [e for e in live(Explorer) if hasattr(e, "session")]  # not half-made
+            explorers = [e for e in built if e.session.ready]
+            built = None
             refs += [held(e) for e in explorers if all(e is not r["explorer"]() for r in refs)]
             explorers = None
             page.close()
-        assert len(refs) == 2
+        assert len(refs) >= 2  # (a page's request may make a session it never joins)
 
         def freed() -> bool:
             gc.collect()
