@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ from ..config import make_config
 from ..landscape import Plane, Potential, loss_surface
 from ..memory import freed_memory_kept, keep_freed_memory
 from ..training import Trainer
+from . import Table, print_table
 from .core import users_module, users_norm_module, users_own_module, users_skip_module
 
 DIGITS_HIDDEN = "32,32"
@@ -209,79 +209,126 @@ MODELS = {
 }
 
 
-def report(quick: bool = False) -> None:
+def tables(quick: bool = False) -> list[Table]:
     # Fresh processes first, while this one has done nothing; it then keeps the C
     # library's default memory settings, as a script does.
     fresh = fresh_processes(quick)
     torch.set_num_threads(1)
-    print(
-        f"landscape · torch {torch.__version__} · {platform.machine()} · "
-        f"{os.cpu_count()} core(s) · this process with the C library's default memory settings"
-    )
-    if fresh is not None:
-        _print_fresh(fresh)
+    out = [] if fresh is None else [_fresh_table(fresh)]
     d = digits(quick)  # first: the peak-memory figure is a high-water mark of the process
-    results = []
-    for model in MODELS:
-        results.append((duffing(quick, model=model), 1))
-        _print_duffing(*results[-1])
+    rows, repeats = [], 0
     cores = os.cpu_count() or 1
-    if cores > 1:  # batched work spreads over the cores; a per-point loop of tiny ops cannot
-        torch.set_num_threads(cores)
+    for threads in [1] + ([cores] if cores > 1 else []):
+        torch.set_num_threads(threads)
         try:
             for model in MODELS:
-                results.append((duffing(quick, model=model), cores))
-                _print_duffing(*results[-1])
+                r = duffing(quick, model=model)
+                repeats = r["repeats"]
+                rows.append(
+                    [
+                        MODELS[model],
+                        threads,
+                        1e3 * r["batched"],
+                        1e3 * r["vmap"],
+                        1e3 * r["module_loop"],
+                        r["module_loop"] / r["batched"],
+                        r["batched"] / r["floor"],
+                    ]
+                )
         finally:
             torch.set_num_threads(1)
-    print(
-        f"digits MLP 64-{DIGITS_HIDDEN.replace(',', '-')}-10 ({d['parameters']} parameters), "
-        f"{d['train_points']} training points, {d['resolution']}×{d['resolution']} surface, "
-        f"chunks of {d['chunk']} grid points (sized by bytes), 1 thread:\n"
-        f"  {d['seconds']:.2f} s, peak RSS grew by {d['peak_growth_mib']:.0f} MiB "
-        f"(to {d['peak_mib']:.0f} MiB; ru_maxrss)"
-    )
-
-
-def _print_fresh(runs: dict[tuple[int, bool], list[dict]]) -> None:
-    n = len(next(iter(runs.values())))
-    print(
-        "Duffing MLP 2-16-16-2 (phviz's), 399 points, 51×51 surface, as a script sees it: "
-        f"fresh processes, {n} of each kind, alternating; each figure the median over its "
-        "processes of their own medians (batched: loss_surface four times from the start; "
-        "loop: per point; faults: minor page faults per batched surface):\n"
-        "  threads  freed memory      batched   (CPU)      vmap      loop  loop/batched  faults"
-    )
-    for (threads, keep), rows in runs.items():
-        if keep and not rows[0]["kept"]:
-            continue  # not GNU libc: nothing was kept
-        med = {k: statistics.median(r[k] for r in rows) for k in ("batched", "cpu", "vmap")}
-        med["loop"] = statistics.median(r["loop"] for r in rows)
-        ratio = statistics.median(r["loop"] / r["batched"] for r in rows)
-        faults = statistics.median(r["faults"] for r in rows)
-        print(
-            f"  {threads:>7}  {'kept' if keep else 'default':<14} {med['batched'] * 1e3:8.1f} ms"
-            f" {med['cpu'] * 1e3:6.0f} ms {med['vmap'] * 1e3:6.1f} ms {med['loop'] * 1e3:6.1f} ms"
-            f" {ratio:9.1f}×   {faults:>7,.0f}"
+    columns = ["network", "threads", "batched (ms)", "vmap (ms)", "loop (ms)"]
+    columns += ["loop ÷ batched", "batched ÷ forward floor"]
+    out.append(
+        Table(
+            "landscape-networks",
+            "A 51×51 loss surface of the Duffing MLP 2-16-16-2 (399 points), however the "
+            "network is written, in this process",
+            columns,
+            rows,
+            f"Medians of {repeats} interleaved repeats. Batched: the surface's chunks as "
+            "batched matmuls in one workspace; vmap: the route of a network they cannot "
+            "run; loop: the module called once a grid point. Target: batched ≥ 5× the loop.",
         )
-
-
-def _print_duffing(r: dict, threads: int) -> None:
-    label = MODELS[r["model"]]
-    print(
-        f"Duffing MLP 2-16-16-2 as a {label}, 399 points, 51×51 surface, "
-        f"{threads} torch thread(s) "
-        f"(median of {r['repeats']}, interleaved):\n"
-        f"  batched, chunks of 256       {r['batched'] * 1e3:8.1f} ms\n"
-        f"  vmap over functional_call    {r['vmap'] * 1e3:8.1f} ms   "
-        f"(the route of any other module; {r['vmap'] / r['batched']:.2f}× the batched)\n"
-        f"  loop over points (functional) {r['loop'] * 1e3:7.1f} ms   "
-        f"→ batched is {r['loop'] / r['batched']:.1f}× faster\n"
-        f"  loop over points (module)    {r['module_loop'] * 1e3:8.1f} ms   "
-        f"→ batched is {r['module_loop'] / r['batched']:.1f}× faster\n"
-        f"  forward passes alone (floor) {r['floor'] * 1e3:8.1f} ms   "
-        f"(batched costs {r['batched'] / r['floor']:.2f}× the floor)"
     )
+    shape = f"64-{DIGITS_HIDDEN.replace(',', '-')}-10"
+    out.append(
+        Table(
+            "landscape-digits",
+            "A large surface: the digits MLP, 1 thread",
+            [
+                "network",
+                "parameters",
+                "training points",
+                "surface",
+                "chunk",
+                "seconds",
+                "peak RSS growth (MiB)",
+            ],
+            [
+                [
+                    shape,
+                    d["parameters"],
+                    d["train_points"],
+                    f"{d['resolution']}²",
+                    d["chunk"],
+                    d["seconds"],
+                    d["peak_growth_mib"],
+                ]
+            ],
+            "Chunks sized by bytes: the widest layer's output within 16 MiB.",
+        )
+    )
+    return out
+
+
+def _fresh_table(runs: dict[tuple[int, bool], list[dict]]) -> Table:
+    n = len(next(iter(runs.values())))
+    rows = []
+    for (threads, keep), results in runs.items():
+        if keep and not results[0]["kept"]:
+            continue  # not GNU libc: nothing was kept
+        med = {k: statistics.median(r[k] for r in results) for k in ("batched", "cpu", "vmap")}
+        loop = statistics.median(r["loop"] for r in results)
+        ratio = statistics.median(r["loop"] / r["batched"] for r in results)
+        faults = round(statistics.median(r["faults"] for r in results))
+        kind = "kept" if keep else "default"
+        rows.append(
+            [
+                threads,
+                kind,
+                1e3 * med["batched"],
+                1e3 * med["cpu"],
+                1e3 * med["vmap"],
+                1e3 * loop,
+                ratio,
+                faults,
+            ]
+        )
+    return Table(
+        "landscape-script",
+        "A 51×51 surface of the Duffing MLP as a script sees it: fresh processes",
+        [
+            "threads",
+            "freed memory",
+            "batched (ms)",
+            "its CPU (ms)",
+            "vmap (ms)",
+            "loop (ms)",
+            "loop ÷ batched",
+            "page faults",
+        ],
+        rows,
+        f"{n} fresh processes of each kind, alternating; each figure the median over them "
+        "of their own medians (batched: loss_surface four times from the start; faults: "
+        "minor page faults per batched surface). 'kept': the C library told to keep freed "
+        "memory (phviz.memory), which phviz does not do by itself.",
+    )
+
+
+def report(quick: bool = False) -> None:
+    for table in tables(quick):
+        print_table(table)
 
 
 if __name__ == "__main__":
