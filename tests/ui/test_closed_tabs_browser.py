@@ -24,17 +24,23 @@ pytestmark = pytest.mark.browser
 
 
 def held(explorer: Explorer) -> dict[str, weakref.ref]:
-    """Weak references to what one session holds: the explorer, its session, the
-    trainer and the pictures' snapshot its slices made, and its figures."""
+    """Weak references to what one session holds: the explorer, its session, its
+    figures, and the trainer and the pictures' snapshot its slices made (a session
+    that no page joined may have closed already: it has none to give)."""
     session = explorer.session
-    return {
+    refs = {
         "explorer": weakref.ref(explorer),
         "session": weakref.ref(session),
-        "trainer": session.ask(weakref.ref),
-        "pictures": weakref.ref(session.shown),
         "plots": weakref.ref(explorer.plots),
         "landscape figure": weakref.ref(explorer.plots.landscape_fig),
     }
+    if session.shown is not None:
+        refs["pictures"] = weakref.ref(session.shown)
+    try:
+        refs["trainer"] = session.ask(weakref.ref, timeout=5.0)
+    except TimeoutError:  # closed: no slice of it runs any more
+        pass
+    return refs
 
 
 def test_closed_tabs_leave_nothing_of_their_sessions_behind(browser):
@@ -71,10 +77,10 @@ def test_closed_tabs_leave_nothing_of_their_sessions_behind(browser):
             # this page's session (a request may also make one that no page joins)
             explorers = [ref() for ref in made[seen:]]
             seen = len(made)
-            refs += [held(e) for e in explorers if e is not None and e.session.ready]
+            refs += [held(e) for e in explorers if e is not None]
             explorers = None
-            assert len(refs) == tab + 1
             page.close()
+        assert sum("trainer" in r and "pictures" in r for r in refs) >= 2
 
         def freed() -> bool:
             gc.collect()
