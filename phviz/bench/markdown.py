@@ -256,14 +256,15 @@ def _one_line(text: str) -> str:
 
 
 # ------------------------------------------------------------------ one measurement
-TRAIN_PRESETS = ("paper-blobs", "paper-duffing")
+TRAIN_PRESETS = ("paper-blobs", "paper-blobs-online", "paper-duffing")
 
 
 def train_table(presets: Sequence[str] = TRAIN_PRESETS, repeat: int = 3) -> list[list]:
     """Rows for ``presets``, each trained ``repeat`` times by ``python -m phviz train
-    --preset P --out run.json`` in a fresh process: the final training loss, the
-    vector-field evaluations and the end time from the JSON it writes, the run's own
-    seconds (``wall_seconds``) and the whole command's (imports included), as medians."""
+    --preset P --out run.json`` in a fresh process: the final training loss, the test
+    accuracy (classification presets), the vector-field evaluations and the end time
+    from the JSON it writes, the run's own seconds (``wall_seconds``) and the whole
+    command's (imports included), as medians."""
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"Invalid repeat: {repeat!r} (must be a whole number >= 1)")
     from phviz.config import PRESETS
@@ -286,6 +287,7 @@ def train_table(presets: Sequence[str] = TRAIN_PRESETS, repeat: int = 3) -> list
                 [
                     f"`{preset}`",
                     float(first["final_train_loss"]),
+                    first.get("accuracy"),
                     int(first["nfe"]),
                     float(first["t_final"]),
                     statistics.median(float(r["wall_seconds"]) for r in runs),
@@ -298,6 +300,7 @@ def train_table(presets: Sequence[str] = TRAIN_PRESETS, repeat: int = 3) -> list
 TRAIN_COLUMNS = (
     "preset",
     "final training loss",
+    "test accuracy",
     "vector-field evaluations",
     "t at the end",
     "run seconds",
