@@ -11,9 +11,9 @@ and a job that is not due (paused, hidden, capped in speed) costs nothing.
 Slices of jobs take turns, one at a time, by default: a slice of a small model is
 mostly Python, and one interpreter runs one thread at a time, so a second slice
 beside it only takes turns at the interpreter with it and with the server's event
-loop, which reads every tab's clicks. Measured with twenty tabs on two cores, two
-slices at once gave 16 units of training time a second together and one at a time
-29, with the event loop waiting half as long. The other workers run one-off tasks
+loop, which reads every tab's clicks: two slices at once of small models train less in
+total than one at a time and keep the event loop waiting longer (``PHVIZ_SLICES``
+changes it, for large models). The other workers run one-off tasks
 (a gain map, an export, a page's figures) beside the slices, so a long one never
 holds up the sessions. More cores serve more tabs as more server processes.
 
