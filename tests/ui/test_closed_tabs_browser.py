@@ -13,7 +13,8 @@ import gc
 import weakref
 
 import pytest
-from browsing import LOCAL, open_explorer, status_numbers, wait_until
+from browsing import DEADLINE, LOCAL, open_explorer, status_numbers, wait_until
+from waiting import wait_for
 
 from phviz.bench.pages import free_port
 from phviz.views import Explorer
@@ -82,11 +83,13 @@ def test_closed_tabs_leave_nothing_of_their_sessions_behind(browser):
             page.close()
         assert sum("trainer" in r and "pictures" in r for r in refs) >= 2
 
-        def freed() -> bool:
+        def kept() -> list[str]:
             gc.collect()
-            return not any(ref() is not None for r in refs for ref in r.values())
+            return [f"{i}: {name}" for i, r in enumerate(refs) for name, ref in r.items() if ref()]
 
         # (their jobs too: the pool would hold the sessions)
-        wait_until(freed, "the closed tabs' sessions to be freed")
+        wait_for(lambda: not kept(), timeout=DEADLINE)
+        left = kept()
+        assert not left, f"still held {DEADLINE:g} s after the tabs closed: {left}"
     finally:
         server.stop()
