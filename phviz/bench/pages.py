@@ -122,6 +122,70 @@ PLOTS = """() => {
   return p.count('.phviz-drawing') === 0 && p.count('canvas') >= 6;
 }"""
 
+# A press as a person makes it: the page notes what it showed (t, and when), and the
+# caller clicks the mouse at the centre this returns of the button in ``name``'s element.
+PRESS_AT = """(name) => {
+  const p = window.__phvizProbe
+  const host = p.find(name)
+  const button = host.querySelector('button') || host.shadowRoot.querySelector('button')
+  p.pressedT = p.t
+  p.pressedAt = performance.now()
+  const box = button.getBoundingClientRect()
+  return [box.x + box.width / 2, box.y + box.height / 2]
+}"""
+
+# What a tab shows now: the Run/Pause label, t, and seconds since t last changed.
+SHOWN = """() => {
+  const p = window.__phvizProbe
+  const run = p.runButton()
+  const label = run ? run.textContent.trim() : null
+  return [label, p.t, (performance.now() - (p.tChanged ?? 0)) / 1000]
+}"""
+
+_LABEL = "(p => { const run = p.runButton(); return run ? run.textContent.trim() : null })"
+
+# Whether the last press was acted on, each read in the page:
+# Run: the button reads Pause and t has moved on since the press.
+RUNS = f"""() => {{
+  const p = window.__phvizProbe
+  return {_LABEL}(p) === 'Pause' && p.t > p.pressedT
+}}"""
+
+# Pause: the button reads Run and t has not changed for ``quiet`` ms since the press
+# (nor since it last changed); the t it stands at is kept (``stoodT``).
+STANDS = f"""([quiet]) => {{
+  const p = window.__phvizProbe
+  if ({_LABEL}(p) !== 'Run') return false
+  const last = Math.max(p.tChanged ?? 0, p.pressedAt)
+  if (performance.now() - last < quiet) return false
+  p.stoodT = p.t
+  return true
+}}"""
+
+# Still standing: the button reads Run and t is where it stood.
+STILL = f"""() => {{
+  const p = window.__phvizProbe
+  return {_LABEL}(p) === 'Run' && p.t === p.stoodT
+}}"""
+
+# Step: the button reads Run and t is one switching interval on.
+STEPPED = f"""([interval]) => {{
+  const p = window.__phvizProbe
+  return {_LABEL}(p) === 'Run' && Math.abs(p.t - (p.pressedT + interval)) < 0.006
+}}"""
+
+# Reset: the button reads Run and t is 0.
+RESET = f"""() => {{
+  const p = window.__phvizProbe
+  return {_LABEL}(p) === 'Run' && p.t === 0
+}}"""
+
+# Updates keep coming while it runs: t has changed ``n`` times since the press.
+TRAINED = """([n]) => {
+  const p = window.__phvizProbe
+  return p.changes.filter(([at, t]) => at > p.pressedAt && t !== p.pressedT).length >= n
+}"""
+
 
 class Overdue(Exception):
     """A condition that did not come within its deadline."""
@@ -150,9 +214,15 @@ def serve(
     """``panel serve apps/explorer.py`` as the README runs it, with ``extra`` arguments,
     writing to the open file ``log``; returns once it listens.
 
-    ``own_session``: start it in a session of its own, as a service runs. Where the
-    kernel shares the cores between sessions (Linux's autogroup scheduling), the
-    caller's own work then does not come out of the server's share."""
+    ``root``: the checkout whose app and ``phviz`` it serves (another than this one's
+    for a comparison). ``own_session``: start it in a session of its own, as a service
+    runs. Where the kernel shares the cores between sessions (Linux's autogroup
+    scheduling), the caller's own work then does not come out of the server's share."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if Path(root).resolve() != ROOT:  # its own phviz, not the one installed
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(root).resolve()), *filter(None, [env.get("PYTHONPATH")])]
+        )
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -172,7 +242,7 @@ def serve(
         cwd=root,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=env,
         start_new_session=own_session,
     )
     deadline = time.monotonic() + 120
@@ -186,6 +256,61 @@ def serve(
             time.sleep(0.1)
     proc.terminate()
     raise RuntimeError("panel serve did not listen within 120 s")
+
+
+def press(page, name: str) -> None:
+    """A mouse click at the centre of the button in the element named ``name``
+    (``.phviz-run``, ``.phviz-step``, ``.phviz-reset``), noted in the page's probe."""
+    x, y = page.evaluate(PRESS_AT, name)
+    page.mouse.click(x, y)
+
+
+def shown(page) -> str:
+    """What a tab shows now, in words (for a report of a press not acted on)."""
+    label, t, still = page.evaluate(SHOWN)
+    return f"reads {label}, t {t:g}, t unchanged for {still:.1f} s"
+
+
+def acted(pages, condition: str, arg=None, deadline_ms: float = DEADLINE_MS) -> list[int]:
+    """Wait until each page in ``pages`` shows ``condition``, all within one
+    ``deadline_ms`` from now; returns the indices of those that did not."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    end = time.monotonic() + deadline_ms / 1000
+    missed = []
+    for i, page in enumerate(pages):
+        left = (end - time.monotonic()) * 1000
+        if left > 0:
+            try:
+                page.wait_for_function(condition, arg=arg, polling=50, timeout=left)
+                continue
+            except PlaywrightTimeout:
+                pass
+        if not page.evaluate(condition, arg):  # past the deadline: as it stands now
+            missed.append(i)
+    return missed
+
+
+def stop(server: subprocess.Popen, timeout: float = 60.0) -> tuple[float, list[int]]:
+    """SIGTERM to ``server``, as a service manager sends it; returns the seconds until
+    it and every process it started had gone, and the processes still running after
+    ``timeout`` s (which are then killed)."""
+    tree = [psutil.Process(server.pid)]
+    with contextlib.suppress(psutil.Error):
+        tree += tree[0].children(recursive=True)
+    ends: list[float] = []
+    started = time.monotonic()
+    server.terminate()
+    _, left = psutil.wait_procs(
+        tree, timeout=timeout, callback=lambda _: ends.append(time.monotonic())
+    )
+    took = (max(ends) if ends and not left else time.monotonic()) - started
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(10)
+    return took, [p.pid for p in left]
 
 
 def open_page(browser, url: str, deadline_ms: float = DEADLINE_MS):
