@@ -17,11 +17,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from phviz.bench.pages import free_port
 from phviz.bench.pages import serve as launch_server
+from phviz.bench.pages import stop as stop_server
 
 DEADLINE = 40.0  # seconds any one condition may take on a loaded 2-core machine
 STOP_SECONDS = 10.0  # from SIGTERM until the server and its children have all gone
@@ -64,27 +64,24 @@ def status_numbers(page) -> tuple[float, float] | None:
 @contextlib.contextmanager
 def served(log_path: Path, *extra: str) -> Iterator[str]:
     """The explorer's URL, served with ``extra`` arguments to ``panel serve`` and
-    logging to ``log_path``; afterwards the server is stopped and its log must hold
-    no traceback."""
+    logging to ``log_path``. Afterwards the server must still be running, must stop
+    with every process it started within ``STOP_SECONDS`` of SIGTERM, and its log
+    must hold no traceback."""
     port = free_port()
     with open(log_path, "w") as log:
         try:
             server = launch_server(port, log, *extra)
         except RuntimeError as err:
             raise RuntimeError(f"{err}:\n{log_path.read_text()}") from None
-        tree = [psutil.Process(server.pid)]
         try:
             yield f"http://127.0.0.1:{port}/explorer"
         finally:
-            tree += psutil.Process(server.pid).children(recursive=True)
-            server.terminate()
-            _, left = psutil.wait_procs(tree, timeout=STOP_SECONDS)
-            for process in left:  # ended here, but the test fails below
-                with contextlib.suppress(psutil.Error):
-                    process.kill()
-            server.wait(10)
-    assert not left, f"still running {STOP_SECONDS:g} s after SIGTERM: {[p.pid for p in left]}"
+            died = server.poll()
+            # (what is left after a generous wait is killed; the test fails below)
+            took, left = stop_server(server, timeout=STOP_SECONDS)
     text = log_path.read_text()
+    assert died is None, f"the server exited ({died}) before the test ended:\n{text}"
+    assert not left, f"still running {took:.1f} s after SIGTERM: {left}"
     assert "Traceback" not in text, text
 
 
