@@ -1,7 +1,8 @@
 """Which of a session's pictures is due, made one a slice and published as one snapshot.
 
 ``Pictures`` decides when the landscape, the task picture, the phase portrait and
-the extreme modes are redone, makes the most overdue one in a slice of the session's
+the curvature spectrum (the Modes view's, which also gives the damping note its
+extreme modes) are redone, makes the most overdue one in a slice of the session's
 job, and publishes what they show as one immutable ``Shown``. The server's thread
 reads only ``shown``. No GUI code here.
 """
@@ -13,17 +14,10 @@ import math
 import time
 from dataclasses import dataclass
 
-import torch
-
 from ..landscape import LandscapeWindow, WindowState
-from .pictures import (
-    PhasePicture,
-    Stiffness,
-    TaskPicture,
-    curvature_modes,
-    phase_picture,
-    task_picture,
-)
+from .modesjob import ModesJob, ModesTrace
+from .pictures import PhasePicture, Stiffness, TaskPicture, phase_picture, task_picture
+from .spectra import ModesPicture
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +31,12 @@ class Shown:
     phase: PhasePicture | None
     stiffness: Stiffness | None
     error: str | None
+    modes: ModesPicture | None = None
+    trace: ModesTrace | None = None
 
 
-PICTURES = ("landscape", "stiffness", "task", "phase")
+PICTURES = ("landscape", "modes", "task", "phase")
+MEMORY_BYTES = 256 * 2**20  # a session's memory, where the caller gives none
 
 
 class Pictures:
@@ -66,14 +63,15 @@ class Pictures:
         period: float = 0.4,
         resolution: int = 41,
         chunk_size: int = 256,
-        stiffness_period: float = 3.0,
+        modes_period: float = 3.0,
+        memory_bytes: int = MEMORY_BYTES,
     ):
         self.trainer = trainer
         self.periods = {
             "landscape": period,
             "task": period,
             "phase": period,
-            "stiffness": stiffness_period,
+            "modes": modes_period,
         }
         self.load = 1.0
         self.share = 0.1  # of the session's time that one kind of picture may take
@@ -88,10 +86,11 @@ class Pictures:
         )
         self.task: TaskPicture | None = None
         self.phase: PhasePicture | None = None
-        self.stiffness: Stiffness | None = None
+        self.modes = ModesJob(trainer, memory_bytes)
         self.error: str | None = None
         self._latest = trainer.last
         self._state = 0  # version of the state the pictures should show
+        self._moved = 0  # ... of θ alone: the spectrum of L does not change with gains
         self._shown = dict.fromkeys(PICTURES, -1)  # state version each picture shows
         self._made = dict.fromkeys(PICTURES, -math.inf)  # when each was last made
         self._refresh_window = False
@@ -108,7 +107,16 @@ class Pictures:
         self.shown = self._snapshot()
 
     def _snapshot(self) -> Shown:
-        return Shown(self.window.state, self.task, self.phase, self.stiffness, self.error)
+        modes = self.modes
+        return Shown(
+            self.window.state,
+            self.task,
+            self.phase,
+            modes.stiffness,
+            self.error,
+            modes.picture,
+            modes.trace,
+        )
 
     def _changed(self) -> None:
         """Something the due time or the snapshot depends on changed."""
@@ -150,7 +158,11 @@ class Pictures:
     def _behind(self, kind: str) -> bool:
         if kind == "landscape" and not self._surface_reason:
             return False
-        return self._shown[kind] < self._state
+        return self._shown[kind] < self._wanted(kind)
+
+    def _wanted(self, kind: str) -> int:
+        """The state version that picture ``kind`` should show."""
+        return self._moved if kind == "modes" else self._state
 
     def _new_phase_index(self) -> bool:
         return self.phase is not None and self._phase_request[0] != self.phase.index
@@ -172,18 +184,25 @@ class Pictures:
             self._surface_reason = self.window.pending()
             self._latest = records[-1]
             self._state += 1
+            self._moved += 1
+            self.modes.track(records)
+            if self.modes.stale:  # new gains came into force with these records
+                self._versions += 1
+                self.modes.regain(self._versions)
             self._changed()
 
     def refresh(self) -> None:
-        """The potential changed (gains): surface, pictures and damping estimate are
-        redone."""
+        """The potential changed (gains): surface and pictures are redone, and the
+        damping estimate takes the new gains (the spectrum of L stays)."""
         self._refresh_window = True
         self._state += 1
+        self._versions += 1
+        self.modes.regain(self._versions)
         self._changed()
 
     def settle(self) -> None:
         """The run paused: what the pictures show now stays until something changes."""
-        self._shown = dict.fromkeys(PICTURES, self._state)
+        self._shown = {kind: self._wanted(kind) for kind in PICTURES}
         self._changed()
 
     def turn(self) -> None:
@@ -202,7 +221,7 @@ class Pictures:
             self._attempt(lambda: self.window.update([self._latest]))
             return
         kind = min(PICTURES, key=self._urgency)
-        state, record = self._state, self._latest
+        state, record = self._wanted(kind), self._latest
         self._made[kind] = started = time.monotonic()
         self._shown[kind] = state
         self._attempt(lambda: getattr(self, "_make_" + kind)(record))
@@ -232,13 +251,9 @@ class Pictures:
         self._versions += 1
         self.task = task_picture(self.trainer, record.theta, record.t, self._versions)
 
-    def _make_stiffness(self, record) -> None:
-        trainer = self.trainer
-        theta = torch.as_tensor(record.theta).to(device=trainer.device, dtype=trainer.dtype)
-        modes = curvature_modes(trainer.system, theta)
-        if math.isfinite(modes["curvature"]):
-            self._versions += 1
-            self.stiffness = Stiffness(record.t, version=self._versions, **modes)
+    def _make_modes(self, record) -> None:
+        self._versions += 1
+        self.modes.make(record, self._versions)
 
     def _make_phase(self, record) -> None:
         index, q_extent, p_extent = self._phase_request

@@ -145,6 +145,7 @@ class SessionSlices:
             coordinates=coordinates,
             resolution=self.budget.resolution(41),
             chunk_size=chunk,
+            memory_bytes=self.budget.memory_bytes,
         )
 
     def _start(self, trainer: Trainer, *, rebuilt: bool, reason) -> None:
