@@ -36,6 +36,7 @@ from .layergains import LayerGains
 from .lessonview import LessonView
 from .linkview import LinkView, problems_text
 from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice, Tick
+from .modesview import ModesView
 from .owndata import OwnData
 from .presentview import present
 from .runcontrols import RunControls
@@ -148,7 +149,9 @@ class Explorer(pn.viewable.Viewer):
             tools.objects = [self.buttons, *tools.objects]
         above = (self.lessons.pane, tools, self.links.field)
         live_tab = layout.live_tab(self.plots, self.banner, self.clock, *above)
-        self.layout = layout.tabs(live_tab, self.gains.map)
+        self.modes = ModesView(session, self.settings)
+        self.layout = layout.tabs(live_tab, self.gains.map, ("Modes", self.modes.panel))
+        self.modes.follow(self.layout, 2)
         self.settings.param.watch(self._on_settings, list(WATCHED))
         self.clock.param.watch(lambda e: self.session.set_visible(e.new), "visible")
         # The page drew the last update: send the next at once, not at the next tick.
@@ -363,6 +366,8 @@ class Explorer(pn.viewable.Viewer):
                 self.plots.show()
             damping = self.settings.damping
             self.feed.send(tick, self.session, pictures=not first, damping=damping)
+            if not first:
+                self.modes.send()
             status = self.session.status()
             self.status_text = presenter.status_line(status)
             self.controls.device_note.object = presenter.device_note(status)

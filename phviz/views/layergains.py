@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import panel as pn
 
 from ..dynamics import check_gain_value
+from .autopilot import LayerAutopilot
 from .layout import lazy_section
 from .live import Notice
 
@@ -79,14 +80,39 @@ class LayerGains:
             margin=(0, 10, 8, 10),
         )
         settings.param.watch(self._on_scalar, list(LAYER_GAINS))
+        self.autopilot = LayerAutopilot(
+            session,
+            settings,
+            layers=lambda: list(self.layers),
+            inertia_of=lambda layer: self._value("inertia", layer),
+            set_damping=lambda values: self.set_layers("damping", values),
+            on_notice=self._told,
+        )
 
     def panels(self) -> list:
         """The table's section of the sidebar's Gains, made on its first expand."""
         title = "Per-layer gains (damping B, inertia M)"
-        return [lazy_section(title, lambda: [self.rows, self.note], "phviz-layer-section")]
+
+        def build() -> list:
+            return [self.rows, self.note, *self.autopilot.widgets()]
+
+        return [lazy_section(title, build, "phviz-layer-section")]
+
+    def set_layers(self, gain: str, values: dict[str, float]) -> None:
+        """Set ``gain`` of the layers in ``values`` as if typed into the table (the
+        autopilot's): the inputs show it and the run takes it. Raises ``ValueError``
+        on a bad value, changing nothing."""
+        checked = {layer: checked_layer_gain(gain, layer, v) for layer, v in values.items()}
+        layer_mapping(self.layers, 0.0, checked)  # every layer is the table's
+        self.overrides[gain].update(checked)
+        for layer, value in checked.items():
+            self._set_input(gain, layer, value)
+        self._apply(gain)
+        self._show_note()
 
     def update(self) -> None:
         """Follow the model: new rows when the session built a new trainer."""
+        self.autopilot.update()
         run = self.session.run
         if run is None or run.build == self._build:
             return

@@ -238,14 +238,17 @@ def banner() -> pn.pane.Alert:
     )
 
 
-def tabs(live, gain_map) -> pn.Tabs:
+def tabs(live, gain_map, *more) -> pn.Tabs:
     """The live tab and the gain map's, which is filled with ``gain_map`` when it is
     first opened: drawing the map costs every page a second, and most visits never
-    open it."""
+    open it. ``more``: (title, build) of further tabs, each filled with ``build()``
+    when it is first opened, for the same reason."""
     later = pn.Column(sizing_mode="stretch_width")
+    others = [(title, pn.Column(sizing_mode="stretch_width"), build) for title, build in more]
     both = pn.Tabs(
         ("Live", live),
         ("Gain map", later),
+        *((title, column) for title, column, _ in others),
         sizing_mode="stretch_width",
         css_classes=["phviz-tabs"],
     )
@@ -253,6 +256,9 @@ def tabs(live, gain_map) -> pn.Tabs:
     def fill(event) -> None:
         if event.new == 1 and not len(later):
             later.append(gain_map)
+        for index, (_, column, build) in enumerate(others, start=2):
+            if event.new == index and not len(column):
+                column.append(build())
 
     both.param.watch(fill, "active")
     return both
