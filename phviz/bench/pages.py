@@ -258,11 +258,16 @@ def serve(
     raise RuntimeError("panel serve did not listen within 120 s")
 
 
+HOLD_MS = 100  # between a person's pointerdown and pointerup
+
+
 def press(page, name: str) -> None:
     """A mouse click at the centre of the button in the element named ``name``
-    (``.phviz-run``, ``.phviz-step``, ``.phviz-reset``), noted in the page's probe."""
+    (``.phviz-run``, ``.phviz-step``, ``.phviz-reset``), noted in the page's probe,
+    held down as long as a person holds it: a page that rebuilds the button meanwhile
+    loses the click, as it would a person's."""
     x, y = page.evaluate(PRESS_AT, name)
-    page.mouse.click(x, y)
+    page.mouse.click(x, y, delay=HOLD_MS)
 
 
 def shown(page) -> str:
