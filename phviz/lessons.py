@@ -126,6 +126,20 @@ LESSONS: dict[str, Lesson] = {
             "horizon": 150.0,
         },
     ),
+    "modes": Lesson(
+        "Modes: which directions ring and which creep",
+        "Open the **Modes** tab. Each direction of the Hessian is a damped oscillator of "
+        "its own, with curvature μ = a·λ + c: damping B = 0.4 makes it ring where μ lies "
+        "above the dashed critical line μ = B²/4M = 0.04 and creep below it. At the start "
+        "the stiffest direction has μ ≈ 1.8 and rings, while about two thirds of the "
+        "spectrum's weight is flatter than 0.04 and creeps, and a quarter are saddles "
+        "(μ < 0, shown apart). **Watch** the stiffest directions ring on the right while "
+        "the flattest creep, and the stiff end of the spectrum stiffen as the run goes on "
+        "(μ ≈ 3.3 by t = 20). **Try** the autopilot: *stiffest mode* sets B ≈ 2.7 at the "
+        "start, critical for it, so nothing rings any more; *median mode* and *flattest "
+        "mode* set B below 0.1, and nearly every direction rings.",
+        settings={"damping": 0.4},
+    ),
 }
 
 

@@ -219,3 +219,27 @@ def test_the_layer_autopilot_sets_each_layers_damping_critical_for_its_block():
             assert table.inputs["damping", layer].value == value
     finally:
         explorer.close()
+
+
+def test_the_modes_lesson_says_what_the_spectrum_of_its_set_up_shows():
+    from phviz.lessons import LESSONS
+    from phviz.training import Trainer
+    from phviz.views.spectra import modes_picture
+
+    lesson = LESSONS["modes"]
+    trainer = Trainer(lesson.config())
+    g = Gains.of(lesson.config())
+    assert critical_curvature(g) == pytest.approx(0.04)
+    start = modes_picture(trainer, trainer.last.theta, 0.0, 1, memory_bytes=2**28).spectrum
+    assert 1.7 < start.extremes[1] < 1.9  # "μ ≈ 1.8"
+    labels = regimes(mapped(start, g).eigenvalues, g)
+    assert labels[-1] == "oscillating"
+    creeping = start.weights[labels == "creeping"].sum()
+    saddles = start.weights[labels == "saddle"].sum()
+    assert 0.55 < creeping < 0.75 and 0.2 < saddles < 0.3  # two thirds; a quarter
+    assert rounded(critical_choice(start, "stiffest", g).exact) == pytest.approx(2.7, abs=0.05)
+    for which in ("median", "flattest"):
+        assert critical_choice(start, which, g).damping < 0.1
+    trainer.advance(round(20.0 / trainer.config.switching_interval))
+    later = modes_picture(trainer, trainer.last.theta, trainer.t, 2, memory_bytes=2**28)
+    assert trainer.t == pytest.approx(20.0) and 3.1 < later.spectrum.extremes[1] < 3.5
