@@ -237,12 +237,15 @@ class PathProfile(NamedTuple):
 
     ``actual`` is V at each θ(t); ``on_plane`` is the surface's value at its
     projection. Where they differ, the picture misleads: the path is off the plane.
+    ``t`` is the time of each point where the caller knows it (a live window's path),
+    else None.
     """
 
     xy: np.ndarray
     off_plane: np.ndarray
     actual: np.ndarray
     on_plane: np.ndarray
+    t: np.ndarray | None = None
 
 
 def loss_surface(

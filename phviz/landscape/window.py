@@ -200,17 +200,24 @@ class LandscapeWindow:
             self._refresh(reason)
             return True
 
-    def profile(self) -> PathProfile | None:
-        """The stored path's true potential next to the surface's at its projection.
+    def profile(self, max_points: int | None = None) -> PathProfile | None:
+        """The stored path's true potential next to the surface's at its projection,
+        with each point's time ``t``; None before the first surface.
 
-        Costs about one surface evaluation per ``resolution²`` path points; call it
-        when the comparison is wanted, not on every update.
+        The plane is the one the surface in ``state`` was drawn on, and the potential
+        is the source's now (a trainer's current gains), as a refresh would draw it.
+        ``max_points`` thins the path evenly (its first and newest points kept). Costs
+        two evaluations of V per point, about one surface per ``resolution²/2``
+        points: call it when the comparison is wanted, not on every update.
         """
         with self._updating:
-            plane, thetas = self._state.plane, self._thetas
-        if plane is None:
+            plane, thetas, ts = self._state.plane, self._thetas, self._ts
+        if plane is None or not len(ts):
             return None
-        return self._potential().profile(plane, thetas)
+        if max_points is not None and len(ts) > max_points:
+            keep = np.unique(np.linspace(0, len(ts) - 1, max(2, max_points)).round().astype(int))
+            thetas, ts = thetas[keep], ts[keep]
+        return self._potential().profile(plane, thetas)._replace(t=ts.copy())
 
     # -------------------------------------------------------------- internals
     def _empty_state(self) -> WindowState:
