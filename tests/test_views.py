@@ -510,7 +510,8 @@ def test_the_plots_follow_the_first_update():
         assert not e.plots.shown  # the first update: numbers and curves only
         assert wait_for(lambda: e.update_view() or e.plots.shown)  # the next, news or not
         rows = [objects for _, objects in e.plots.rows]
-        assert e.plots.task_pane in rows[0]
+        assert e.plots.panes["task"] in rows[0]  # the task picture with its info icon
+        assert e.plots.task_pane in e.plots.panes["task"]
     finally:
         e.close()
 

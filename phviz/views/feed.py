@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import figures, firstview, presenter
+import numpy as np
+
+from . import figures, firstview, helpview, presenter
 from .intake import Tick
 from .layout import Plots
 
-NOTHING_SENT = {"landscape": -1, "trail": -1, "task": -1, "phase": -1, "stiffness": -1}
+NOTHING_SENT = {
+    "landscape": -1,
+    "trail": -1,
+    "profile": -1,
+    "task": -1,
+    "phase": -1,
+    "stiffness": -1,
+}
 
 
 class PlotFeed:
@@ -31,6 +40,8 @@ class PlotFeed:
 
     def forget(self, *kinds: str) -> None:
         """The page must be sent these pictures again (all with no ``kinds``)."""
+        if "landscape" in kinds:  # a new plane: its gap curve is another one too
+            kinds = (*kinds, "profile")
         for kind in kinds or NOTHING_SENT:
             self.sent[kind] = -1
 
@@ -66,6 +77,8 @@ class PlotFeed:
         if self.decorate is not None:
             self.decorate(fig, run.task_kind)
         self.plots.task_pane.object = fig
+        if "task" in self.plots.panes:  # its info icon explains the new kind of picture
+            helpview.set_text(self.plots.panes["task"].icon, run.task_kind)
         # A figure swapped into the page takes changes from the next message on: the
         # browser drops those that arrive with the swap itself.
         self.forget("task")
@@ -111,6 +124,11 @@ class PlotFeed:
             self.sent["landscape"] = state.version
             self._send_surface(presenter.surface(state))
         self._send_trail(presenter.trail(state, self.sent["trail"]))
+        if state.plane is not None:  # the plane's share of the path changes as it grows
+            title = presenter.landscape_title(state)
+            if self.plots.landscape_fig.title.text != title:
+                self.plots.landscape_fig.title.text = title
+        self._send_profile(shown.profile)
         task = shown.task
         fresh, self._task_fig_new = self._task_fig_new, False
         if task is not None and task.version != self.sent["task"] and not fresh:
@@ -148,6 +166,20 @@ class PlotFeed:
         self.sent["trail"] = trail.sent
         plots.head.data = trail.head
         plots.trail_cmap["transform"].update(low=trail.t_range[0], high=trail.t_range[1])
+
+    def _send_profile(self, picture) -> None:
+        key = presenter.picture_key(picture)
+        if key == self.sent["profile"]:
+            return
+        self.sent["profile"] = key
+        plots = self.plots
+        columns = presenter.profile_columns(picture)
+        plots.profile.data = columns
+        if len(columns["t"]):
+            fig = plots.profile_fig
+            figures.sticky_range(fig.x_range, columns["t"], pad=0.02, slack=1.5)
+            values = np.concatenate([columns["actual"], columns["surface"]])
+            figures.sticky_range(fig.y_range, values)
 
     def _send_task(self, view: presenter.TaskView) -> None:
         plots = self.plots

@@ -231,6 +231,7 @@ def landscape_figure(surface, lines, trail, head):
     dots = fig.scatter("x", "y", source=trail, size=6, color=cmap, line_color=None)
     fig.add_tools(HoverTool(renderers=[dots], tooltips=[("t", "@t{0.00}"), ("V", "@v{0.0000}")]))
     fig.scatter("x", "y", source=head, size=20, color="#e6550d", line_color="white", line_width=3)
+    fig.xaxis.ticker.desired_num_ticks = 4  # beside its colour bar the plot is narrow
     return styled(fig), mapper, cmap
 
 

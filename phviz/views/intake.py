@@ -18,7 +18,7 @@ from ..config import MAX_TRACKED
 from ..training import Record, TrainingError
 from .history import History, Update
 from .runlog import RunLog
-from .slices import Built, Notice, Retracked, RunInfo
+from .slices import Built, Kept, Notice, Retracked, RunInfo
 
 # Tracked coordinates drawn (the plots' columns stay the same whatever the model).
 TRACKED_COLUMNS = MAX_TRACKED
@@ -49,6 +49,7 @@ class PolledRun:
         self.error: TrainingError | None = None  # the last training failure
         self.latest_eval: dict = {}
         self.run: RunInfo | None = None  # the trainer as last polled
+        self.kept: Kept | None = None  # a refused build's running settings, until taken
         self.history: History | None = None
         self.run_log = RunLog()  # the run's records, for export
         self._rate = collections.deque(maxlen=32)  # (wall clock, interval)
@@ -98,6 +99,9 @@ class PolledRun:
                 self.notice = Notice(f"{item}", "danger")
             elif isinstance(item, Notice):
                 self.notice = item
+            elif isinstance(item, Kept):
+                self.kept = item
+                self.notice = Notice(item.text, "warning" if item.every else "danger")
         if self.history is None:
             return Tick(None, [], False, False)
         update = self.history.extend(pending)
@@ -122,6 +126,12 @@ class PolledRun:
         self._note_eval([first])
         if built.reason is not None:
             self.notice = Notice(built.reason, "info")
+
+    def take_kept(self) -> Kept | None:
+        """The settings a refused build left running (None: none since the last call),
+        for the page to show in place of those refused."""
+        kept, self.kept = self.kept, None
+        return kept
 
     def _note_eval(self, records: list[Record]) -> None:
         for record in reversed(records):
@@ -157,6 +167,7 @@ class PolledRun:
             "accuracy": self.latest_eval.get("accuracy", math.nan),
             "train_accuracy": self.latest_eval.get("train_accuracy", math.nan),
             "hamiltonian": last.hamiltonian,
+            "ledger": last.ledger_residual,
             "nfe": last.nfe,
             "steps_per_second": self.steps_per_second(),
             "device": self.device,

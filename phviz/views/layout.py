@@ -11,7 +11,7 @@ import panel as pn
 from bokeh.models import ColumnDataSource
 
 from ..landscape import extent_around
-from . import figures, firstview
+from . import figures, firstview, gapview, helpview
 from .history import column_names
 from .intake import TRACKED_COLUMNS
 
@@ -44,6 +44,8 @@ class Plots:
         self.landscape_fig, self.landscape_mapper, self.trail_cmap = figures.landscape_figure(
             self.surface, self.surface_lines, self.trail, self.head
         )
+        self.profile = gapview.profile_source()
+        self.profile_fig = gapview.profile_figure(self.profile)
         placeholder = figures.new_figure("Preparing the run…", "", "")
         placeholder.text(x=[0], y=[0], text=["building the model…"], text_font_size="18px")
         self.task_pane = pn.pane.Bokeh(placeholder, sizing_mode="stretch_both")
@@ -54,6 +56,7 @@ class Plots:
         self.styles: list = []  # restyling for every task figure to come (presenter view)
         self.key = None  # the energy plot's key, once on a page
         self.rows: list = []  # (row, its figures' panes) once on a page; see live_tab
+        self.panes: dict = {}  # each plot's pane with its info icon, by help name
 
     @property
     def shown(self) -> bool:
@@ -160,12 +163,15 @@ spare_plots = SparePlots()
 def live_tab(plots: Plots, banner, clock, *above) -> pn.Column:
     """The pictures over the time series, under the banner, ``above`` and the status line.
 
+    The landscape has its gap curve under it. Every plot carries an info icon that
+    says how to read it (``helpview``); the panes are ``plots.panes`` by help name.
     The figures' rows hold light placeholders until ``Plots.show``: the page is usable
     (Run, the settings, the status line) before the browser has built the figures.
     """
 
-    def pane(fig, height):
-        return pn.pane.Bokeh(fig, sizing_mode="stretch_both", min_height=height)
+    def pane(fig, height, name):
+        bokeh = pn.pane.Bokeh(fig, sizing_mode="stretch_both", min_height=height)
+        return helpview.helped(bokeh, name, min_height=height)
 
     energy, thetas, momenta = plots.timeline
     key = pn.pane.HTML(
@@ -175,13 +181,20 @@ def live_tab(plots: Plots, banner, clock, *above) -> pn.Column:
         margin=(0, 10),
     )
     plots.key = key
-    pictures = [pane(plots.landscape_fig, 430), plots.task_pane, pane(plots.phase_fig, 430)]
-    timeline = [
-        pn.Column(pane(energy, 300), key, sizing_mode="stretch_both"),
-        pane(thetas, 360),
-        pane(momenta, 360),
-    ]
-    rows = ((pictures, 440, "phviz-pictures"), (timeline, 370, "phviz-timeline"))
+    panes = plots.panes
+    panes["landscape"] = pane(plots.landscape_fig, 400, "landscape")
+    panes["profile"] = pane(plots.profile_fig, 190, "profile")
+    panes["task"] = helpview.helped(plots.task_pane, plots.task_kind or "none", min_height=430)
+    panes["phase"] = pane(plots.phase_fig, 430, "phase")
+    panes["energy"] = pn.Column(pane(energy, 300, "energy"), key, sizing_mode="stretch_both")
+    panes["parameters"] = pane(thetas, 360, "parameters")
+    panes["momenta"] = pane(momenta, 360, "momenta")
+    landscape = pn.Column(
+        panes["landscape"], panes["profile"], sizing_mode="stretch_both", margin=0
+    )
+    pictures = [landscape, panes["task"], panes["phase"]]
+    timeline = [panes["energy"], panes["parameters"], panes["momenta"]]
+    rows = ((pictures, 640, "phviz-pictures"), (timeline, 370, "phviz-timeline"))
     plots.rows = [
         (pn.Row(_drawing(h), sizing_mode="stretch_width", height=h, css_classes=[css]), objects)
         for objects, h, css in rows

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 from ..landscape import LandscapeWindow, WindowState
 from .modesjob import ModesJob, ModesTrace
-from .pictures import PhasePicture, Stiffness, TaskPicture, phase_picture, task_picture
+from .pictures import (
+    PhasePicture,
+    ProfilePicture,
+    Stiffness,
+    TaskPicture,
+    phase_picture,
+    profile_picture,
+    task_picture,
+)
 from .spectra import ModesPicture
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,7 @@ class Shown:
     error: str | None
     modes: ModesPicture | None = None
     trace: ModesTrace | None = None
+    profile: ProfilePicture | None = None  # the landscape's gap along the path
 
 
 PICTURES = ("landscape", "modes", "task", "phase")
@@ -48,10 +57,11 @@ class Pictures:
     so a slice stays short. While a run plays the pictures follow it every
     ``period``; paused, they move only for what the user did (a step, new gains, a
     new plane), so a paused page stands still. The landscape's path follows every
-    record at once, but its surface is redone (when the path leaves it) as one of
-    the pictures. With ``load`` sessions to each worker of a busy pool, every period
-    is ``load`` times longer, so pictures take the same share of the pool however
-    many tabs are open, and training keeps the rest.
+    record at once, but its surface (when the path leaves it) and the gap curve
+    along the path (``profile``) are redone as one of the pictures. With ``load``
+    sessions to each worker of a busy pool, every period is ``load`` times longer,
+    so pictures take the same share of the pool however many tabs are open, and
+    training keeps the rest.
     """
 
     def __init__(
@@ -86,6 +96,7 @@ class Pictures:
         )
         self.task: TaskPicture | None = None
         self.phase: PhasePicture | None = None
+        self.profile: ProfilePicture | None = None
         self.modes = ModesJob(trainer, memory_bytes)
         self.error: str | None = None
         self._latest = trainer.last
@@ -116,6 +127,7 @@ class Pictures:
             self.error,
             modes.picture,
             modes.trace,
+            profile=self.profile,
         )
 
     def _changed(self) -> None:
@@ -156,8 +168,6 @@ class Pictures:
         return max(self.periods[kind], self._cost[kind] / self.share) * self.load
 
     def _behind(self, kind: str) -> bool:
-        if kind == "landscape" and not self._surface_reason:
-            return False
         return self._shown[kind] < self._wanted(kind)
 
     def _wanted(self, kind: str) -> int:
@@ -243,9 +253,13 @@ class Pictures:
             self._failed_at = time.monotonic()
 
     def _make_landscape(self, record) -> None:
+        """The surface when the path has left it, and the gap curve along the path
+        (which grows with every record, so it is redone whenever the path moved)."""
         reason, self._surface_reason = self._surface_reason, ""
         if reason:
             self.window.refresh(reason)
+        self._versions += 1
+        self.profile = profile_picture(self.window, self._versions)
 
     def _make_task(self, record) -> None:
         self._versions += 1

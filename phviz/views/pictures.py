@@ -1,7 +1,8 @@
 """The pictures that cost model evaluations, each made as one immutable object.
 
 The task picture (decision regions, learned field, confusion matrix), the phase
-portrait's energy contours and the extreme modes of the loss (Lanczos) each evaluate
+portrait's energy contours, the landscape's gap along the path and the extreme
+modes of the loss (Lanczos) each evaluate
 the model many times; the functions here make one of them from a trainer and a θ.
 ``picturejob.Pictures`` decides which is due and makes it in a session's slice.
 No GUI code here.
@@ -134,6 +135,38 @@ def damping_note(estimate: Stiffness | None, damping: float) -> str:
                 f"<b>{critical:.3g}</b> · B = {damping:.3g}: <b>{regime}</b>"
             )
     return "<br>".join(lines)
+
+
+@dataclass(frozen=True)
+class ProfilePicture:
+    """The landscape's gap along the path: at each stored time ``t``, the potential
+    ``actual`` at θ(t) on the training set and ``surface``, the drawn surface's value
+    at θ(t)'s projection on its plane (the same V, so they differ only where the
+    path leaves the plane); ``off_plane`` is that distance ‖θ − projection‖."""
+
+    t: np.ndarray
+    actual: np.ndarray
+    surface: np.ndarray
+    off_plane: np.ndarray
+    version: int
+
+
+PROFILE_POINTS = 200  # points of the path the gap curve evaluates (two V's each)
+
+
+def profile_picture(window, version: int, most: int = PROFILE_POINTS) -> ProfilePicture | None:
+    """The gap curve of a ``LandscapeWindow``'s path on its current plane, thinned to
+    ``most`` points (None before the window has a surface)."""
+    profile = window.profile(max_points=most)
+    if profile is None:
+        return None
+    return ProfilePicture(
+        t=np.asarray(profile.t, dtype=float),
+        actual=np.asarray(profile.actual, dtype=float),
+        surface=np.asarray(profile.on_plane, dtype=float),
+        off_plane=np.asarray(profile.off_plane, dtype=float),
+        version=version,
+    )
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ tested without a browser. ``Explorer`` puts the results into its Bokeh models.
 
 from __future__ import annotations
 
+import html
 import math
 from typing import NamedTuple
 
 import numpy as np
 
-from . import figures
+from . import figures, help
 from .history import momentum_column, theta_column
 from .intake import Tick
 from .pictures import contour_lines, damping_note
@@ -113,22 +114,37 @@ def fmt_rate(x: float) -> str:
 
 # ------------------------------------------------------------------ numbers
 def status_line(status: dict) -> str:
-    """The status line's HTML from ``LiveSession.status()``."""
+    """The status line's HTML from ``LiveSession.status()``: each term a span that
+    explains itself on hover (``help.STATUS``) and wraps as a whole."""
     parts = [
-        f"<b>t</b> {status['t']:.2f}",
-        f"<b>epoch</b> {status['epoch']:.0f}",
-        f"<b>train loss</b> {fmt(status['train_loss'])}",
-        f"<b>test loss</b> {fmt(status['test_loss'])}",
+        ("t", f"<b>t</b> {status['t']:.2f}"),
+        ("epoch", f"<b>epoch</b> {status['epoch']:.0f}"),
+        ("train loss", f"<b>train loss</b> {fmt(status['train_loss'])}"),
+        ("test loss", f"<b>test loss</b> {fmt(status['test_loss'])}"),
     ]
     if not math.isnan(status["accuracy"]):
-        parts.append(f"<b>accuracy</b> {status['accuracy']:.0%}")
+        parts.append(("accuracy", f"<b>accuracy</b> {status['accuracy']:.0%}"))
+    parts.append(("H", f"<b>H</b> {fmt(status['hamiltonian'])}"))
+    if "ledger" in status:
+        parts.append(("ledger", f"<b>ledger</b> {fmt_small(status['ledger'])}"))
     parts += [
-        f"<b>H</b> {fmt(status['hamiltonian'])}",
-        f"<b>nfe</b> {status['nfe']}",
-        f"<b>{fmt_rate(status['steps_per_second'])}</b> steps/s",
-        f"<b>{status['device']}</b>",
+        ("nfe", f"<b>nfe</b> {status['nfe']}"),
+        ("steps/s", f"<b>{fmt_rate(status['steps_per_second'])}</b> steps/s"),
+        ("device", f"<b>{status['device']}</b>"),
     ]
-    return f'<div class="phviz-status">{" · ".join(parts)}</div>'
+    terms = [
+        f'<span class="phviz-term" title="{html.escape(help.STATUS[name])}" '
+        f'style="white-space: nowrap; cursor: help">{text}</span>'
+        for name, text in parts
+    ]
+    return f'<div class="phviz-status">{" · ".join(terms)}</div>'
+
+
+def fmt_small(x: float | None) -> str:
+    """A number that is mostly tiny (a residual): two digits, in e-notation when small."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.1e}" if x != 0 and abs(x) < 1e-3 else f"{x:.2g}"
 
 
 def device_note(status: dict) -> str:
@@ -206,8 +222,28 @@ def surface(state) -> Surface:
         high=float(bands[-1]),
         x_range=(float(state.xs[0]), float(state.xs[-1])),
         y_range=(float(state.ys[0]), float(state.ys[-1])),
-        title=(f"Landscape · {PLANE_NAMES[state.plane.kind]} · {state.explained:.0%} of path"),
+        title=landscape_title(state),
         labels=tuple(state.plane.labels),
+    )
+
+
+def landscape_title(state) -> str:
+    """The landscape's title: its plane and the share of the path's motion (variance)
+    the plane holds, which changes as the path grows."""
+    return f"Landscape · {PLANE_NAMES[state.plane.kind]} · {state.explained:.0%} of path"
+
+
+def profile_columns(picture) -> dict:
+    """The gap curve's columns from a ``ProfilePicture`` (empty for None): time, the
+    potential the path had, the drawn surface's under it, and their gap."""
+    if picture is None:
+        return dict(t=[], actual=[], surface=[], gap=[])
+    actual, surface = np.asarray(picture.actual, float), np.asarray(picture.surface, float)
+    return dict(
+        t=np.asarray(picture.t, float),
+        actual=actual,
+        surface=surface,
+        gap=actual - surface,
     )
 
 
@@ -284,11 +320,17 @@ def has_news(tick: Tick | None, shown, sent: dict, damping: float) -> bool:
         shown.landscape.version != sent["landscape"]
         or (shown.task is not None and shown.task.version != sent["task"])
         or (shown.phase is not None and shown.phase.version != sent["phase"])
+        or picture_key(getattr(shown, "profile", None)) != sent.get("profile", -1)
         or (
             shown.stiffness is not None
             and (shown.stiffness.version, float(damping)) != sent["stiffness"]
         )
     )
+
+
+def picture_key(picture) -> int | None:
+    """What the page holds of a picture that may be None: its version, or None."""
+    return None if picture is None else picture.version
 
 
 def arrows(grid: np.ndarray, field: np.ndarray, length: float) -> dict:
