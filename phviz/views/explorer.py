@@ -34,7 +34,7 @@ from .gainview import GainView
 from .kick import KickControl
 from .layergains import LayerGains
 from .lessonview import LessonView
-from .linkview import LinkView, problems_text
+from .linkview import LinkView, problems_text, running_changes, settings_for
 from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice, Tick
 from .modesview import ModesView
 from .owndata import OwnData
@@ -52,17 +52,6 @@ PLANES = {
     "two parameters": "coordinates",
 }
 WATCHED = GAINS + SOLVER_SETTINGS + REBUILD
-
-
-def settings_for(preset: str | TrainingConfig) -> TrainingConfig:
-    """A preset (or a config) with the data set's own size, noise and split filled in
-    (widgets need numbers, not None)."""
-    config = make_config(preset) if isinstance(preset, str) else preset
-    defaults = dataset_defaults(config.dataset)
-    for key in ("n_samples", "noise", "train_fraction"):
-        if getattr(config, key) is None:
-            setattr(config, key, defaults[key])
-    return config
 
 
 class Explorer(pn.viewable.Viewer):
@@ -112,9 +101,10 @@ class Explorer(pn.viewable.Viewer):
         self.clock = FrameClock(
             rendered=not live,  # without a page: as if drawn
             text='<div class="phviz-preparing">Preparing the run…</div>',
-            height=34,
+            # two lines: the line wraps between its terms on a narrow page, never cut
+            height=54,
             sizing_mode="stretch_width",
-            styles={"font-size": "19px"},
+            styles={"font-size": "19px", "line-height": "1.3"},
             margin=(5, 10),
         )
         self.status_text: str | None = None  # the status line's HTML last made
@@ -273,6 +263,16 @@ class Explorer(pn.viewable.Viewer):
         self.session.rebuild(reason)
         self.links.refresh()
 
+    def _show_running(self, kept) -> None:
+        """The sidebar shows the settings that run in place of those refused."""
+        quiet, changes = running_changes(self.settings, kept, REBUILD)
+        self._loading = True  # the data's and model's are the running trainer's
+        try:
+            self.settings.param.update(**quiet)
+        finally:
+            self._loading = False
+        self.settings.param.update(**changes)  # the others reach the trainer as changes
+
     def _open_lesson(self, lesson: Lesson) -> None:
         reason = f"Opened the lesson '{lesson.title}': the run restarted at t = 0."
         self.load(lesson.config(), reason, preset=lesson.preset)
@@ -330,6 +330,8 @@ class Explorer(pn.viewable.Viewer):
             # Settled before this poll: the poll has every record there will be.
             settled = self._pausing and self.session.settled
             self._unsent = presenter.merged(self._unsent, self.session.poll())
+            if (kept := self.session.take_kept()) is not None:  # a build was refused
+                self._show_running(kept)
             self.gains.update()
             self.own_data.update()
             self.layer_gains.update()

@@ -6,7 +6,10 @@ session starts from, so a linked set-up is built once, not the default first.
 link always matches what the sidebar shows (the browser copies it at the click; the
 link also stands in a field beside the button, for browsers that refuse the
 clipboard on a page served over plain http). The explorer starts the run and names
-the link's bad keys (``problems_text``) in the banner.
+the link's bad keys (``problems_text``) in the banner. Settings that a link (or the
+sidebar) asks for but the server refuses to build are replaced in the sidebar by
+those that run (``running_changes``), so the page never shows a model it does not
+train.
 """
 
 from __future__ import annotations
@@ -170,6 +173,34 @@ class LinkView:
     def _on_edit(self, event) -> None:
         if not self._writing:
             self.refresh()
+
+
+def settings_for(preset: str | TrainingConfig) -> TrainingConfig:
+    """A preset (or a config) with the data set's own size, noise and split filled in
+    (widgets need numbers, not None)."""
+    config = make_config(preset) if isinstance(preset, str) else preset
+    defaults = dataset_defaults(config.dataset)
+    for key in ("n_samples", "noise", "train_fraction"):
+        if getattr(config, key) is None:
+            setattr(config, key, defaults[key])
+    return config
+
+
+def running_changes(settings: TrainingConfig, kept, rebuild) -> tuple[dict, dict]:
+    """What the sidebar's ``settings`` must change to show what runs after a refused
+    build (``slices.Kept``): (the data's and model's settings, names in ``rebuild``,
+    which already match the running trainer; the others, which it takes as changes).
+    Only the data's and model's are compared unless ``kept.every`` setting is another
+    set-up's."""
+    running = settings_for(make_config(**kept.values))  # as the sidebar shows them
+    names = _settings() if kept.every else tuple(rebuild)
+    changes = {
+        name: getattr(running, name)
+        for name in names
+        if getattr(running, name) != getattr(settings, name)
+    }
+    quiet = {k: v for k, v in changes.items() if k in rebuild}
+    return quiet, {k: v for k, v in changes.items() if k not in rebuild}
 
 
 def _unfilled(config: TrainingConfig, base: TrainingConfig | None, preset: str):

@@ -62,6 +62,18 @@ class Built:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A build was refused (settings over the server's limits, or invalid): ``values``
+    are the settings that run instead, for the sidebar to show; ``every``: all of them
+    are another set-up's (the first build fell back to the default), else only the
+    data's and model's differ from those asked for. ``text`` says why, in words."""
+
+    values: dict
+    every: bool
+    text: str
+
+
+@dataclass(frozen=True)
 class Retracked:
     """Another sample of tracked coordinates, from the record after this one on."""
 
@@ -114,10 +126,21 @@ class SessionSlices:
             trainer = self._new_trainer(values, data)
         except (ValueError, TypeError) as err:
             if not first:
-                self.post(Notice(f"{err}. The previous model is kept.", "danger"))
+                text = f"{err}. The previous model is kept, and the sidebar shows its settings."
+                self.post(Notice(text, "danger"))
+                if self.trainer is not None:
+                    self.post(Kept(self.trainer.config.values(), False, text))
                 return
-            trainer = self._new_trainer(make_config("default").values())
-            reason = f"{err}. The default set-up is shown instead."
+            fallback = make_config("default").values()
+            trainer = self._new_trainer(fallback)
+            self._builds += 1
+            self._start(trainer, rebuilt=True, reason=None)
+            text = (
+                f"These settings could not be used: {err}. The default set-up runs "
+                "instead, and the sidebar shows its settings."
+            )
+            self.post(Kept(fallback, True, text))
+            return
         self._builds += 1
         self._start(trainer, rebuilt=True, reason=reason)
 
