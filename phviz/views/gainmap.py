@@ -24,8 +24,15 @@ from ..config import TrainingConfig, make_config
 from ..gainmaps import cell_edges, critical_curves
 from ..gains import GAINS
 from ..sweep import sweep
+from .helpview import helped
 
 CURVE_LABELS = ("λ_min initial", "λ_max initial", "λ_min final", "λ_max final")
+LEGEND = {
+    "background_fill_color": "#3b3b3b",
+    "background_fill_alpha": 1.0,
+    "label_text_color": "white",
+    "label_text_font_size": "14px",
+}
 QUANTITIES = {"final_train_loss": "final training loss", "time_to_target": "time to target"}
 
 
@@ -90,7 +97,11 @@ class GainMap(pn.viewable.Viewer):
         # that returns an Overlay never fires in a served page; on the cells alone it does.
         self.cells = hv.DynamicMap(pn.bind(self._cells, self.param.result, self.param.quantity))
         self.curves = hv.DynamicMap(pn.bind(self._curves, self.param.result))
-        self.map = self.cells * self.curves
+        # The curves' key goes right of the map, on a dark ground for the white lines:
+        # inside the axes it hid cells.
+        self.map = (self.cells * self.curves).opts(
+            legend_position="right", legend_opts=LEGEND, backend="bokeh"
+        )
         self.tap = hv.streams.Tap(source=self.cells, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
 
@@ -249,11 +260,13 @@ class GainMap(pn.viewable.Viewer):
             xs, ys = curve["damping"], curve[other]
             if first != "damping":
                 xs, ys = ys, xs
+            label = curve["label"]
             layers.append(
-                hv.Curve((xs, ys), first, second, label=f"critical, {curve['label']}").opts(
+                hv.Curve((xs, ys), first, second, label=f"critical, {label}").opts(
                     color="white",
-                    line_width=3,
-                    line_dash="dashed",
+                    # flattest dotted, stiffest dashed; the run's end thicker than its start
+                    line_width=4 if "final" in label else 2,
+                    line_dash="dotted" if "min" in label else "dashed",
                     logx=True,
                     logy=True,
                     framewise=True,
@@ -270,7 +283,7 @@ class GainMap(pn.viewable.Viewer):
             name = f"critical, {label}"
             empty = hv.Curve([], self.x_gain, self.y_gain, label=name).opts(color="white")
             layers.append(drawn.get(name, empty))
-        return hv.Overlay(layers).opts(legend_position="bottom_right", show_legend=False)
+        return hv.Overlay(layers)
 
     # ------------------------------------------------------------ picking
     def pick(self, x: float, y: float) -> dict | None:
@@ -308,7 +321,9 @@ class GainMap(pn.viewable.Viewer):
         return pn.Column(
             controls,
             pn.pane.Str(self.param.status),
-            pn.pane.HoloViews(self.map, sizing_mode="stretch_both", min_height=400),
+            helped(
+                pn.pane.HoloViews(self.map, sizing_mode="stretch_both", min_height=400), "gainmap"
+            ),
             sizing_mode="stretch_both",
         )
 

@@ -74,8 +74,9 @@ class ExplorerGainMap(GainMap):
             pn.pane.Markdown(
                 "Final training loss of a run for each damping B × inertia M around the "
                 "current gains (same data, model and initial weights; solver "
-                "conformal_leapfrog). White dashed lines: critical damping of the "
-                "flattest and stiffest mode. **Click a cell** to use its gains.",
+                "conformal_leapfrog). White lines (key at the right): critical damping "
+                "of the flattest (dotted) and stiffest (dashed) mode, thin at the start "
+                "and thick at the end. **Click a cell** to use its gains.",
                 sizing_mode="stretch_width",
             ),
             pn.Row(sizes, horizon),
