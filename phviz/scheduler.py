@@ -36,8 +36,6 @@ from collections.abc import Callable
 
 import torch
 
-from .memory import keep_freed_memory
-
 log = logging.getLogger(__name__)
 
 NOW = -math.inf  # a job whose due() is NOW jumps ahead of every timed one
@@ -141,12 +139,11 @@ class Scheduler:
         """The process's scheduler, created on first use, with ``PHVIZ_WORKERS``
         workers if that is set (e.g. a share of the cores under ``--num-procs``) and
         ``PHVIZ_SLICES`` slices at once (for large models, whose slices are mostly
-        torch's arithmetic, outside the interpreter). Creating it also keeps freed
-        memory in the process for reuse (``phviz.memory``): the pool's pictures
-        allocate the same chunks again and again."""
+        torch's arithmetic, outside the interpreter). The C library's memory settings
+        are left as they are: the pictures' surfaces and the gain maps reuse buffers of
+        their own, and memory a closed tab's session freed goes back to the system."""
         with cls._shared_lock:
             if cls._shared is None or cls._shared._closed:
-                keep_freed_memory()
                 cls._shared = cls(
                     _setting("PHVIZ_WORKERS"), slices_at_once=_setting("PHVIZ_SLICES") or 1
                 )
