@@ -4,8 +4,8 @@ Serves the explorer as the README does and opens tabs one after another, as a cl
 reloading its pages does: each trains a few seconds (``?run=1``) and is closed.
 Prints the server's resident memory (all its processes together) after the first
 tab, after every tenth, and a while after the last has closed, when the server has
-dropped the closed tabs' sessions. Memory the server keeps for reuse
-(``phviz.memory``) stays with it; what should stay flat is the growth per tab.
+dropped the closed tabs' sessions: what should stay flat is the growth per tab.
+``--root DIR`` serves another checkout (with its own ``phviz``), for a comparison.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from .pages import CHROMIUM, CHROMIUM_ARGS, DEADLINE_MS, PAGE_PROBE, free_port, serve
+from .pages import CHROMIUM, CHROMIUM_ARGS, DEADLINE_MS, PAGE_PROBE, ROOT, free_port, serve
 
 STATUS_T = """() => {
   const p = window.__phvizProbe
@@ -32,16 +32,18 @@ def rss_mib(pid: int) -> float:
     return sum(p.memory_info().rss for p in processes if p.is_running()) / 2**20
 
 
-def measure(tabs: int, train: float, after: float, extra: tuple[str, ...] = ()) -> list:
+def measure(
+    tabs: int, train: float, after: float, extra: tuple[str, ...] = (), root: Path = ROOT
+) -> list:
     """(tabs opened and closed, seconds since the start, MiB) along the way, the last
-    ``after`` seconds after the last tab closed."""
+    ``after`` seconds after the last tab closed; ``root`` is the checkout served."""
     from playwright.sync_api import sync_playwright
 
     rows = []
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with open(Path(tmp) / "server.log", "w") as log:
-            server = serve(port, log, *extra, own_session=True)
+            server = serve(port, log, *extra, root=root, own_session=True)
             browser = pw.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
@@ -74,13 +76,14 @@ def main(argv=None) -> None:
     parser.add_argument("--train", type=float, default=3.0, help="seconds each tab trains")
     parser.add_argument("--after", type=float, default=45.0, help="seconds to wait at the end")
     parser.add_argument("--num-procs", type=int, default=1, help="server processes")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to serve")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"skipped: no Chromium at {CHROMIUM}")
         return
     extra = ("--num-procs", str(args.num_procs)) if args.num_procs > 1 else ()
     print(f"{'tabs':>5} {'time':>10} {'server RSS':>12}")
-    rows = measure(args.tabs, args.train, args.after, extra)
+    rows = measure(args.tabs, args.train, args.after, extra, args.root)
     tab, seconds, mib = rows[-1]
     print(f"{args.after:g} s after the last of {tab} tabs closed: {mib:.0f} MiB ({seconds:.0f} s)")
 
