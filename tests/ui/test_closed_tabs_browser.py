@@ -87,9 +87,15 @@ def test_closed_tabs_leave_nothing_of_their_sessions_behind(browser):
             gc.collect()
             return [f"{i}: {name}" for i, r in enumerate(refs) for name, ref in r.items() if ref()]
 
+        def closed(i: int) -> str:
+            """Whether a session still held was closed (its tab's end was seen)."""
+            session = refs[i]["session"]()
+            return "gone" if session is None else f"closed={session._closed}"
+
         # (their jobs too: the pool would hold the sessions)
         wait_for(lambda: not kept(), timeout=DEADLINE)
         left = kept()
-        assert not left, f"still held {DEADLINE:g} s after the tabs closed: {left}"
+        sessions = {i: closed(i) for i in sorted({int(k.split(":")[0]) for k in left})}
+        assert not left, f"still held {DEADLINE:g} s after the tabs closed: {left} {sessions}"
     finally:
         server.stop()
