@@ -117,11 +117,11 @@ def layer_note(choices: dict, which: str, t: float) -> str:
     )
 
 
-def _buttons(prefix: str, press: Callable[[str], None]) -> dict:
+def _buttons(prefix: str, press: Callable[[str], None], suffix: str = " mode") -> dict:
     buttons = {}
     for which in ("stiffest", "median", "flattest"):
         button = pn.widgets.Button(
-            label=f"{which} mode",
+            label=f"{which}{suffix}",
             button_type="primary" if which == "stiffest" else "default",
             css_classes=[f"{prefix}-{which}"],
             margin=(4, 5),
@@ -189,7 +189,7 @@ class LayerAutopilot:
         self.inertia_of = inertia_of
         self.set_damping = set_damping
         self.on_notice = on_notice
-        self.buttons = _buttons("phviz-layer-autopilot", self.press)
+        self.buttons = _buttons("phviz-layer-autopilot", self.press, suffix="")
         self.note = pn.pane.HTML(
             "", css_classes=["phviz-layer-autopilot-note"], styles=NOTE_STYLE, margin=(0, 10)
         )
@@ -200,7 +200,7 @@ class LayerAutopilot:
 
     def widgets(self) -> list:
         title = pn.pane.HTML(
-            "<b>Autopilot per layer</b>: each layer's damping critical for its own",
+            "<b>Autopilot per layer</b>: each layer's damping critical for its own block's mode",
             margin=(8, 10, 0, 10),
         )
         return [title, pn.Row(*self.buttons.values()), self.note]

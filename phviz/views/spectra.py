@@ -21,6 +21,9 @@ import dataclasses
 import warnings
 
 import numpy as np
+
+# the Lanczos rule's solver, imported with the server rather than in the first picture
+import scipy.linalg  # noqa: F401
 import torch
 
 from ..spectrum import EXTENSION, ITERATIONS, PROBES, Spectrum, layer_spectra, spectrum
