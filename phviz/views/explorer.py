@@ -181,11 +181,6 @@ class Explorer(pn.viewable.Viewer):
         self.links.hide(self.links.hidden)  # the sections a link hides exist now
         return panels
 
-    @property
-    def loading(self) -> bool:
-        """Settings are being loaded at once (a preset or a lesson)."""
-        return self._loading
-
     def __panel__(self):
         return self.layout
 

@@ -60,7 +60,7 @@ class ExplorerGainMap(GainMap):
 
     def __panel__(self):
         sizes = pn.widgets.Select.from_param(
-            self.param.size, name="cells", width=110, css_classes=["phviz-map-size"]
+            self.param.size, label="cells", width=110, css_classes=["phviz-map-size"]
         )
         horizon = pn.widgets.Select(
             label="horizon",

@@ -9,12 +9,9 @@ to the session's outbox, and the pictures' ``Shown``. No GUI code.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
 
 from ..budget import Budget
 from ..config import make_config
@@ -284,11 +281,3 @@ class SessionSlices:
     def close(self) -> None:
         """Let go of the trainer and pictures (the session has left the pool)."""
         self.trainer = self.pictures = None
-
-
-def tracked_array(info: RunInfo | None) -> np.ndarray:
-    return np.asarray(info.tracked if info is not None else (), dtype=np.int64)
-
-
-def _finite(x: float) -> bool:
-    return math.isfinite(x)
