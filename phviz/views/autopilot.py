@@ -122,7 +122,7 @@ def _buttons(prefix: str, press: Callable[[str], None], suffix: str = " mode") -
     for which in ("stiffest", "median", "flattest"):
         button = pn.widgets.Button(
             label=f"{which}{suffix}",
-            button_type="primary" if which == "stiffest" else "default",
+            color="primary" if which == "stiffest" else "default",
             css_classes=[f"{prefix}-{which}"],
             margin=(4, 5),
         )

@@ -34,6 +34,7 @@ LEGEND = {
     "label_text_font_size": "14px",
 }
 QUANTITIES = {"final_train_loss": "final training loss", "time_to_target": "time to target"}
+CELL_FACTS = ("final_train_loss", "time_to_target", "diverged")  # the hover's other columns
 
 
 class Cancelled(Exception):
@@ -204,13 +205,23 @@ class GainMap(pn.viewable.Viewer):
 
     def _cells(self, result=None, quantity: str | None = None) -> hv.Rectangles:
         quantity = quantity or self.quantity
+        label = QUANTITIES[quantity]
         if result is None:
-            return hv.Rectangles([]).opts(
+            # the same columns and colour mapping as a map's, so that the colour bar made
+            # with this first frame is there when the map comes
+            vdims = [self.x_gain, self.y_gain, f"log10 {label}", *CELL_FACTS]
+            return hv.Rectangles([], kdims=["x0", "y0", "x1", "y1"], vdims=vdims).opts(
+                color=f"log10 {label}",
+                cmap="viridis",
+                colorbar=True,
                 logx=True,
                 logy=True,
                 xlabel=self.x_gain.replace("_", " "),
                 ylabel=self.y_gain.replace("_", " "),
                 tools=["hover", "tap"],
+                responsive=True,
+                min_height=360,
+                fontscale=1.3,
                 framewise=True,
             )
         first, second = result.final_train_loss.dims
@@ -227,8 +238,7 @@ class GainMap(pn.viewable.Viewer):
                      float(cell.final_train_loss), float(cell.time_to_target),
                      bool(cell.diverged))
                 )  # fmt: skip
-        label = QUANTITIES[quantity]
-        vdims = [first, second, f"log10 {label}", "final_train_loss", "time_to_target", "diverged"]
+        vdims = [first, second, f"log10 {label}", *CELL_FACTS]
         return hv.Rectangles(rows, kdims=["x0", "y0", "x1", "y1"], vdims=vdims).opts(
             color=f"log10 {label}",
             cmap="viridis",

@@ -21,6 +21,7 @@ from .. import colours
 from . import figures
 from . import modespresent as present
 from .autopilot import Autopilot
+from .helpview import helped
 
 MOTION_COLOURS = ("#d62728", "#ff7f0e", "#8c564b", "#1f77b4", "#17becf", "#2ca02c")
 INTRO = (
@@ -160,9 +161,13 @@ class ModesView:
         def pane(fig, **kw):
             return pn.pane.Bokeh(fig, **{"sizing_mode": "stretch_both", **kw})
 
-        spectrum = pn.Row(
-            pane(self.saddle_fig, width=210, sizing_mode="stretch_height"),
-            pane(self.density_fig),
+        spectrum = helped(
+            pn.Row(
+                pane(self.saddle_fig, width=210, sizing_mode="stretch_height"),
+                pane(self.density_fig),
+                sizing_mode="stretch_both",
+            ),
+            "modes",
             height=440,
             sizing_mode="stretch_width",
         )
