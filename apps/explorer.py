@@ -1,8 +1,8 @@
 """panel serve apps/explorer.py: port-Hamiltonian training, live in the browser.
 
-Limits per session (see the README): ``--args --max-parameters N --max-samples N
---max-resolution N --memory-mb N --max-sessions N``, or the same as environment
-variables ``PHVIZ_MAX_PARAMETERS`` and so on.
+Limits per session (the documentation's page "Serving a class"): ``--args
+--max-parameters N --max-samples N --max-resolution N --memory-mb N --max-sessions N``,
+or the same as environment variables ``PHVIZ_MAX_PARAMETERS`` and so on.
 """
 
 import sys

@@ -23,6 +23,7 @@ from ..budget import Budget
 from ..config import TrainingConfig, make_config
 from ..data import Dataset
 from ..scheduler import NOW, Job, Scheduler
+from ..training.trainer import LIVE_SETTINGS
 from .intake import TRACKED_COLUMNS, PolledRun, Tick
 from .picturejob import Shown
 from .slices import Notice, RunInfo, SessionSlices
@@ -31,16 +32,7 @@ __all__ = ["TRACKED_COLUMNS", "LiveSession", "Notice", "RunInfo", "Tick"]
 
 # Changes the running trainer takes at its next switching interval.
 GAINS = ("damping", "inertia", "potential_gain", "weight_decay")
-SOLVER_SETTINGS = (
-    "solver",
-    "rtol",
-    "atol",
-    "step_size",
-    "max_steps",
-    "step_control",
-    "switching_interval",
-    "horizon",
-)
+SOLVER_SETTINGS = LIVE_SETTINGS  # the solver's settings, taken as the gains are
 # Settings of the generated data set: they wait while the run trains on the user's own.
 DATA_SETTINGS = ("n_samples", "noise", "train_fraction", "data_seed")
 # Changes that need a new data set or model, hence a reset.
