@@ -126,6 +126,7 @@ def main(argv=None) -> None:
     parser.add_argument("--grace", type=float, default=3.0, help="seconds a press may take")
     parser.add_argument("--num-procs", type=int, default=1, help="server processes")
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to serve")
+    parser.add_argument("--markdown", metavar="DIR", help="also write the table into DIR")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"skipped: no Chromium at {CHROMIUM}")
@@ -136,6 +137,24 @@ def main(argv=None) -> None:
     print(f"lost {lost} of {found['sent']} presses; {late} more acted on after {args.grace:g} s")
     gone = "all gone" if not found["left"] else f"still running: {found['left']}"
     print(f"SIGTERM with {args.tabs} tabs training: {found['stop']:.2f} s ({gone})")
+    if args.markdown:
+        from .markdown import write_table
+
+        path = write_table(
+            f"serve-presses-{args.tabs}-tabs-{args.num_procs}-procs",
+            f"Presses with {args.tabs} tabs training on {args.num_procs} server process(es)",
+            ("tabs", "processes", "presses", "lost", f"late (> {args.grace:g} s)", "stop (s)"),
+            [[args.tabs, args.num_procs, found["sent"], lost, late, found["stop"]]],
+            directory=args.markdown,
+            notes=(
+                f"{args.rounds} rounds: Run pressed on every tab in turn (a mouse click at "
+                f"the button's centre), {args.train:g} s of training, Pause on every tab in "
+                f"turn. Lost: not done a minute after the round's last press. Stop: seconds "
+                f"from SIGTERM, with every tab training, until the server and every process "
+                f"it started had gone."
+            ),
+        )
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def main(argv=None) -> None:
     parser.add_argument("--after", type=float, default=45.0, help="seconds to wait at the end")
     parser.add_argument("--num-procs", type=int, default=1, help="server processes")
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to serve")
+    parser.add_argument("--markdown", metavar="DIR", help="also write the table into DIR")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"skipped: no Chromium at {CHROMIUM}")
@@ -86,6 +87,26 @@ def main(argv=None) -> None:
     rows = measure(args.tabs, args.train, args.after, extra, args.root)
     tab, seconds, mib = rows[-1]
     print(f"{args.after:g} s after the last of {tab} tabs closed: {mib:.0f} MiB ({seconds:.0f} s)")
+    if args.markdown:
+        from .markdown import write_table
+
+        body = [[f"{n} closed", round(t), mib] for n, t, mib in rows[:-1]]
+        body.append([f"{args.after:g} s after the last", round(seconds), mib])
+        processes = "one process" if args.num_procs == 1 else f"{args.num_procs} processes"
+        path = write_table(
+            "serve-tabs",
+            f"Server memory as {args.tabs} tabs come and go ({processes})",
+            ("tabs", "seconds since the start", "server RSS (MiB)"),
+            body,
+            directory=args.markdown,
+            notes=(
+                f"Tabs opened one after another in headless Chromium, each training "
+                f"{args.train:g} s (`?run=1`) and then closed; the resident memory of the "
+                f"server and every process it started, after the first tab, every tenth, "
+                f"and {args.after:g} s after the last closed."
+            ),
+        )
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
