@@ -211,3 +211,18 @@ def test_paper_page_names_every_preset_it_explains():
     named = mentions("paper.md")
     missing = set(PRESET_NOTES) - named
     assert not missing, f"paper.md does not explain: {', '.join(sorted(missing))}"
+
+
+def test_readme_is_a_front_door():
+    """The README stays short, opens with its two commands (the second is what CI runs),
+    and every file it links to exists."""
+    text = (ROOT / "README.md").read_text()
+    lines = text.splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; keep it to 200"
+    commands = [line for line in lines[:8] if line.startswith("pip install ")]
+    assert len(commands) == 2 and "panel serve apps/explorer.py" in commands[0]
+    assert "python -m pytest" in commands[1]
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
+    assert links, "the README links into the documentation"
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
