@@ -15,6 +15,11 @@ from browsing import DEADLINE, open_explorer, served, shows, status_numbers, wai
 
 pytestmark = pytest.mark.browser
 
+SCROLL_TO_TOP = """() => {
+  window.scrollTo(0, 0)
+  for (const e of document.querySelectorAll('*')) if (e.scrollTop) e.scrollTop = 0
+}"""
+
 
 def drive(page) -> None:
     """Run, watch, change the damping, pause, and save the README's screenshot."""
@@ -69,6 +74,9 @@ def test_explorer_runs_and_pauses(explorer, page, tmp_path):
     page.set_viewport_size({"width": 1920, "height": 1080})
     open_explorer(page, explorer)
     drive(page)
+    # the clicks above scrolled the page; the screenshot shows it from its top
+    page.evaluate(SCROLL_TO_TOP)
+    page.locator(".phviz-status").first.wait_for(state="visible")
     page.screenshot(path=str(screenshot_path(tmp_path)))
 
 
