@@ -3,6 +3,7 @@ budget, a picked cell restarting the run, optimizer ghosts, and the damping note
 
 import math
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from conftest import make_small_config as small_config
 from waiting import wait_for
 
+import phviz
 from phviz.budget import Budget
 from phviz.ghosts import ghost_run, ghost_settings
 from phviz.optim import PortHamiltonianSGD
@@ -18,7 +20,8 @@ from phviz.training import Trainer
 from phviz.views import Explorer
 from phviz.views.gainmap import GainMap
 from phviz.views.gainview import gain_values
-from phviz.views.pictures import Stiffness, curvature_modes, damping_note
+from phviz.views.modesjob import stiffness_from
+from phviz.views.pictures import Stiffness, damping_note
 
 
 @pytest.fixture
@@ -219,13 +222,13 @@ def test_the_note_names_the_stiffest_and_the_flattest_mode(quadratic_system):
     # Hessian 2·mean(x xᵀ) = diag(1, 9): λ_min = 1, λ_max = 9
     inputs = torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
     system = quadratic_system(inputs, potential_gain=2.0, inertia=0.5, weight_decay=0.3)
-    modes = curvature_modes(system, system.initial_state()[: system.dim])
-    assert modes["curvature"] == pytest.approx(9.0) and modes["flattest"] == pytest.approx(1.0)
+    found = phviz.spectrum(system.model, system.loss_fn, system.inputs, system.targets)
+    picture = SimpleNamespace(t=0.0, spectrum=found)  # what the note reads of the picture
+    estimate = stiffness_from(picture, system, version=1)
+    assert estimate.curvature == pytest.approx(9.0) and estimate.flattest == pytest.approx(1.0)
     stiff, flat = 2 * math.sqrt((2 * 9 + 0.3) * 0.5), 2 * math.sqrt((2 * 1 + 0.3) * 0.5)
-    assert modes["critical"] == pytest.approx(stiff) and modes[
-        "flattest_critical"
-    ] == pytest.approx(flat)
-    estimate = Stiffness(0.0, version=1, **modes)
+    assert estimate.critical == pytest.approx(stiff)
+    assert estimate.flattest_critical == pytest.approx(flat)
     note = damping_note(estimate, 3.0)  # between the two: under for one, over for the other
     assert "stiffest mode (λ_max ≈ 9)" in note and f"{stiff:.3g}" in note
     assert "flattest mode (λ_min ≈ 1)" in note and f"{flat:.3g}" in note

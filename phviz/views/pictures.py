@@ -1,9 +1,9 @@
 """The pictures that cost model evaluations, each made as one immutable object.
 
 The task picture (decision regions, learned field, confusion matrix), the phase
-portrait's energy contours, the landscape's gap along the path and the extreme
-modes of the loss (Lanczos) each evaluate
-the model many times; the functions here make one of them from a trainer and a θ.
+portrait's energy contours and the landscape's gap along the path each evaluate the
+model many times; the functions here make one of them from a trainer and a θ, and
+say what the damping note says of the extreme modes (``modesjob`` estimates them).
 ``picturejob.Pictures`` decides which is due and makes it in a session's slice.
 No GUI code here.
 """
@@ -17,9 +17,7 @@ import numpy as np
 import torch
 import torch._dynamo  # noqa: F401  (torch.func imports it on first use: seconds, at start)
 
-from ..curvature import curvature_extremes
 from ..data import duffing_field
-from ..dynamics import critical_damping
 from ..landscape import (
     Potential,
     extent_around,
@@ -67,30 +65,6 @@ class Stiffness:
     version: int
     flattest: float = math.nan
     flattest_critical: float = math.nan
-
-
-def curvature_modes(system, theta: torch.Tensor, *, tol: float = 1e-2) -> dict:
-    """λ_min and λ_max of ∇²L at θ on the current batch (Lanczos, ``curvature_extremes``)
-    and the critical damping 2√((a·λ + c)·m) of each. A relative ``tol`` of 1 % is
-    plenty for a note and keeps the estimate to tens of Hessian-vector products.
-    Per-parameter gains are bounded by their largest entries."""
-    lo, hi = curvature_extremes(system.loss, theta, tol=tol)
-    a = _largest(system.potential_gain)
-    decay, inertia = (_largest(g) for g in (system.weight_decay, system.inertia))
-
-    def critical(curvature: float) -> float:
-        return critical_damping(curvature, inertia=inertia, potential_gain=a, weight_decay=decay)
-
-    return {
-        "curvature": hi,
-        "critical": critical(hi),
-        "flattest": lo,
-        "flattest_critical": critical(lo),
-    }
-
-
-def _largest(gain) -> float:
-    return float(gain.max()) if isinstance(gain, torch.Tensor) else float(gain)
 
 
 def damping_regime(damping: float, critical: float, band: float = 0.1) -> str:
