@@ -50,18 +50,18 @@ def potential_energy(loss, theta, potential_gain, weight_decay):
     return potential_gain * loss + 0.5 * (weight_decay * theta * theta).sum(-1)
 
 
-def momentum_rate(grad_potential, velocity, damping, port=None, out=None):
+def momentum_rate(grad_potential, velocity, damping, port=None, out=None, scratch=None):
     """ṗ = −∂H/∂θ − B·∂H/∂p + u, with ∂H/∂θ = a∇L + cθ and ∂H/∂p = v = M⁻¹p.
 
-    The one home of ṗ: tensors or NumPy arrays, gains a float or one value per
-    coordinate, ``port`` u or None. With ``out`` the result is written there
-    (``out`` may be ``grad_potential`` itself).
-    """
+    The one home of ṗ: tensors or NumPy arrays, gains a float or one per coordinate,
+    ``port`` u or None; ``out`` may be ``grad_potential``. NumPy's B·v goes into
+    ``scratch`` when given (the ledger reads vᵀBv there)."""
     if out is None:
         rate = -grad_potential - damping * velocity
         return rate if port is None else rate + port
     if isinstance(out, np.ndarray):
-        np.add(grad_potential, damping * velocity, out=out)
+        friction = np.multiply(velocity, damping, out=scratch)
+        np.add(grad_potential, friction, out=out)
         np.negative(out, out=out)
     else:
         torch.add(grad_potential, velocity * damping, out=out)

@@ -24,21 +24,22 @@ def array_field(system) -> Callable[[float, np.ndarray, np.ndarray], None]:
     gains = system.gains(arrays=True)
     a, c, damping = gains["potential_gain"], gains["weight_decay"], gains["damping"]
     inverse = as_array(system.inverse_inertia)
+    decay = None if is_zero(c) else c
     scratch = np.empty(n, dtype=torch.empty(0, dtype=system.dtype).numpy().dtype)
+    gradient_into, port_force = system.route.gradient_into, system.port_force
 
     def field(t, y: np.ndarray, out: np.ndarray) -> None:
         system.check_batch()
         system.nfe += 1
         theta, p, velocity, rate = y[:n], y[n : 2 * n], out[:n], out[n : 2 * n]
-        system.route.gradient_into(theta, a, rate)
-        if not is_zero(c):
-            np.multiply(theta, c, out=scratch)
+        gradient_into(theta, a, rate)
+        if decay is not None:
+            np.multiply(theta, decay, out=scratch)
             rate += scratch
         np.multiply(p, inverse, out=velocity)
-        u = system.port_force(t, theta, p)
-        momentum_rate(rate, velocity, damping, u, out=rate)
-        if len(out) > 2 * n:
-            np.multiply(velocity, damping, out=scratch)
+        u = port_force(t, theta, p)
+        momentum_rate(rate, velocity, damping, u, out=rate, scratch=scratch)
+        if len(out) > 2 * n:  # the ledger's rates: B·v is in ``scratch``
             out[2 * n] = np.dot(scratch, velocity)
             out[2 * n + 1] = 0.0 if u is None else np.dot(velocity, u)
 

@@ -7,11 +7,14 @@ Every route gives the same numbers, to rounding; they differ in what they cost.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from .arrays import ArrayGradient
 from .parameters import FlatParameters, ParameterLayout
+from .tracing import DirectForward
 
 # A phviz MLP whose evaluation has at most this many multiply-adds (parameters × batch
 # points) steps in NumPy on the CPU: its time goes to calling operations on a few
@@ -45,8 +48,15 @@ class Autograd(Route):
         super().__init__(model, loss_fn, layout)
         self.flat = FlatParameters(model)
 
+    @functools.cached_property
+    def forward(self) -> DirectForward:
+        """model(x), without nn.Module's search for hooks on every call where no hook is
+        registered: a few per cent of a small network's step, so that the field costs
+        about what a plain training step does (made on first use: it may trace)."""
+        return DirectForward(self.model)
+
     def _closure(self) -> torch.Tensor:
-        return self.loss_fn(self.model(self.inputs), self.targets)
+        return self.loss_fn(self.forward(self.inputs), self.targets)
 
     def loss_and_gradient(self, theta: torch.Tensor, need_loss: bool = True):
         """L(θ) and ∇L(θ); the gradient is a buffer the next call overwrites."""
