@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-SECTIONS = ("core", "landscape", "device", "explorer", "sweep", "serve")
+SECTIONS = ("core", "landscape", "spectrum", "device", "explorer", "sweep", "serve")
 
 
 class Table(NamedTuple):
