@@ -13,6 +13,7 @@ from phviz.budget import Budget
 from phviz.views import Explorer
 from phviz.views.layout import page
 from phviz.views.linkview import read_link
+from phviz.views.refusals import tell_refused_edits
 from phviz.views.serving import (
     exit_promptly,
     follow_parent,
@@ -24,6 +25,7 @@ from phviz.views.serving import (
 
 pn.extension(notifications=False)
 quiet_closed_connections()
+tell_refused_edits()  # a refused value is told in its tab's banner
 exit_promptly()
 follow_parent()  # under --num-procs: stop with the parent
 

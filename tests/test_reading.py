@@ -24,6 +24,7 @@ from phviz.views.live import REBUILD
 from phviz.views.picturejob import Pictures
 from phviz.views.pictures import ProfilePicture
 from phviz.views.presentview import focus
+from phviz.views.refusals import tell
 from phviz.views.slices import Kept
 
 STATUS = {
@@ -184,5 +185,23 @@ def test_a_refused_link_runs_the_default_and_the_sidebar_shows_it():
         assert wait_for(lambda: e.update_view() or kept in e.banner.object)
         assert wait_for(lambda: e.update_view() or hidden.value == "16,16")
         assert e.session.run.build == build  # not rebuilt
+    finally:
+        e.close()
+
+
+def test_a_refused_gain_is_told_in_the_banner_and_the_box_shows_the_running_value():
+    """A negative damping typed into its box reaches the settings, whose refusal names
+    the gain; the page's handler puts it in the banner and the box back to the run's."""
+    e = Explorer(make_config("default", horizon=0.0), live=False)
+    try:
+        box = e.controls.widgets["damping"]
+        running = e.settings.damping
+        with pytest.raises(ValueError, match="Invalid damping") as refused:
+            box.value = -1.0  # what the page's edit does; Panel hands the error on
+        assert e.settings.damping == running
+        tell(e, refused.value)
+        assert box.value == running
+        assert e.banner.visible and e.banner.alert_type == "danger"
+        assert "Invalid damping: -1.0" in e.banner.object and "keeps the value" in e.banner.object
     finally:
         e.close()

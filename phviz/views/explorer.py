@@ -39,6 +39,7 @@ from .live import GAINS, REBUILD, SOLVER_SETTINGS, LiveSession, Notice, Tick
 from .modesview import ModesView
 from .owndata import OwnData
 from .presentview import present
+from .refusals import follow_refusals
 from .runcontrols import RunControls
 from .serving import release_callbacks, waker
 from .sidebar import Sidebar
@@ -143,6 +144,7 @@ class Explorer(pn.viewable.Viewer):
         self.layout = layout.tabs(live_tab, self.gains.map, ("Modes", self.modes.panel))
         self.modes.follow(self.layout, 2)
         self.settings.param.watch(self._on_settings, list(WATCHED))
+        follow_refusals(self)  # a refused edit is told in this tab's banner
         self.clock.param.watch(lambda e: self.session.set_visible(e.new), "visible")
         # The page drew the last update: send the next at once, not at the next tick.
         self.clock.on_drawn = self.update_view

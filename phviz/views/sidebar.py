@@ -65,7 +65,12 @@ def setting_widget(settings: TrainingConfig, name: str) -> pn.widgets.Widget:
     if name in CHOICES:
         return pn.widgets.Select.from_param(parameter, options=CHOICES[name])
     kind = WIDGETS.get(name) or next(w for t, w in BY_TYPE if isinstance(parameter, t))
-    return kind.from_param(parameter)
+    widget = kind.from_param(parameter)
+    if isinstance(widget, pn.widgets.EditableFloatSlider):
+        # a typed value out of bounds reaches the settings, whose refusal names the
+        # setting and its bounds (the widget's own would refuse it without a word)
+        widget.fixed_start = widget.fixed_end = None
+    return widget
 
 
 class Sidebar:
@@ -126,6 +131,13 @@ class Sidebar:
             sizing_mode="stretch_width",
             margin=(0, 10, 8, 10),
         )
+
+    def show_settings(self, settings: TrainingConfig) -> None:
+        """Each setting's widget shows the value ``settings`` hold (after a refused edit)."""
+        for name, widget in self.widgets.items():
+            value = getattr(settings, name)
+            if widget.value != value:
+                widget.value = value
 
     def all_widgets(self) -> list:
         """Every widget of the sidebar, shown or not yet built into a section."""
