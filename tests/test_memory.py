@@ -118,7 +118,10 @@ def test_kept_memory_spares_the_page_faults_and_changes_no_number():
     assert out["same"]  # the same arithmetic, only the memory is reused
     if out["faults_before"] < 1000:
         pytest.skip(f"this C library spared the faults already ({out['faults_before']})")
-    assert out["faults_after"] < out["faults_before"] / 4, out
+    # surfaces reuse their own workspace now, so what is left to spare is the rest of
+    # a surface's allocations: a margin of half, not a factor of four (which the
+    # machine's other work can eat into)
+    assert out["faults_after"] < out["faults_before"] / 2, out
 
 
 @pytest.mark.skipif(GLIBC, reason="elsewhere than GNU libc")
